@@ -2,7 +2,7 @@
 
 Library errors are translated into these at the boundary (``raise ... from exc``);
 transports map them to status codes in one place each: gRPC in
-:mod:`hindsight.common.grpc`, HTTP in :mod:`hindsight.common.http`, NATS in
+:mod:`hindsight.common.grpc_server`, HTTP in :mod:`hindsight.common.http`, NATS in
 :mod:`hindsight.common.broker` (bad input goes to the dead-letter stream).
 """
 

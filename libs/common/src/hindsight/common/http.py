@@ -1,0 +1,170 @@
+"""The HTTP side every service has: ``/healthz``, ``/readyz``, ``/metrics``.
+
+Services register readiness checks (async callables that raise when not ready) and add
+their own routers to the app. Hindsight errors map to HTTP status codes here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from hindsight.common.errors import (
+    AlreadyExistsError,
+    HindsightError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from hindsight.common.metrics import BUILD_INFO, READY
+
+__all__ = ["HTTP_STATUS", "HttpServer", "Readiness", "ReadinessCheck", "create_http_app"]
+
+logger = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+HTTP_STATUS: dict[type[HindsightError], int] = {
+    InvalidInputError: 422,
+    NotFoundError: 404,
+    AlreadyExistsError: 409,
+    UnauthenticatedError: 401,
+    PermissionDeniedError: 403,
+    UnavailableError: 503,
+}
+
+
+def _status_for(exc: HindsightError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+class Readiness:
+    """Named readiness checks; ``/readyz`` is 200 only when every one passes in time."""
+
+    def __init__(self, service: str, *, timeout: float = 2.0) -> None:
+        self.service = service
+        self.timeout = timeout
+        self._checks: dict[str, ReadinessCheck] = {}
+
+    def register(self, name: str, check: ReadinessCheck) -> None:
+        """Add a check; it raises (any exception) or times out when not ready."""
+        self._checks[name] = check
+
+    async def run(self) -> dict[str, str]:
+        """Run every check concurrently: name → ``"ok"`` or the reason it failed."""
+
+        async def one(check: ReadinessCheck) -> str:
+            try:
+                await asyncio.wait_for(check(), self.timeout)
+            except TimeoutError:
+                return f"timed out after {self.timeout:g}s"
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return "ok"
+
+        names = list(self._checks)
+        results = await asyncio.gather(*(one(self._checks[n]) for n in names))
+        return dict(zip(names, results, strict=True))
+
+
+def create_http_app(
+    *,
+    service: str,
+    version: str = "0.1.0",
+    readiness: Readiness | None = None,
+    registry: CollectorRegistry = REGISTRY,
+) -> FastAPI:
+    """A FastAPI app with the three operator endpoints and the error handlers."""
+    ready = readiness or Readiness(service)
+    app = FastAPI(title=f"hindsight-{service}", version=version)
+    app.state.readiness = ready
+    BUILD_INFO.labels(service, version).set(1)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await ready.run()
+        ok = all(result == "ok" for result in checks.values())
+        READY.labels(service).set(1 if ok else 0)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "service": service, "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(HindsightError)
+    async def hindsight_error(_: Request, exc: HindsightError) -> JSONResponse:
+        status = _status_for(exc)
+        body: dict[str, object] = {"error": type(exc).__name__, "message": exc.message}
+        if isinstance(exc, InvalidInputError) and exc.field:
+            body["field"] = exc.field
+            body["message"] = exc.reason
+        if status >= 500:
+            logger.error("request failed: %s", exc)
+        return JSONResponse(body, status_code=status)
+
+    return app
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    # The service owns SIGINT/SIGTERM and stops every transport in order; uvicorn must
+    # not capture and re-raise them behind its back.
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """Runs a FastAPI app with uvicorn inside the service's own event loop."""
+
+    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        )
+        self._server = _EmbeddedUvicorn(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started with port 0)."""
+        servers = getattr(self._server, "servers", [])
+        for server in servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return int(self._server.config.port)
+
+    async def start(self) -> None:
+        """Bind and serve in a background task; returns once listening."""
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # re-raise a bind error
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests, return when down."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

@@ -1,0 +1,231 @@
+"""JetStream plumbing against a real nats-server: streams, dedupe, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import nats
+import pytest
+from faststream.nats import NatsBroker
+from nats.js.api import StorageType
+from nats.js.errors import NotFoundError
+
+from hindsight.common.broker import (
+    DLQ_STREAM,
+    STREAM,
+    ConsumerOptions,
+    create_broker,
+    ensure_streams,
+    publish_event,
+    retry_delay,
+    subscribe_event,
+)
+from hindsight.common.errors import InvalidInputError
+from hindsight.common.events import PngCreated
+from hindsight.common.settings import BaseServiceSettings
+
+GOOD_PNG = {
+    "schema_version": 1,
+    "occurred_at": "2026-11-21T10:00:00Z",
+    "source": "chart-renderer",
+    "file_path": "/charts/run-1/EURUSD_1h_0001.png",
+    "run_id": "run-1",
+    "image_type": "original",
+}
+
+
+@pytest.mark.unit
+def test_retry_delay_grows_and_is_capped() -> None:
+    assert [retry_delay(n, base=0.5, cap=4) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
+
+
+@pytest.fixture
+async def js_reset(nats_url: str) -> AsyncIterator[None]:
+    """Each test starts without the Hindsight streams (the test server is disposable)."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for name in (STREAM, DLQ_STREAM):
+        try:
+            await js.delete_stream(name)
+        except NotFoundError:
+            pass
+    await nc.close()
+    yield
+
+
+@pytest.fixture
+def settings(nats_url: str) -> BaseServiceSettings:
+    return BaseServiceSettings(nats_url=nats_url, max_deliveries=3)
+
+
+RunBroker = Callable[[Callable[[NatsBroker], None]], Awaitable[NatsBroker]]
+
+
+@pytest.fixture
+async def run_broker(settings: BaseServiceSettings, js_reset: None) -> AsyncIterator[RunBroker]:
+    """Start a broker with the subscribers a test registers, stop it afterwards."""
+    brokers: list[NatsBroker] = []
+
+    async def start(register: Callable[[NatsBroker], None]) -> NatsBroker:
+        broker = create_broker(settings, client_name="test")
+        register(broker)
+        await broker.connect()
+        await ensure_streams(broker, settings)
+        await broker.start()
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for broker in brokers:
+        await broker.stop()
+
+
+async def _dead_letters(nats_url: str, subject: str, expected: int) -> list[Any]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject, stream=DLQ_STREAM)
+        got: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(got) < expected and asyncio.get_running_loop().time() < deadline:
+            try:
+                got += await sub.fetch(expected - len(got), timeout=0.5)
+            except TimeoutError:
+                continue
+        for msg in got:
+            await msg.ack()
+        return got
+    finally:
+        await nc.close()
+
+
+@pytest.mark.integration
+async def test_streams_are_created_then_updated(
+    settings: BaseServiceSettings, run_broker: RunBroker, nats_url: str
+) -> None:
+    broker = await run_broker(lambda b: None)
+    info = await broker.connection.jetstream().stream_info(STREAM)
+    assert info.config.storage == StorageType.FILE
+    assert "png.created" in (info.config.subjects or [])
+    assert info.config.duplicate_window == 120
+
+    changed = settings.model_copy(update={"stream_max_age_s": 3600.0})
+    await ensure_streams(broker, changed)  # second call: update, not an error
+    info = await broker.connection.jetstream().stream_info(STREAM)
+    assert info.config.max_age == 3600
+    dlq = await broker.connection.jetstream().stream_info(DLQ_STREAM)
+    assert dlq.config.subjects == ["dlq.>"]
+
+
+@pytest.mark.integration
+async def test_duplicate_publish_is_stored_once(run_broker: RunBroker) -> None:
+    broker = await run_broker(lambda b: None)
+    event = PngCreated.model_validate(GOOD_PNG)
+    first = await publish_event(broker, event)
+    again = await publish_event(broker, PngCreated.model_validate(GOOD_PNG))
+    assert not first.duplicate and again.duplicate
+    info = await broker.connection.jetstream().stream_info(STREAM)
+    assert info.state.messages == 1
+
+
+@pytest.mark.integration
+async def test_invalid_event_goes_to_dlq_with_the_error(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    handled: list[PngCreated] = []
+
+    async def handle(event: PngCreated) -> None:
+        handled.append(event)
+
+    await run_broker(lambda b: subscribe_event(b, PngCreated, handle, durable="t_dlq"))
+    bad = json.dumps({k: v for k, v in GOOD_PNG.items() if k != "run_id"}).encode()
+    good = json.dumps(GOOD_PNG).encode()
+
+    # A plain NATS client, as an upstream tool would publish.
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.publish("png.created", bad, headers={"Nats-Msg-Id": "bad-1"})
+    await js.publish("png.created", good, headers={"Nats-Msg-Id": "good-1"})
+    await nc.close()
+
+    [dead] = await _dead_letters(nats_url, "dlq.png.created", 1)
+    assert dead.data == bad, "the original bytes, unchanged"
+    assert "run_id" in dead.headers["Hindsight-Error"]
+    assert dead.headers["Hindsight-Delivery-Count"] == "1"
+    assert dead.headers["Hindsight-Subject"] == "png.created"
+    assert dead.headers["Hindsight-Consumer"] == "t_dlq"
+    for _ in range(100):
+        if handled:
+            break
+        await asyncio.sleep(0.05)
+    assert [e.file_path for e in handled] == [GOOD_PNG["file_path"]]
+
+
+@pytest.mark.integration
+async def test_failing_handler_is_retried_then_dead_lettered(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    calls: list[int] = []
+
+    async def always_fails(event: PngCreated) -> None:
+        calls.append(1)
+        raise RuntimeError("disk full")
+
+    options = ConsumerOptions(max_deliveries=3, retry_base_s=0.05)
+    broker = await run_broker(
+        lambda b: subscribe_event(b, PngCreated, always_fails, durable="t_retry", options=options)
+    )
+    await publish_event(broker, PngCreated.model_validate(GOOD_PNG))
+    [dead] = await _dead_letters(nats_url, "dlq.png.created", 1)
+    assert len(calls) == 3
+    assert dead.headers["Hindsight-Delivery-Count"] == "3"
+    assert dead.headers["Hindsight-Error"] == "disk full"
+    assert dead.headers["Hindsight-Error-Type"] == "RuntimeError"
+    assert json.loads(dead.data)["file_path"] == GOOD_PNG["file_path"]
+
+
+@pytest.mark.integration
+async def test_transient_failure_is_retried_and_not_dead_lettered(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    calls: list[int] = []
+    done = asyncio.Event()
+
+    async def flaky(event: PngCreated) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("database restarting")
+        done.set()
+
+    options = ConsumerOptions(max_deliveries=3, retry_base_s=0.05)
+    broker = await run_broker(
+        lambda b: subscribe_event(b, PngCreated, flaky, durable="t_flaky", options=options)
+    )
+    await publish_event(broker, PngCreated.model_validate(GOOD_PNG))
+    await asyncio.wait_for(done.wait(), 20)
+    await asyncio.sleep(0.3)
+    assert len(calls) == 2
+    info = await broker.connection.jetstream().consumer_info(STREAM, "t_flaky")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    dlq = await broker.connection.jetstream().stream_info(DLQ_STREAM)
+    assert dlq.state.messages == 0
+
+
+@pytest.mark.integration
+async def test_handler_bad_input_is_dead_lettered_without_retry(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    calls: list[int] = []
+
+    async def rejects(event: PngCreated) -> None:
+        calls.append(1)
+        raise InvalidInputError("outside HINDSIGHT_IMAGE_ROOTS", field="file_path")
+
+    broker = await run_broker(lambda b: subscribe_event(b, PngCreated, rejects, durable="t_reject"))
+    await publish_event(broker, PngCreated.model_validate(GOOD_PNG))
+    [dead] = await _dead_letters(nats_url, "dlq.png.created", 1)
+    assert calls == [1]
+    assert dead.headers["Hindsight-Error"] == "file_path: outside HINDSIGHT_IMAGE_ROOTS"
