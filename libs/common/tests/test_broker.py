@@ -9,7 +9,8 @@ from typing import Any
 
 import nats
 import pytest
-from faststream.nats import NatsBroker
+from faststream.nats import JStream, NatsBroker, TestNatsBroker
+from faststream.nats.annotations import NatsMessage
 from nats.js.api import StorageType
 from nats.js.errors import NotFoundError
 
@@ -42,9 +43,7 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert [retry_delay(n, base=0.5, cap=4) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
 
 
-@pytest.fixture
-async def js_reset(nats_url: str) -> AsyncIterator[None]:
-    """Each test starts without the Hindsight streams (the test server is disposable)."""
+async def _reset_streams(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     for name in (STREAM, DLQ_STREAM):
@@ -53,6 +52,12 @@ async def js_reset(nats_url: str) -> AsyncIterator[None]:
         except NotFoundError:
             pass
     await nc.close()
+
+
+@pytest.fixture
+async def js_reset(nats_url: str) -> AsyncIterator[None]:
+    """Each test starts without the Hindsight streams (the test server is disposable)."""
+    await _reset_streams(nats_url)
     yield
 
 
@@ -229,3 +234,51 @@ async def test_handler_bad_input_is_dead_lettered_without_retry(
     [dead] = await _dead_letters(nats_url, "dlq.png.created", 1)
     assert calls == [1]
     assert dead.headers["Hindsight-Error"] == "file_path: outside HINDSIGHT_IMAGE_ROOTS"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(False, marks=pytest.mark.unit, id="memory"),
+        pytest.param(True, marks=[pytest.mark.integration, pytest.mark.connected], id="real"),
+    ]
+)
+async def with_real(request: pytest.FixtureRequest) -> AsyncIterator[bool]:
+    """faststream's ``with_real`` pattern: the same test in memory and on a real server."""
+    if request.param:
+        nats_url = request.getfixturevalue("nats_url")
+        await _reset_streams(nats_url)
+        setup = create_broker(BaseServiceSettings(nats_url=nats_url), client_name="setup")
+        await setup.connect()
+        await ensure_streams(setup, BaseServiceSettings(nats_url=nats_url))
+        await setup.stop()
+    yield bool(request.param)
+
+
+async def test_bad_input_is_dead_lettered_in_memory_and_on_a_real_server(
+    with_real: bool, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("nats_url") if with_real else "nats://127.0.0.1:1"
+    broker = create_broker(BaseServiceSettings(nats_url=url), client_name="t")
+    handled: list[PngCreated] = []
+    dead: list[tuple[bytes, dict[str, str]]] = []
+
+    async def handle(event: PngCreated) -> None:
+        handled.append(event)
+
+    async def collect(msg: NatsMessage) -> None:
+        dead.append((msg.body, msg.headers))
+
+    subscribe_event(broker, PngCreated, handle, durable="t_modes")
+    broker.subscriber("dlq.png.created", stream=JStream(DLQ_STREAM, declare=False))(collect)
+    bad = json.dumps({**GOOD_PNG, "image_type": "sketch"}).encode()
+    async with TestNatsBroker(broker, with_real=with_real) as test_broker:
+        await test_broker.publish(bad, "png.created", stream=STREAM)
+        await test_broker.publish(json.dumps(GOOD_PNG).encode(), "png.created", stream=STREAM)
+        for _ in range(200):
+            if dead and handled:
+                break
+            await asyncio.sleep(0.05)
+    [(body, headers)] = dead
+    assert body == bad
+    assert headers["Hindsight-Error"].startswith("png.created: image_type:")
+    assert [e.run_id for e in handled] == ["run-1"]

@@ -25,7 +25,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError as StreamNotFoundError
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
-from hindsight.common.events import Event, dlq_subject, parse_event
+from hindsight.common.events import SUBJECTS, Event, dlq_subject, parse_event
 from hindsight.common.metrics import EVENT_HANDLING_SECONDS, EVENTS_CONSUMED, EVENTS_PUBLISHED
 from hindsight.common.settings import BaseServiceSettings
 
@@ -46,28 +46,18 @@ logger = logging.getLogger(__name__)
 
 STREAM = "HINDSIGHT"
 DLQ_STREAM = "HINDSIGHT_DLQ"
-# Every subject of DESIGN.md lives in HINDSIGHT; anything under dlq. lives in HINDSIGHT_DLQ.
-STREAM_SUBJECTS = [
-    "png.created",
-    "json.created",
-    "signal.features",
-    "signal.outcome",
-    "label.saved",
-    "embedding.created",
-    "training.requested",
-    "training.completed",
-    "model.deployed",
-    "prediction.logged",
-    "ab.completed",
-]
-DLQ_HEADERS = (
-    "Hindsight-Error",
-    "Hindsight-Error-Type",
-    "Hindsight-Delivery-Count",
-    "Hindsight-Subject",
-    "Hindsight-Consumer",
-    "Hindsight-Failed-At",
-)
+# Header name -> meaning, for messages on dlq.<subject> (documented in the event catalog).
+DLQ_HEADERS: dict[str, str] = {
+    "Hindsight-Error": "The error on one line; a validation error names every failing field.",
+    "Hindsight-Error-Type": "Class name of the error, e.g. InvalidEventError.",
+    "Hindsight-Delivery-Count": "How many times the message was delivered before it was "
+    "dead-lettered.",
+    "Hindsight-Subject": "The original subject.",
+    "Hindsight-Consumer": "The durable consumer (service) that gave up on the message.",
+    "Hindsight-Failed-At": "When it was dead-lettered, RFC 3339 UTC.",
+    "Nats-Msg-Id": "<consumer>:<stream>:<stream sequence> of the original message, so a "
+    "consumer that crashes after writing the dead letter does not write it twice.",
+}
 _MAX_HEADER_CHARS = 4000
 _DUPLICATE_WINDOW_S = 120.0
 
@@ -102,7 +92,7 @@ def _stream_configs(settings: BaseServiceSettings) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=STREAM,
-            subjects=STREAM_SUBJECTS,
+            subjects=list(SUBJECTS),
             max_age=settings.stream_max_age_s,
             description="Hindsight events (DESIGN.md)",
             **common,
