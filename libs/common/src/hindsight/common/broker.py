@@ -25,7 +25,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError as StreamNotFoundError
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
-from hindsight.common.events import SUBJECTS, Event, dlq_subject, parse_event
+from hindsight.common.events import SUBJECTS, Event, dlq_subject, format_utc, parse_event
 from hindsight.common.metrics import EVENT_HANDLING_SECONDS, EVENTS_CONSUMED, EVENTS_PUBLISHED
 from hindsight.common.settings import BaseServiceSettings
 
@@ -159,7 +159,7 @@ async def dead_letter(
         "Hindsight-Delivery-Count": str(delivery_count),
         "Hindsight-Subject": subject,
         "Hindsight-Consumer": consumer,
-        "Hindsight-Failed-At": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "Hindsight-Failed-At": format_utc(datetime.now(UTC)),
         # A crash between this publish and the ack redelivers; the id keeps one dead letter.
         "Nats-Msg-Id": msg_id,
     }
