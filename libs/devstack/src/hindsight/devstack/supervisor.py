@@ -1,0 +1,275 @@
+"""Supervise child processes: start in order, restart crashes with backoff, stop in reverse.
+
+Also discovers the services to run: every installed distribution's entry point in the
+group ``hindsight.services`` (``scorer = "hindsight.scorer"``) is started as
+``python -m hindsight.scorer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .process import ChildSpec, StopResult, reap_if_exited, start_child, stop_child
+
+__all__ = [
+    "SERVICE_ENTRY_POINT_GROUP",
+    "SERVICE_PORTS",
+    "Backoff",
+    "Child",
+    "Service",
+    "Supervisor",
+    "describe_exit",
+    "discover_services",
+    "service_env",
+    "service_spec",
+]
+
+logger = logging.getLogger("hindsight.devstack.supervisor")
+
+SERVICE_ENTRY_POINT_GROUP = "hindsight.services"
+
+# Default ports from DESIGN.md, shown in the endpoint table; HTTP serves /healthz.
+SERVICE_PORTS: Mapping[str, Mapping[str, int]] = {
+    "gateway": {"grpc": 50051, "http": 8085},
+    "scorer": {"grpc": 50052, "http": 8086},
+    "labeling": {"http": 8080},
+    "memory": {"http": 8081},
+    "registry": {"http": 8082},
+    "trainer": {"http": 8083},
+    "embedder": {"http": 8084},
+}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart delays: ``initial`` doubling up to ``maximum``; forgiven after a good run."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    maximum: float = 30.0
+    reset_after: float = 60.0
+    """A child that stayed up this long before crashing starts again from ``initial``."""
+
+    def delay(self, failures: int) -> float:
+        """The wait before restarting a child that has crashed ``failures`` times in a row."""
+        return float(min(self.initial * self.factor**failures, self.maximum))
+
+
+@dataclass(eq=False)
+class Child:
+    """One supervised child and its crash history."""
+
+    spec: ChildSpec
+    proc: subprocess.Popen[bytes] | None
+    started_at: float
+    failures: int = 0
+    """Consecutive crashes (reset after a run longer than ``Backoff.reset_after``)."""
+    restarts: int = 0
+    restart_at: float | None = None
+    delays: list[float] = field(default_factory=list)
+    """Every restart delay scheduled so far, in order."""
+    last_returncode: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+class Supervisor:
+    """Owns child processes; call ``poll()`` (or ``run()``) to restart crashed ones."""
+
+    def __init__(
+        self,
+        *,
+        backoff: Backoff | None = None,
+        stop_event: threading.Event | None = None,
+        on_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backoff = backoff or Backoff()
+        self.stop_event = stop_event or threading.Event()
+        self._on_change = on_change
+        self._clock = clock
+        self.children: list[Child] = []
+
+    def start(self, spec: ChildSpec) -> Child:
+        """Start a child and wait until it is ready; raises ChildStartError if it is not."""
+        proc = start_child(spec, stop=self.stop_event)
+        child = Child(spec=spec, proc=proc, started_at=self._clock())
+        self.children.append(child)
+        logger.info(
+            "started %s (pid %d)", spec.name, proc.pid, extra={"child": spec.name, "pid": proc.pid}
+        )
+        self._changed()
+        return child
+
+    def poll(self) -> None:
+        """Notice children that exited and restart those whose backoff has elapsed."""
+        for child in self.children:
+            if self.stop_event.is_set():
+                return
+            if child.proc is not None:
+                code = reap_if_exited(child.proc)
+                if code is not None:
+                    self._crashed(child, code)
+            elif child.restart_at is not None and self._clock() >= child.restart_at:
+                self._restart(child)
+
+    def _crashed(self, child: Child, returncode: int | None) -> None:
+        now = self._clock()
+        pid = child.pid
+        if now - child.started_at >= self.backoff.reset_after:
+            child.failures = 0
+        delay = self.backoff.delay(child.failures)
+        child.failures += 1
+        child.delays.append(delay)
+        child.proc = None
+        child.last_returncode = returncode
+        child.restart_at = now + delay
+        logger.warning(
+            "%s (pid %s) %s; restarting in %g s (log: %s)",
+            child.name,
+            pid,
+            describe_exit(returncode),
+            delay,
+            child.spec.log_file,
+            extra={"child": child.name, "pid": pid, "returncode": returncode, "delay_s": delay},
+        )
+        self._changed()
+
+    def _restart(self, child: Child) -> None:
+        child.restart_at = None
+        child.started_at = self._clock()
+        try:
+            child.proc = start_child(child.spec, stop=self.stop_event)
+        except Exception as exc:  # a failed restart is one more crash, never fatal
+            logger.warning("restarting %s failed: %s", child.name, exc, extra={"child": child.name})
+            self._crashed(child, None)
+            return
+        child.restarts += 1
+        logger.info(
+            "restarted %s (pid %d, restart %d)",
+            child.name,
+            child.proc.pid,
+            child.restarts,
+            extra={"child": child.name, "pid": child.proc.pid, "restarts": child.restarts},
+        )
+        self._changed()
+
+    def run(self, *, interval: float = 0.2) -> None:
+        """Supervise until ``stop_event`` is set."""
+        while not self.stop_event.wait(interval):
+            self.poll()
+
+    def stop_all(self) -> list[StopResult]:
+        """Stop every child in reverse start order; SIGKILL those that do not stop in time."""
+        self.stop_event.set()
+        results: list[StopResult] = []
+        for child in reversed(self.children):
+            child.restart_at = None
+            if child.proc is None:
+                continue
+            result = stop_child(
+                child.proc,
+                name=child.name,
+                sig=child.spec.stop_signal,
+                timeout=child.spec.stop_timeout,
+            )
+            child.proc = None
+            results.append(result)
+            logger.info(
+                "stopped %s (pid %d, code %s%s)",
+                result.name,
+                result.pid,
+                result.returncode,
+                ", killed" if result.killed else "",
+                extra={"child": result.name, "pid": result.pid, "killed": result.killed},
+            )
+        self._changed()
+        return results
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+
+def describe_exit(returncode: int | None) -> str:
+    """'exited with code 1', 'was killed by SIGKILL', 'did not start'."""
+    if returncode is None:
+        return "did not start"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+# --- services --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Service:
+    """An installed Hindsight service: its name and the module ``python -m`` runs."""
+
+    name: str
+    module: str
+
+    @property
+    def ports(self) -> Mapping[str, int]:
+        return SERVICE_PORTS.get(self.name, {})
+
+
+def discover_services() -> list[Service]:
+    """Every ``hindsight.services`` entry point of the installed distributions, by name."""
+    found = {
+        ep.name: Service(name=ep.name, module=ep.module)
+        for ep in entry_points().select(group=SERVICE_ENTRY_POINT_GROUP)
+    }
+    return [found[name] for name in sorted(found)]
+
+
+def service_env(
+    *,
+    nats_url: str,
+    database_url: str,
+    data_dir: Path,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of every service: ours plus the stack's endpoints and directories."""
+    env = dict(os.environ if base is None else base)
+    env["HINDSIGHT_NATS_URL"] = nats_url
+    env["HINDSIGHT_DATABASE_URL"] = database_url
+    env["HINDSIGHT_DATA_DIR"] = str(data_dir)
+    if not env.get("HINDSIGHT_ARTIFACT_ROOT"):
+        env["HINDSIGHT_ARTIFACT_ROOT"] = str(data_dir / "artifacts")
+    return env
+
+
+def service_spec(service: Service, *, env: Mapping[str, str], log_dir: Path) -> ChildSpec:
+    """How the supervisor runs a service: ``python -m <module>``, logs to its own file."""
+    http = service.ports.get("http")
+    return ChildSpec(
+        name=service.name,
+        argv=[sys.executable, "-m", service.module],
+        env=env,
+        log_file=log_dir / f"{service.name}.log",
+        health_url=f"http://127.0.0.1:{http}/healthz" if http else None,
+        stop_signal=signal.SIGTERM,
+        stop_timeout=15.0,
+        extra=dict(service.ports),
+    )
