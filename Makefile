@@ -7,7 +7,7 @@ export UV_PYTHON ?= python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --locked --all-packages --no-sync
 
-.PHONY: setup run test test-unit lint fmt protos asyncapi check-generated bench clean
+.PHONY: setup run status down test test-unit lint fmt protos asyncapi check-generated bench clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -21,6 +21,12 @@ setup: .venv/.synced  ## install uv if missing, sync the locked environment
 
 run: setup  ## the dev stack: embedded NATS + PostgreSQL (unless configured) and every service
 	$(RUN) hindsight up
+
+status: setup  ## what the dev stack runs, where, and whether it answers
+	$(RUN) hindsight status
+
+down: setup  ## stop a running dev stack (from another shell)
+	$(RUN) hindsight down
 
 test: setup  ## unit + integration tests against real NATS and PostgreSQL (bench excluded)
 	$(RUN) pytest

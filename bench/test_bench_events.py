@@ -13,9 +13,8 @@ from collections.abc import Callable
 
 import nats
 import pytest
-from nats.js.errors import NotFoundError
 
-from hindsight.common.broker import DLQ_STREAM, STREAM, create_broker, ensure_streams, publish_event
+from hindsight.common.broker import create_broker, ensure_streams, publish_event
 from hindsight.common.events import PngCreated, SignalFeatures, parse_event
 from hindsight.common.settings import BaseServiceSettings
 
@@ -57,14 +56,10 @@ def test_bench_event_validation() -> None:
     )
 
 
-async def test_bench_jetstream_publish(nats_url: str) -> None:
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    for name in (STREAM, DLQ_STREAM):
-        try:
-            await js.delete_stream(name)
-        except NotFoundError:
-            pass
+async def test_bench_jetstream_publish(
+    nats_url: str, nats_client: nats.aio.client.Client, jetstream_reset: None
+) -> None:
+    js = nats_client.jetstream()
     settings = BaseServiceSettings(nats_url=nats_url)
     broker = create_broker(settings, client_name="bench")
     await broker.connect()
@@ -82,7 +77,6 @@ async def test_bench_jetstream_publish(nats_url: str) -> None:
         await publish_event(broker, event)
         ours.append(time.perf_counter() - start)
     await broker.stop()
-    await nc.close()
     raw_ms, ours_ms = statistics.median(raw) * 1e3, statistics.median(ours) * 1e3
     p99 = sorted(ours)[int(n * 0.99)] * 1e3
     print(

@@ -12,7 +12,6 @@ import pytest
 from faststream.nats import JStream, NatsBroker, TestNatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.js.api import StorageType
-from nats.js.errors import NotFoundError
 
 from hindsight.common.broker import (
     DLQ_STREAM,
@@ -27,6 +26,7 @@ from hindsight.common.broker import (
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import PngCreated
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.devstack.pytest_plugin import delete_hindsight_streams
 
 GOOD_PNG = {
     "schema_version": 1,
@@ -43,24 +43,6 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert [retry_delay(n, base=0.5, cap=4) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
 
 
-async def _reset_streams(nats_url: str) -> None:
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    for name in (STREAM, DLQ_STREAM):
-        try:
-            await js.delete_stream(name)
-        except NotFoundError:
-            pass
-    await nc.close()
-
-
-@pytest.fixture
-async def js_reset(nats_url: str) -> AsyncIterator[None]:
-    """Each test starts without the Hindsight streams (the test server is disposable)."""
-    await _reset_streams(nats_url)
-    yield
-
-
 @pytest.fixture
 def settings(nats_url: str) -> BaseServiceSettings:
     return BaseServiceSettings(nats_url=nats_url, max_deliveries=3)
@@ -70,7 +52,9 @@ RunBroker = Callable[[Callable[[NatsBroker], None]], Awaitable[NatsBroker]]
 
 
 @pytest.fixture
-async def run_broker(settings: BaseServiceSettings, js_reset: None) -> AsyncIterator[RunBroker]:
+async def run_broker(
+    settings: BaseServiceSettings, jetstream_reset: None
+) -> AsyncIterator[RunBroker]:
     """Start a broker with the subscribers a test registers, stop it afterwards."""
     brokers: list[NatsBroker] = []
 
@@ -246,7 +230,9 @@ async def with_real(request: pytest.FixtureRequest) -> AsyncIterator[bool]:
     """faststream's ``with_real`` pattern: the same test in memory and on a real server."""
     if request.param:
         nats_url = request.getfixturevalue("nats_url")
-        await _reset_streams(nats_url)
+        client = await nats.connect(nats_url)
+        await delete_hindsight_streams(client)
+        await client.close()
         setup = create_broker(BaseServiceSettings(nats_url=nats_url), client_name="setup")
         await setup.connect()
         await ensure_streams(setup, BaseServiceSettings(nats_url=nats_url))

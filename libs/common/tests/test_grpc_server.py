@@ -25,7 +25,6 @@ from hindsight.common.errors import (
 from hindsight.common.grpc_server import (
     INTERNAL_ERROR_MESSAGE,
     GrpcServer,
-    create_grpc_server,
 )
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -109,7 +108,7 @@ def servicer() -> FakeScoring:
 
 @pytest.fixture
 async def server(servicer: FakeScoring) -> AsyncIterator[GrpcServer]:
-    server = create_grpc_server(
+    server = GrpcServer(
         host="127.0.0.1",
         port=0,
         register=[
@@ -286,7 +285,7 @@ async def test_set_serving_flips_readiness(server: GrpcServer, channel: grpc.aio
 
 
 async def test_set_serving_before_start_is_applied_at_start(servicer: FakeScoring) -> None:
-    server = create_grpc_server(
+    server = GrpcServer(
         host="127.0.0.1",
         port=0,
         register=[partial(scoring_pb2_grpc.add_ScoringServicer_to_server, servicer)],
@@ -350,9 +349,7 @@ async def test_stop_is_graceful_then_refuses_new_calls(
 
 
 async def test_start_fails_clearly_when_the_port_is_taken(server: GrpcServer) -> None:
-    second = create_grpc_server(
-        host="127.0.0.1", port=server.port, register=[], service_names=[SCORING]
-    )
+    second = GrpcServer(host="127.0.0.1", port=server.port, register=[], service_names=[SCORING])
 
     with pytest.raises(ConfigurationError, match="cannot bind"):
         await second.start()
@@ -360,13 +357,13 @@ async def test_start_fails_clearly_when_the_port_is_taken(server: GrpcServer) ->
 
 def test_bad_settings_are_rejected_before_start() -> None:
     with pytest.raises(ConfigurationError):
-        create_grpc_server(port=70000, register=[], service_names=[SCORING])
+        GrpcServer(port=70000, register=[], service_names=[SCORING])
     with pytest.raises(ConfigurationError):
-        create_grpc_server(port=0, register=[], service_names=[])
+        GrpcServer(port=0, register=[], service_names=[])
 
 
 def test_port_is_unknown_before_start() -> None:
-    server = create_grpc_server(port=0, register=[], service_names=[SCORING])
+    server = GrpcServer(port=0, register=[], service_names=[SCORING])
 
     with pytest.raises(RuntimeError):
         _ = server.port

@@ -34,7 +34,6 @@ __all__ = [
     "ErrorInterceptor",
     "GrpcServer",
     "Registration",
-    "create_grpc_server",
 ]
 
 logger = logging.getLogger(__name__)
@@ -246,33 +245,6 @@ class GrpcServer:
             raise RuntimeError("the gRPC server is not started")
         terminated: bool = await self._server.wait_for_termination(timeout)
         return terminated
-
-
-def create_grpc_server(
-    *,
-    port: int,
-    register: Sequence[Registration],
-    service_names: Sequence[str],
-    host: str = "[::]",
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-    options: Iterable[tuple[str, Any]] = (),
-    maximum_concurrent_rpcs: int | None = None,
-) -> GrpcServer:
-    """Build a :class:`GrpcServer`; it binds ``host:port`` (0: a free port) on start.
-
-    ``register`` adds the application servicers; ``service_names`` are their full names
-    (``hindsight.scoring.v1.Scoring``) for health and reflection. ``interceptors`` run
-    inside the error interceptor, so what they raise is mapped too.
-    """
-    return GrpcServer(
-        port=port,
-        register=register,
-        service_names=service_names,
-        host=host,
-        interceptors=interceptors,
-        options=options,
-        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
-    )
 
 
 def _health_status(*, serving: bool) -> Any:

@@ -29,12 +29,17 @@ import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError as StreamNotFoundError
+
+from hindsight.common.broker import DLQ_STREAM, STREAM
 
 from .aio import run_sync
 from .ports import free_port
 from .servers import NatsServer, PostgresServer, start_server
 
 __all__ = [
+    "delete_hindsight_streams",
+    "jetstream_reset",
     "database_url",
     "docker_available",
     "fresh_database",
@@ -169,3 +174,19 @@ async def nats_client(nats_url: str) -> AsyncIterator[NatsClient]:
         yield client
     finally:
         await client.close()
+
+
+async def delete_hindsight_streams(client: NatsClient) -> None:
+    """Delete the Hindsight streams (disposable test servers only)."""
+    js = client.jetstream()
+    for name in (STREAM, DLQ_STREAM):
+        try:
+            await js.delete_stream(name)
+        except StreamNotFoundError:
+            pass
+
+
+@pytest_asyncio.fixture
+async def jetstream_reset(nats_client: NatsClient) -> None:
+    """The test starts without the Hindsight streams."""
+    await delete_hindsight_streams(nats_client)
