@@ -116,3 +116,33 @@ def test_json_log_lines_keep_extra_fields() -> None:
     assert line["service"] == "testsvc"
     assert line["subject"] == "png.created"
     assert line["ts"].endswith("Z")
+
+
+async def test_bearer_auth_guards_writes() -> None:
+    from fastapi import Depends
+    from pydantic import SecretStr
+
+    from hindsight.common.http import bearer_auth
+
+    app = create_http_app(service="testsvc")
+
+    @app.post("/v1/write", dependencies=[Depends(bearer_auth(SecretStr("s3cret")))])
+    async def write() -> dict[str, bool]:
+        return {"ok": True}
+
+    closed = create_http_app(service="closed")
+
+    @closed.post("/v1/write", dependencies=[Depends(bearer_auth(None))])
+    async def never() -> dict[str, bool]:
+        return {"ok": True}
+
+    async with await _client(app) as client:
+        assert (await client.post("/v1/write")).status_code == 401
+        wrong = await client.post("/v1/write", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = await client.post("/v1/write", headers={"Authorization": "Bearer s3cret"})
+        assert right.status_code == 200 and right.json() == {"ok": True}
+    async with await _client(closed) as client:
+        refused = await client.post("/v1/write", headers={"Authorization": "Bearer s3cret"})
+        assert refused.status_code == 401
+        assert "HINDSIGHT_ADMIN_TOKEN" in refused.json()["message"]

@@ -7,6 +7,7 @@ their own routers to the app. Hindsight errors map to HTTP status codes here, on
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -15,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from pydantic import SecretStr
 
 from hindsight.common.errors import (
     AlreadyExistsError,
@@ -27,7 +29,14 @@ from hindsight.common.errors import (
 )
 from hindsight.common.metrics import BUILD_INFO, READY
 
-__all__ = ["HTTP_STATUS", "HttpServer", "Readiness", "ReadinessCheck", "create_http_app"]
+__all__ = [
+    "HTTP_STATUS",
+    "HttpServer",
+    "Readiness",
+    "ReadinessCheck",
+    "bearer_auth",
+    "create_http_app",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,24 @@ def _status_for(exc: HindsightError) -> int:
         if cls in HTTP_STATUS:
             return HTTP_STATUS[cls]
     return 500
+
+
+def bearer_auth(token: SecretStr | None) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency: the request must carry ``Authorization: Bearer <token>``.
+
+    With no token configured every request is refused: a write API is never open.
+    """
+
+    async def check(request: Request) -> None:
+        if token is None:
+            raise UnauthenticatedError("write API disabled: HINDSIGHT_ADMIN_TOKEN is not set")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.get_secret_value().encode()
+        ):
+            raise UnauthenticatedError("missing or wrong bearer token")
+
+    return check
 
 
 class Readiness:

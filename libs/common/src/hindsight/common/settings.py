@@ -68,6 +68,11 @@ class BaseServiceSettings(BaseSettings):
         validation_alias=_env("HINDSIGHT_DATA_DIR"),
         description="Local state of the dev stack (NATS, PostgreSQL, Chroma, logs).",
     )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("HINDSIGHT_ADMIN_TOKEN"),
+        description="Bearer token for write APIs (registry, trainer). Unset: writes refused.",
+    )
     log_level: str = Field(
         default="INFO",
         validation_alias=_env("HINDSIGHT_LOG_LEVEL"),
