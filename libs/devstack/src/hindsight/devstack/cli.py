@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from . import commands as cmd
 from .control import add_down_arguments, run_down, run_status
 from .stack import add_up_arguments, run_up
 
@@ -53,6 +54,31 @@ COMMANDS: dict[str, Command] = {
         help="stop the stack started by `hindsight up` and wait until it has stopped",
         handler=run_down,
         add_arguments=add_down_arguments,
+    ),
+    "train": Command(
+        help="start a training run on the trainer (POST /v1/runs); --wait to follow it",
+        handler=cmd.run_train,
+        add_arguments=cmd.add_train_arguments,
+    ),
+    "models": Command(
+        help="list models, or one model's versions, from the registry",
+        handler=cmd.run_models,
+        add_arguments=cmd.add_models_arguments,
+    ),
+    "promote": Command(
+        help="promote a model version to production (audited; --force past failed gates)",
+        handler=cmd.run_promote,
+        add_arguments=cmd.add_promote_arguments,
+    ),
+    "rollback": Command(
+        help="roll a model back to its previous production version (audited)",
+        handler=cmd.run_rollback,
+        add_arguments=cmd.add_rollback_arguments,
+    ),
+    "score": Command(
+        help="score one feature vector over gRPC (gateway, or the scorer without one)",
+        handler=cmd.run_score,
+        add_arguments=cmd.add_score_arguments,
     ),
 }
 

@@ -49,6 +49,7 @@ from .supervisor import (
     service_env,
     service_spec,
 )
+from .tokens import token_path
 
 __all__ = ["StackConfig", "add_up_arguments", "resolve_data_dir", "run_up"]
 
@@ -223,6 +224,7 @@ class _Stack:
                 postgres["url"] + ("" if postgres["managed"] else external.format("DATABASE")),
             ],
             ["Logs", self.config.log_dir],
+            ["Admin token", f"{token_path(self.config.data_dir)} (or $HINDSIGHT_ADMIN_TOKEN)"],
         ]
         print(f"\nHindsight dev stack (data dir {self.config.data_dir})\n", flush=True)
         print(format_table(["ENDPOINT", "URL"], rows))

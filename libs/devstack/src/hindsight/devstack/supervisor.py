@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .process import ChildSpec, StopResult, reap_if_exited, start_child, stop_child
+from .tokens import admin_token
 
 __all__ = [
     "SERVICE_ENTRY_POINT_GROUP",
@@ -250,11 +251,12 @@ def service_env(
     data_dir: Path,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of every service: ours plus the stack's endpoints and directories."""
+    """The environment of every service: ours plus the stack's endpoints, dirs and token."""
     env = dict(os.environ if base is None else base)
     env["HINDSIGHT_NATS_URL"] = nats_url
     env["HINDSIGHT_DATABASE_URL"] = database_url
     env["HINDSIGHT_DATA_DIR"] = str(data_dir)
+    env["HINDSIGHT_ADMIN_TOKEN"] = admin_token(data_dir, env)
     if not env.get("HINDSIGHT_ARTIFACT_ROOT"):
         env["HINDSIGHT_ARTIFACT_ROOT"] = str(data_dir / "artifacts")
     return env
