@@ -141,7 +141,7 @@ async def migrate(
             )
             logger.info(
                 "migration applied",
-                extra={"schema": schema, "version": migration.version, "name": migration.name},
+                extra={"schema": schema, "version": migration.version, "migration": migration.name},
             )
     return applied
 

@@ -522,8 +522,10 @@ class TrainingCompleted(Event):
 class ModelDeployed(Event):
     """The registry moved a model version to a stage; scorers and the gateway follow.
 
-    Idempotency key: ``{model_name}:{version}:{stage}``. Producers set ``Nats-Msg-Id``
-    to it.
+    Idempotency key: ``{model_name}:{version}:{stage}``, plus ``:{deployment_id}`` when
+    the registry sets one. It does: a rollback makes an earlier version production again,
+    and with the bare key JetStream's duplicate window would silently drop that event.
+    Producers set ``Nats-Msg-Id`` to the key.
     """
 
     subject: ClassVar[str] = MODEL_DEPLOYED
@@ -538,9 +540,12 @@ class ModelDeployed(Event):
     traffic: dict[NonEmptyStr, NonNegativeFloat] | None = None
     """Version → routing weight (weights >= 0)."""
     previous_version: NonEmptyStr | None = None
+    deployment_id: NonEmptyStr | None = None
+    """Unique per stage change (the registry's outbox id); part of the idempotency key."""
 
     def idempotency_key(self) -> str:
-        return f"{self.model_name}:{self.version}:{self.stage}"
+        key = f"{self.model_name}:{self.version}:{self.stage}"
+        return f"{key}:{self.deployment_id}" if self.deployment_id else key
 
 
 class PredictionLogged(Event):

@@ -1,0 +1,1 @@
+"""Hindsight registry: model versions, stages, promotion gates, audit log, deployments."""

@@ -1,0 +1,82 @@
+"""Composition root: settings -> database, broker, outbox relay, HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hindsight.common.broker import create_broker
+from hindsight.common.http import HttpServer, Readiness, create_http_app
+from hindsight.common.logs import configure_logging
+from hindsight.common.runtime import BrokerPart, Part, nats_ready, serve
+from hindsight.registry.config import RegistrySettings
+from hindsight.registry.http_api import build_router
+from hindsight.registry.messaging import OutboxRelay, subscribe
+from hindsight.registry.service import Registry
+from hindsight.registry.storage import Database, Storage
+
+__all__ = ["RegistryApp", "build_settings", "main", "run"]
+
+SERVICE = "registry"
+
+
+def build_settings(**overrides: Any) -> RegistrySettings:
+    """Settings from the environment, with keyword overrides (tests)."""
+    return RegistrySettings(**overrides)
+
+
+class RegistryApp:
+    """Every part of the registry, wired; ``start``/``stop`` or ``run`` until a signal."""
+
+    def __init__(self, settings: RegistrySettings) -> None:
+        self.settings = settings
+        self.database = Database(settings.database_dsn())
+        self.storage = Storage(self.database)
+        self.broker = create_broker(settings, client_name=SERVICE)
+        self.relay = OutboxRelay(self.storage, self.broker, poll_s=settings.outbox_poll_s)
+        self.registry = Registry(
+            self.storage,
+            artifact_root=settings.artifact_root,
+            policy=settings.gate_policy(),
+            manual_approval=settings.manual_approval,
+            notify=self.relay.notify,
+        )
+        subscribe(self.broker, self.registry, max_deliveries=settings.max_deliveries)
+        readiness = Readiness(SERVICE)
+        readiness.register("database", self.database.ping)
+        readiness.register("nats", nats_ready(self.broker))
+        self.http_app = create_http_app(service=SERVICE, readiness=readiness)
+        self.http_app.include_router(build_router(self.registry, admin_token=settings.admin_token))
+        self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)
+        self.parts = [
+            Part("database", self.database),
+            Part("nats", BrokerPart(self.broker, settings)),
+            Part("outbox", self.relay),
+            Part("http", self.http),
+        ]
+        self._started: list[Part] = []
+
+    async def start(self) -> None:
+        """Start the parts in order (tests; ``run`` is the process entry)."""
+        for part in self.parts:
+            await part.component.start()
+            self._started.append(part)
+
+    async def stop(self) -> None:
+        """Stop what was started, in reverse."""
+        while self._started:
+            await self._started.pop().component.stop()
+
+    async def run(self, stop_event: asyncio.Event | None = None) -> None:
+        """Serve until SIGINT/SIGTERM (or ``stop_event``)."""
+        await serve(SERVICE, self.parts, stop_event=stop_event)
+
+
+def run(settings: RegistrySettings | None = None) -> None:
+    """Process entry: JSON logs, then serve."""
+    settings = settings or build_settings()
+    configure_logging(SERVICE, settings.log_level)
+    asyncio.run(RegistryApp(settings).run())
+
+
+main = run
