@@ -11,10 +11,11 @@ Callers should always set a gRPC deadline; the gateway plans its work within it.
 
 Errors are standard gRPC status codes:
   INVALID_ARGUMENT  bad input (unknown or missing feature, NaN where the model does not
-                    allow it, unknown side, ...); the message names the field, for
-                    example `features.rsi_14`. Never retry it unchanged.
-  NOT_FOUND         the requested `model_name` / `model_version` is not loaded.
-  UNAVAILABLE       the server is starting or shutting down; retry later or elsewhere.
+                    allow it, unknown side, unknown `model_name` / `model_version`, ...);
+                    the message names the field, for example `features.rsi_14`. Never
+                    retry it unchanged.
+  UNAVAILABLE       no model is loaded yet, or the server is starting or shutting down;
+                    retry later or elsewhere (the gateway answers a fallback).
   INTERNAL          an unexpected failure; the message carries no internal details.
 
 Servers also serve the standard `grpc.health.v1.Health` service and server reflection.
@@ -95,7 +96,7 @@ class ScoreRequest(_message.Message):
     """Pins one loaded version of the model (a version as named by the registry).
     Absent or empty: the serving version chosen by the server. The gateway sets it when it routes
     a request to an experiment arm; the trading engine normally leaves it unset.
-    A version that is not loaded is NOT_FOUND.
+    A version that is not loaded is INVALID_ARGUMENT naming `model_version`.
     """
     @_builtins.property
     def features(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:

@@ -1,0 +1,232 @@
+"""Scorer figures: gRPC Score / ScoreBatch against in-process ONNX Runtime on the same data.
+
+A 300-tree x 68-feature LightGBM model (real artifact, ONNX contract). The scorer runs as
+its own process (``python -m hindsight.scorer``, NATS unset, loaded from its cache file);
+clients use separate channels on loopback. Prints figures and ratios; asserts no timings.
+Run with `make bench` (or `pytest -m bench bench/test_bench_scorer.py -s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "scorer" / "tests"))
+from scorer_testkit import Artifact, build_artifact  # noqa: E402
+
+from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc  # noqa: E402
+
+pytestmark = pytest.mark.bench
+
+N_FEATURES = 68
+N_TREES = 300
+SEQUENTIAL_CALLS = 2000
+CONCURRENT_CLIENTS = 8
+CONCURRENT_CALLS = 500  # per client
+BATCH_ROWS = 1000
+BATCHES = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(samples_s: list[float]) -> tuple[float, float]:
+    ms = np.array(samples_s) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    root = tmp_path_factory.mktemp("bench-artifacts")
+    return build_artifact(
+        root,
+        version="20260101T000000Z-bench0",
+        n_features=N_FEATURES,
+        n_trees=N_TREES,
+        num_leaves=31,
+        rows=20_000,
+    )
+
+
+@pytest.fixture(scope="module")
+def scorer(artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    data_dir = tmp_path_factory.mktemp("bench-data")
+    cache = data_dir / "scorer" / "deployments.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({"deployments": [artifact.deployment()]}))
+    grpc_port, http_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
+    env |= {
+        "HINDSIGHT_ARTIFACT_ROOT": str(artifact.directory.parents[2]),
+        "HINDSIGHT_DATA_DIR": str(data_dir),
+        "HINDSIGHT_SCORER_GRPC_PORT": str(grpc_port),
+        "HINDSIGHT_SCORER_HTTP_PORT": str(http_port),
+        "HINDSIGHT_SCORER_REGISTRY_URL": f"http://127.0.0.1:{_free_port()}",
+        "HINDSIGHT_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hindsight.scorer"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("scorer did not become ready")
+        yield grpc_port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _rows(artifact: Artifact, n: int, seed: int = 1) -> np.ndarray:
+    return (
+        np.random.default_rng(seed).normal(size=(n, len(artifact.feature_names))).astype(np.float32)
+    )
+
+
+def _request(artifact: Artifact, row: np.ndarray, i: int, explain: bool = False) -> object:
+    return scoring_pb2.ScoreRequest(
+        signal_id=f"bench-{i}",
+        side="buy",
+        features=dict(zip(artifact.feature_names, row.tolist(), strict=True)),
+        explain=explain,
+    )
+
+
+def _session(artifact: Artifact) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(artifact.directory / "model.onnx"), sess_options=options)
+
+
+def _time_each(fn: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def test_bench_score_latency(artifact: Artifact, scorer: int) -> None:
+    session = _session(artifact)
+    row = _rows(artifact, 1)
+    for _ in range(200):
+        session.run(["probabilities"], {"input": row})
+    ort_p50, ort_p99 = _pct(
+        _time_each(lambda: session.run(["probabilities"], {"input": row}), 5000)
+    )
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{scorer}")
+    client = scoring_pb2_grpc.ScoringStub(channel)
+    request = _request(artifact, row[0], 0)
+    explained = _request(artifact, row[0], 0, explain=True)
+    for _ in range(300):
+        client.Score(request)
+        client.Score(explained)
+    seq = _time_each(lambda: client.Score(request), SEQUENTIAL_CALLS)
+    exp = _time_each(lambda: client.Score(explained), SEQUENTIAL_CALLS // 2)
+    answer = client.Score(request)
+    server_ms = [client.Score(request).prediction_time_ms for _ in range(500)]
+    channel.close()
+    assert (
+        abs(answer.p_success - float(session.run(["probabilities"], {"input": row})[0][0, 1]))
+        < 1e-6
+    )
+
+    s50, s99 = _pct(seq)
+    e50, e99 = _pct(exp)
+    print(
+        f"\nmodel: {N_TREES} trees x {N_FEATURES} features (31 leaves)"
+        f"\nin-process ORT run, 1 row:          p50 {ort_p50:.3f} ms  p99 {ort_p99:.3f} ms"
+        f"\ngRPC Score sequential (explain off): p50 {s50:.3f} ms  p99 {s99:.3f} ms  "
+        f"ratio p50 {s50 / ort_p50:.0f}x  p99 {s99 / ort_p99:.0f}x"
+        f"\n  server-side prediction_time_ms:    p50 {statistics.median(server_ms):.3f} ms"
+        f"\ngRPC Score sequential (explain on):  p50 {e50:.3f} ms  p99 {e99:.3f} ms  "
+        f"(+{e50 - s50:.3f} ms at p50 for TreeSHAP)"
+    )
+
+
+def test_bench_score_concurrent(artifact: Artifact, scorer: int) -> None:
+    rows = _rows(artifact, CONCURRENT_CLIENTS)
+
+    async def one_client(i: int) -> list[float]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{scorer}") as channel:
+            client = scoring_pb2_grpc.ScoringStub(channel)
+            request = _request(artifact, rows[i], i)
+            for _ in range(50):
+                await client.Score(request)
+            samples = []
+            for _ in range(CONCURRENT_CALLS):
+                start = time.perf_counter()
+                await client.Score(request)
+                samples.append(time.perf_counter() - start)
+            return samples
+
+    async def run() -> tuple[list[float], float]:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(one_client(i) for i in range(CONCURRENT_CLIENTS)))
+        return [s for r in results for s in r], time.perf_counter() - start
+
+    samples, wall = asyncio.run(run())
+    p50, p99 = _pct(samples)
+    print(
+        f"\ngRPC Score, {CONCURRENT_CLIENTS} concurrent clients (separate channels, one client "
+        f"process): p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+        f"throughput {len(samples) / wall:,.0f} calls/s"
+    )
+
+
+def test_bench_score_batch(artifact: Artifact, scorer: int) -> None:
+    session = _session(artifact)
+    matrix = _rows(artifact, BATCH_ROWS, seed=2)
+    ort_s = statistics.median(
+        _time_each(lambda: session.run(["probabilities"], {"input": matrix}), 20)
+    )
+    batch = scoring_pb2.ScoreBatchRequest(
+        requests=[_request(artifact, row, i) for i, row in enumerate(matrix)]
+    )
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{scorer}", options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
+    client = scoring_pb2_grpc.ScoringStub(channel)
+    for _ in range(3):
+        answer = client.ScoreBatch(batch)
+    grpc_s = statistics.median(_time_each(lambda: client.ScoreBatch(batch), BATCHES))
+    server_ms = statistics.median(
+        [client.ScoreBatch(batch).responses[0].prediction_time_ms for _ in range(5)]
+    )
+    channel.close()
+    expected = session.run(["probabilities"], {"input": matrix})[0][:, 1]
+    got = np.array([r.p_success for r in answer.responses])
+    assert float(np.max(np.abs(got - expected))) < 1e-6
+    print(
+        f"\nScoreBatch {BATCH_ROWS} rows: {BATCH_ROWS / grpc_s:,.0f} rows/s "
+        f"({grpc_s * 1000:.1f} ms per call, server part {server_ms:.1f} ms); "
+        f"in-process ORT same matrix: {BATCH_ROWS / ort_s:,.0f} rows/s ({ort_s * 1000:.2f} ms); "
+        f"ratio {grpc_s / ort_s:.0f}x"
+    )

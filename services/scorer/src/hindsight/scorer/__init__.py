@@ -1,0 +1,3 @@
+"""Hindsight scorer: serves ONNX models over gRPC ``Scoring``, hot-loads on ``model.deployed``."""
+
+__all__: list[str] = []

@@ -1,0 +1,50 @@
+"""Scorer settings: ``HINDSIGHT_SCORER_*`` plus the shared ``HINDSIGHT_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from hindsight.common.settings import BaseServiceSettings
+
+__all__ = ["ScorerSettings"]
+
+
+class ScorerSettings(BaseServiceSettings):
+    """Everything the scorer reads from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HINDSIGHT_SCORER_", extra="ignore", populate_by_name=True
+    )
+
+    grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
+    grpc_port: int = Field(default=50052, ge=0, le=65535, description="gRPC Scoring port.")
+    http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
+    http_port: int = Field(default=8086, ge=0, le=65535, description="HTTP port (ops + models).")
+    default_model: str = Field(
+        default="trade_success", min_length=1, description="Model used when a call names none."
+    )
+    registry_url: str = Field(
+        default="http://127.0.0.1:8082",
+        description="Registry base URL, asked for /v1/deployments when NATS is down at start.",
+    )
+    registry_timeout_s: float = Field(default=2.0, gt=0, description="Registry call timeout.")
+    nats_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long start-up waits for NATS before using the registry / cache.",
+    )
+    warmup_runs: int = Field(default=3, ge=1, description="Inference runs before a swap.")
+    log_queue_size: int = Field(
+        default=10_000, ge=1, description="Predictions waiting to be logged; oldest dropped."
+    )
+    log_batch_size: int = Field(
+        default=256, ge=1, description="prediction.logged events published per batch."
+    )
+
+    @property
+    def cache_path(self) -> Path:
+        """The served deployments' file: ``$HINDSIGHT_DATA_DIR/scorer/deployments.json``."""
+        return self.data_dir / "scorer" / "deployments.json"

@@ -1,0 +1,160 @@
+"""Loaded models and the store the hot path reads them from.
+
+The store is copy-on-write: installing or removing a model builds new dicts and swaps
+them in one assignment, so a call never sees a half-installed model. Loading (files,
+sha256, ONNX session, warm-up) happens elsewhere; the store only holds finished models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from hindsight.common.artifacts import ModelCard
+from hindsight.common.errors import InvalidInputError, UnavailableError
+from hindsight.scorer.domain.deployments import Deployment, Stage
+from hindsight.scorer.domain.features import FeatureIndex, Matrix
+from hindsight.scorer.domain.intervals import IntervalTable
+
+__all__ = ["LoadedModel", "ModelStore", "Predictor"]
+
+
+class Predictor(Protocol):
+    """What scoring needs from a model runtime (ONNX Runtime + LightGBM in production)."""
+
+    def predict(self, matrix: Matrix) -> npt.NDArray[np.float32]:
+        """Calibrated P(win) per row of a float32 matrix in feature order."""
+        ...
+
+    def contributions(self, matrix: Matrix) -> npt.NDArray[np.float64]:
+        """TreeSHAP per row: one column per feature, then the expected value (bias)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A version ready to score: card, runtime, feature index and interval table."""
+
+    deployment: Deployment
+    card: ModelCard
+    predictor: Predictor
+    features: FeatureIndex
+    intervals: IntervalTable
+    loaded_at: datetime
+    row: Matrix = field(repr=False)
+    """A preallocated (1, n) input row for single scores; filled and used without awaiting."""
+
+    @classmethod
+    def build(
+        cls, deployment: Deployment, card: ModelCard, predictor: Predictor, *, loaded_at: datetime
+    ) -> LoadedModel:
+        """Assemble a model from its card and runtime."""
+        features = FeatureIndex.of(card.feature_names, card.nan_allowed)
+        intervals = IntervalTable.from_bins([(b.lo, b.hi, b.n) for b in card.interval_bins])
+        row = np.zeros((1, features.width), dtype=np.float32)
+        return cls(deployment, card, predictor, features, intervals, loaded_at, row)
+
+    @property
+    def name(self) -> str:
+        """The model name."""
+        return self.deployment.model_name
+
+    @property
+    def version(self) -> str:
+        """The version string."""
+        return self.deployment.version
+
+    def with_stage(self, stage: Stage) -> LoadedModel:
+        """The same loaded model under another stage (no reload)."""
+        return replace(self, deployment=replace(self.deployment, stage=stage))
+
+
+class ModelStore:
+    """Every loaded version, and per model the default (production) version."""
+
+    def __init__(self, *, default_model: str) -> None:
+        self.default_model = default_model
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._default: dict[str, str] = {}
+        self._names: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        """True while no model is loaded."""
+        return not self._models
+
+    def get(self, name: str, version: str) -> LoadedModel | None:
+        """The loaded version, if any."""
+        return self._models.get((name, version))
+
+    def default_version(self, name: str) -> str | None:
+        """The version that answers calls with no pinned version."""
+        return self._default.get(name)
+
+    def resolve(self, name: str | None, version: str | None) -> LoadedModel:
+        """The model a call asks for; the errors name ``model_name`` / ``model_version``."""
+        models = self._models
+        if not models:
+            raise UnavailableError("no model loaded yet")
+        model_name = name or self.default_model
+        if version:
+            found = models.get((model_name, version))
+            if found is not None:
+                return found
+            if model_name not in self._names:
+                raise InvalidInputError(f"unknown model {model_name!r}", field="model_name")
+            raise InvalidInputError(
+                f"version {version!r} of {model_name!r} is not loaded", field="model_version"
+            )
+        default = self._default.get(model_name)
+        if default is not None:
+            return models[(model_name, default)]
+        if name and model_name not in self._names:
+            raise InvalidInputError(f"unknown model {model_name!r}", field="model_name")
+        raise UnavailableError(f"no production version of {model_name!r} is loaded")
+
+    def install(self, model: LoadedModel, *, serve: bool) -> None:
+        """Add or replace a version; ``serve`` makes it the model's default. One swap."""
+        models = dict(self._models)
+        models[(model.name, model.version)] = model
+        default = dict(self._default)
+        if serve:
+            old = default.get(model.name)
+            if old is not None and old != model.version and (model.name, old) in models:
+                models[(model.name, old)] = models[(model.name, old)].with_stage("previous")
+            default[model.name] = model.version
+        self._swap(models, default)
+
+    def remove(self, name: str, version: str) -> bool:
+        """Unload a version unless it is its model's default; True when removed."""
+        if self._default.get(name) == version or (name, version) not in self._models:
+            return False
+        models = dict(self._models)
+        del models[(name, version)]
+        self._swap(models, dict(self._default))
+        return True
+
+    def loaded(self) -> list[LoadedModel]:
+        """Every loaded version, sorted by name and version."""
+        return [self._models[key] for key in sorted(self._models)]
+
+    def served(self) -> list[Deployment]:
+        """The deployments of what is loaded, with the default as ``production``."""
+        return [
+            replace(m.deployment, stage="production")
+            if self._default.get(m.name) == m.version
+            else m.deployment
+            for m in self.loaded()
+        ]
+
+    def _swap(self, models: dict[tuple[str, str], LoadedModel], default: dict[str, str]) -> None:
+        names = frozenset(name for name, _ in models)
+        # The hot path reads _models first; every version it can see has its name known.
+        self._names = names | self._names
+        self._models = models
+        self._default = default
+        self._names = names

@@ -1,0 +1,45 @@
+"""The scorer's own Prometheus metrics (prefix ``hindsight_scorer_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "LOAD_FAILURES",
+    "MODELS_LOADED",
+    "PREDICTIONS_LOGGED",
+    "PREDICTIONS_UNLOGGED",
+    "REQUESTS",
+    "SCORE_SECONDS",
+]
+
+SCORE_SECONDS = Histogram(
+    "hindsight_scorer_score_seconds",
+    "Server time of one Score (or one ScoreBatch row group), by model and version.",
+    ["model", "version"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+REQUESTS = Counter(
+    "hindsight_scorer_requests_total",
+    "Scoring calls answered, by method and gRPC status code.",
+    ["method", "code"],
+)
+MODELS_LOADED = Gauge(
+    "hindsight_scorer_models_loaded",
+    "1 per loaded model version; labels say which and at what stage.",
+    ["model", "version", "stage"],
+)
+LOAD_FAILURES = Counter(
+    "hindsight_scorer_load_failures_total",
+    "Deployments refused or failed to load (the previous version keeps serving).",
+    ["model", "reason"],
+)
+PREDICTIONS_LOGGED = Counter(
+    "hindsight_scorer_predictions_logged_total",
+    "prediction.logged events published.",
+)
+PREDICTIONS_UNLOGGED = Counter(
+    "hindsight_scorer_predictions_unlogged_total",
+    "Predictions that could not be logged, by reason (queue_full, publish_failed, shutdown).",
+    ["reason"],
+)
