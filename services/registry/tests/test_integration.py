@@ -306,7 +306,7 @@ async def test_outbox_keeps_events_committed_while_the_relay_is_down(
     await app.relay.start()  # the next start relays what was committed
     msgs = await fetch_all(nats_client, "model.deployed", 1)
     assert deployed(msgs) == [("v1", "production", None)]
-    assert msgs[0].headers["Nats-Msg-Id"].startswith(f"{MODEL}:v1:production:")
+    assert msgs[0].headers["Nats-Msg-Id"].startswith(f"model.deployed:{MODEL}:v1:production:")
 
     async def drained() -> bool:
         return (await client.get("/v1/status")).json()["outbox_pending"] == 0

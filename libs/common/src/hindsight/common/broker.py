@@ -2,7 +2,7 @@
 
 * :func:`create_broker` builds a faststream ``NatsBroker``;
 * :func:`ensure_streams` creates or updates the ``HINDSIGHT`` and ``HINDSIGHT_DLQ`` streams;
-* :func:`publish_event` publishes an event with ``Nats-Msg-Id`` = its idempotency key;
+* :func:`publish_event` publishes an event with ``Nats-Msg-Id`` = ``<subject>:<key>``;
 * :func:`subscribe_event` registers a durable pull consumer whose handler gets a validated
   event; bad input and messages that still fail after ``max_deliveries`` go to
   ``dlq.<subject>`` with the original bytes, the error and the delivery count.
@@ -127,7 +127,7 @@ async def publish_event(broker: NatsBroker, event: Event, *, timeout: float = 5.
         ack = await broker.publish(
             event.to_json_bytes(),
             subject=event.subject,
-            headers={"Nats-Msg-Id": event.idempotency_key(), "content-type": "application/json"},
+            headers={"Nats-Msg-Id": event.message_id(), "content-type": "application/json"},
             stream=STREAM,
             timeout=timeout,
         )

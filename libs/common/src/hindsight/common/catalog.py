@@ -37,7 +37,7 @@ __all__ = [
 # The version of the catalog document; each subject versions itself with schema_version.
 CATALOG_VERSION = "1.0.0"
 _EVENT_HEADERS: dict[str, str] = {
-    "Nats-Msg-Id": "The event's idempotency key (see the payload schema's description); "
+    "Nats-Msg-Id": "<subject>:<idempotency key> (the key: see the payload schema's description); "
     "JetStream drops a second message with the same id inside its duplicate window.",
 }
 
@@ -46,7 +46,7 @@ The events Hindsight services and upstream tools exchange over NATS JetStream.
 
 Every subject lives in the stream `{STREAM}`; payloads are JSON objects that carry
 `schema_version`, `occurred_at` (RFC 3339 UTC) and `source`. Unknown extra fields are
-kept. Producers set the `Nats-Msg-Id` header to the event's idempotency key. A message
+kept. Producers set the `Nats-Msg-Id` header to `<subject>:<idempotency key>`. A message
 that fails validation, or still fails after bounded redeliveries, goes unchanged to
 `dlq.<subject>` in the stream `{DLQ_STREAM}`, with the error in its headers.
 

@@ -6,8 +6,11 @@ producer's event unchanged. Missing or ill-typed required fields are bad input:
 :func:`parse_event` raises :class:`InvalidEventError`, whose one-line message names every
 failing field (it travels in a NATS header to the dead-letter stream).
 
-Producers set the ``Nats-Msg-Id`` header to :meth:`Event.idempotency_key`, so JetStream
-drops a redelivered publish inside its duplicate window.
+Producers set the ``Nats-Msg-Id`` header to :meth:`Event.message_id`,
+``<subject>:<idempotency key>``, so JetStream drops a re-published event inside its
+duplicate window. The subject is part of it because JetStream deduplicates per stream,
+and ``signal.features`` and ``signal.outcome`` share the key ``signal_id``: with the bare
+key, every outcome published soon after its signal would be dropped as a duplicate.
 """
 
 from __future__ import annotations
@@ -221,7 +224,11 @@ class Event(BaseModel):
 
     @abstractmethod
     def idempotency_key(self) -> str:
-        """The subject's idempotency key; producers put it in the ``Nats-Msg-Id`` header."""
+        """The subject's idempotency key (consumers deduplicate by it)."""
+
+    def message_id(self) -> str:
+        """The ``Nats-Msg-Id`` header: ``<subject>:<idempotency key>``."""
+        return f"{self.subject}:{self.idempotency_key()}"
 
     @classmethod
     def create(cls, *, source: str, **fields: Any) -> Self:
@@ -252,7 +259,7 @@ class Event(BaseModel):
 class PngCreated(Event):
     """A chart screenshot was written.
 
-    Idempotency key: ``file_path``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``file_path``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = PNG_CREATED
@@ -279,7 +286,7 @@ class JsonCreated(Event):
     Idempotency key: ``doc_id`` when given, else the sha256 hex digest of the canonical
     payload (UTF-8 of ``json.dumps(payload, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False)``), so the key does not depend on the payload's key order.
-    Producers set ``Nats-Msg-Id`` to it.
+    Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = JSON_CREATED
@@ -323,7 +330,7 @@ class JsonCreated(Event):
 class SignalFeatures(Event):
     """The features of a candidate trade, as the scorer will see them.
 
-    Idempotency key: ``signal_id``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``signal_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = SIGNAL_FEATURES
@@ -351,7 +358,7 @@ class SignalOutcome(Event):
     """A signal's trade closed (or the signal expired).
 
     ``result`` is derived from the prices by the consumer when absent.
-    Idempotency key: ``signal_id``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``signal_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = SIGNAL_OUTCOME
@@ -382,7 +389,7 @@ class LabelSaved(Event):
     JetStream's duplicate window would silently drop a trader's corrected label (undo and
     relabel within the window). A redelivery keeps ``occurred_at``, so it is still
     deduplicated; a new decision is a new event with a new key.
-    Producers set ``Nats-Msg-Id`` to it.
+    Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = LABEL_SAVED
@@ -409,7 +416,7 @@ class EmbeddingCreated(Event):
     ``file_path``, ``run_id``, ``trade_id``, ``setup_id``, ``rule_version``,
     ``timestamp``, ``type``, ``source``; null when unknown), with ``id`` equal to
     ``vector_id`` and ``type`` equal to ``modality``.
-    Idempotency key: ``vector_id``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``vector_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = EMBEDDING_CREATED
@@ -458,9 +465,9 @@ class EmbeddingCreated(Event):
 class TrainingRequested(Event):
     """Someone asked the trainer for a training run.
 
-    Idempotency key: ``request_id``. Producers set ``Nats-Msg-Id`` to it. Producers should
-    set ``request_id``; when it is absent a fresh one is generated on parsing, so such a
-    message cannot be deduplicated.
+    Idempotency key: ``request_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
+    Producers should set ``request_id``; when it is absent a fresh one is generated on
+    parsing, so such a message cannot be deduplicated.
     """
 
     subject: ClassVar[str] = TRAINING_REQUESTED
@@ -493,7 +500,7 @@ class TimeRange(BaseModel):
 class TrainingCompleted(Event):
     """A training run ended: completed (a new version), failed or skipped.
 
-    Idempotency key: ``training_run_id``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``training_run_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = TRAINING_COMPLETED
@@ -525,7 +532,7 @@ class ModelDeployed(Event):
     Idempotency key: ``{model_name}:{version}:{stage}``, plus ``:{deployment_id}`` when
     the registry sets one. It does: a rollback makes an earlier version production again,
     and with the bare key JetStream's duplicate window would silently drop that event.
-    Producers set ``Nats-Msg-Id`` to the key.
+    Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = MODEL_DEPLOYED
@@ -552,7 +559,7 @@ class PredictionLogged(Event):
     """One answer given to the trading engine (fallbacks included).
 
     ``model_version`` is required but null when a fallback answered without a model.
-    Idempotency key: ``prediction_id``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``prediction_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = PREDICTION_LOGGED
@@ -573,7 +580,7 @@ class PredictionLogged(Event):
 class AbCompleted(Event):
     """An A/B experiment was decided.
 
-    Idempotency key: ``experiment_id``. Producers set ``Nats-Msg-Id`` to it.
+    Idempotency key: ``experiment_id``. Producers set ``Nats-Msg-Id`` to ``<subject>:<key>``.
     """
 
     subject: ClassVar[str] = AB_COMPLETED

@@ -16,25 +16,11 @@ from hindsight.registry.metrics import OUTBOX_PENDING, VERSIONS
 from hindsight.registry.service import Registry
 from hindsight.registry.storage import Storage
 
-__all__ = ["DURABLE", "OutboxModelDeployed", "OutboxRelay", "subscribe"]
+__all__ = ["DURABLE", "OutboxRelay", "subscribe"]
 
 logger = logging.getLogger(__name__)
 
 DURABLE = "registry_training"
-
-
-class OutboxModelDeployed(ModelDeployed):
-    """``model.deployed`` carrying ``deployment_id`` (the outbox row).
-
-    Its ``Nats-Msg-Id`` adds the deployment id to the subject's key: JetStream still drops
-    a relay's retry of the same row, but a rollback that makes v1 production a second time
-    within the duplicate window is a new message, not a dropped duplicate.
-    """
-
-    deployment_id: str
-
-    def idempotency_key(self) -> str:
-        return f"{super().idempotency_key()}:{self.deployment_id}"
 
 
 def subscribe(broker: NatsBroker, registry: Registry, *, max_deliveries: int) -> None:
@@ -52,9 +38,10 @@ def subscribe(broker: NatsBroker, registry: Registry, *, max_deliveries: int) ->
     )
 
 
-def _event(row: dict[str, Any]) -> OutboxModelDeployed:
+def _event(row: dict[str, Any]) -> ModelDeployed:
+    # deployment_id (the outbox row) keeps a rollback from being dropped as a duplicate.
     payload = dict(row["payload"])
-    return OutboxModelDeployed.model_validate(
+    return ModelDeployed.model_validate(
         {
             **payload,
             "schema_version": ModelDeployed.SCHEMA_VERSION,
