@@ -1,0 +1,1 @@
+"""Hindsight trainer: leak-free LightGBM training, calibration and ONNX export."""

@@ -1,0 +1,134 @@
+"""The composition root: builds the trainer's parts from settings and wires them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.nats import NatsBroker
+
+from hindsight.common.broker import create_broker
+from hindsight.common.db import create_pool
+from hindsight.common.errors import ConfigurationError
+from hindsight.common.http import HttpServer, Readiness
+from hindsight.common.logs import configure_logging
+from hindsight.common.runtime import BrokerPart, Part, nats_ready, serve
+from hindsight.trainer.config import TrainerSettings
+from hindsight.trainer.domain.schedule import Schedule
+from hindsight.trainer.http_api import create_app
+from hindsight.trainer.ingest import Ingestor
+from hindsight.trainer.messaging import make_publisher, register_consumers
+from hindsight.trainer.production import RegistryProduction
+from hindsight.trainer.runs import RunService
+from hindsight.trainer.scheduler import Scheduler
+from hindsight.trainer.storage import MIGRATIONS, Storage
+
+__all__ = ["Trainer", "build_settings", "build_trainer", "main"]
+
+SERVICE = "trainer"
+
+
+def build_settings(**overrides: Any) -> TrainerSettings:
+    """Settings from the environment, keyword overrides first (tests)."""
+    return TrainerSettings(**overrides)
+
+
+class _Database:
+    """The asyncpg pool as a part; migrations run on start."""
+
+    def __init__(self, settings: TrainerSettings, storage: Storage) -> None:
+        self.settings = settings
+        self.storage = storage
+
+    async def start(self) -> None:
+        dsn = self.settings.database_dsn()
+        if dsn is None:
+            raise ConfigurationError("HINDSIGHT_DATABASE_URL is not set")
+        self.storage.pool = await create_pool(dsn, schema=SERVICE, migrations_dir=MIGRATIONS)
+
+    async def stop(self) -> None:
+        if self.storage.pool is not None:
+            await self.storage.pool.close()
+
+
+class _Runs:
+    """Recovers interrupted runs at start; lets a run in flight finish at stop."""
+
+    def __init__(self, runs: RunService) -> None:
+        self.runs = runs
+
+    async def start(self) -> None:
+        await self.runs.recover()
+
+    async def stop(self) -> None:
+        await self.runs.stop()
+
+
+class Trainer:
+    """Every part of the trainer, in start order."""
+
+    def __init__(self, settings: TrainerSettings) -> None:
+        self.settings = settings
+        self.broker: NatsBroker = create_broker(settings, client_name=SERVICE)
+        self.storage = Storage(None)
+        self.runs = RunService(
+            settings,
+            self.storage,
+            make_publisher(self.broker),
+            RegistryProduction(settings.registry_url, settings.artifact_root),
+        )
+        self.ingestor = Ingestor(self.storage, settings)
+        register_consumers(
+            self.broker, self.ingestor, self.runs, max_deliveries=settings.max_deliveries
+        )
+        readiness = Readiness(SERVICE)
+        readiness.register("database", self.storage.ping)
+        readiness.register("nats", nats_ready(self.broker))
+        self.http_app: FastAPI = create_app(settings, self.runs, self.storage, readiness)
+        self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)
+        self.scheduler = Scheduler(
+            self.runs,
+            Schedule(
+                settings.daily_incremental_at, settings.weekly_full_at, settings.weekly_full_weekday
+            ),
+            enabled=settings.schedule_enabled,
+        )
+        self.parts = [
+            Part("database", _Database(settings, self.storage)),
+            Part("nats", BrokerPart(self.broker, settings)),
+            Part("runs", _Runs(self.runs)),
+            Part("http", self.http),
+            Part("schedule", self.scheduler),
+        ]
+
+    async def start(self) -> None:
+        """Start every part in order (tests; the process uses :func:`main`)."""
+        started: list[Part] = []
+        try:
+            for part in self.parts:
+                await part.component.start()
+                started.append(part)
+        except BaseException:
+            for part in reversed(started):
+                await part.component.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every part in reverse order."""
+        for part in reversed(self.parts):
+            await part.component.stop()
+
+
+def build_trainer(settings: TrainerSettings) -> Trainer:
+    """The trainer, built but not started."""
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    return Trainer(settings)
+
+
+def main() -> None:
+    """Run the trainer until SIGINT/SIGTERM."""
+    settings = build_settings()
+    configure_logging(SERVICE, settings.log_level)
+    trainer = build_trainer(settings)
+    asyncio.run(serve(SERVICE, trainer.parts))

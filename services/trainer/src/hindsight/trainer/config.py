@@ -1,0 +1,69 @@
+"""Trainer settings: ``HINDSIGHT_TRAINER_*`` plus the shared ``HINDSIGHT_*`` variables."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from hindsight.common.settings import BaseServiceSettings
+
+__all__ = ["TrainerSettings"]
+
+
+class TrainerSettings(BaseServiceSettings):
+    """What the trainer reads from the environment (README: Configuration)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HINDSIGHT_TRAINER_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8083, ge=0, le=65535)
+    model_name: str = "trade_success"
+    registry_url: str | None = Field(
+        default="http://127.0.0.1:8082",
+        description="Registry base URL, to evaluate the production model; empty disables.",
+    )
+    # Outcomes
+    outcome_threshold: float = Field(default=0.005, ge=0, lt=1)
+    outcome_thresholds: dict[str, float] = Field(
+        default_factory=dict, description='Per timeframe, JSON: {"1m": 0.001, "1d": 0.01}.'
+    )
+    # Runs and schedule
+    schedule_enabled: bool = True
+    daily_incremental_at: time = time(1, 0)
+    weekly_full_at: time = time(1, 0)
+    weekly_full_weekday: int = Field(default=6, ge=0, le=6, description="0 = Monday, 6 = Sunday")
+    min_new_outcomes: int = Field(default=100, ge=0)
+    # Data-quality gate
+    min_rows: int = Field(default=500, ge=10)
+    max_missing_share: float = Field(default=0.3, ge=0, le=1)
+    # Training
+    seed: int = 42
+    num_threads: int = Field(default=2, ge=1)
+    num_boost_round: int = Field(default=500, ge=1)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, ge=2)
+    cv_folds: int = Field(default=5, ge=0)
+    embargo_frac: float = Field(default=0.01, ge=0, lt=0.2)
+    embargo_s: float = Field(default=0.0, ge=0)
+    bootstrap_resamples: int = Field(default=200, ge=0)
+    rejected_label_weight: float = Field(default=0.5, ge=0)
+    # Recommendation gates
+    trade_threshold: float = Field(default=0.55, gt=0, lt=1)
+    min_sharpe: float = 1.0
+    min_win_rate: float = 0.55
+    max_drawdown: float = 0.20
+    min_trades: int = 30
+    min_improvement: float = 0.05
+
+    @field_validator("registry_url")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None

@@ -1,0 +1,75 @@
+"""Thin NATS side: the four durable consumers and the training.completed publisher."""
+
+from __future__ import annotations
+
+from faststream.nats import NatsBroker
+
+from hindsight.common.broker import ConsumerOptions, publish_event, subscribe_event
+from hindsight.common.events import (
+    Event,
+    LabelSaved,
+    SignalFeatures,
+    SignalOutcome,
+    TrainingRequested,
+)
+from hindsight.trainer.ingest import Ingestor
+from hindsight.trainer.runs import Publisher, RunService
+
+__all__ = ["DURABLES", "make_publisher", "register_consumers"]
+
+DURABLES = {
+    SignalFeatures: "trainer_signals",
+    SignalOutcome: "trainer_outcomes",
+    LabelSaved: "trainer_labels",
+    TrainingRequested: "trainer_requests",
+}
+
+
+def register_consumers(
+    broker: NatsBroker, ingestor: Ingestor, runs: RunService, *, max_deliveries: int
+) -> None:
+    """Subscribe the trainer's handlers (before the broker starts)."""
+    bulk = ConsumerOptions(max_deliveries=max_deliveries, batch_size=256, max_ack_pending=4096)
+    subscribe_event(
+        broker, SignalFeatures, ingestor.on_signal, durable=DURABLES[SignalFeatures], options=bulk
+    )
+    subscribe_event(
+        broker, SignalOutcome, ingestor.on_outcome, durable=DURABLES[SignalOutcome], options=bulk
+    )
+    subscribe_event(
+        broker,
+        LabelSaved,
+        ingestor.on_label,
+        durable=DURABLES[LabelSaved],
+        options=ConsumerOptions(max_deliveries=max_deliveries),
+    )
+
+    async def on_request(event: TrainingRequested) -> None:
+        # The request id is the run id, so a redelivered request finds its run row.
+        if await runs.storage.get_run(event.request_id) is not None:
+            return
+        await runs.request(
+            model_name=event.model_name,
+            mode=event.mode,
+            trigger="event",
+            reason=event.reason,
+            requested_by=event.requested_by,
+            run_id=event.request_id,
+        )
+
+    subscribe_event(
+        broker,
+        TrainingRequested,
+        on_request,
+        durable=DURABLES[TrainingRequested],
+        options=ConsumerOptions(max_deliveries=max_deliveries, batch_size=1),
+    )
+
+
+def make_publisher(broker: NatsBroker) -> Publisher:
+    """Publish an event with its idempotency key."""
+
+    async def publish(event: Event) -> None:
+        await publish_event(broker, event)
+
+    return publish

@@ -1,0 +1,289 @@
+"""Training runs: one at a time per model, CPU work in a thread, every end state published."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hindsight.common.artifacts import validate_name
+from hindsight.common.errors import NotFoundError
+from hindsight.common.events import Event, TrainingCompleted
+from hindsight.trainer.artifact_store import write_artifact
+from hindsight.trainer.config import TrainerSettings
+from hindsight.trainer.domain.jsonsafe import jsonable
+from hindsight.trainer.domain.quality import QualityConfig, check_quality
+from hindsight.trainer.domain.rows import LABEL_WEIGHTS
+from hindsight.trainer.domain.splits import SplitConfig
+from hindsight.trainer.domain.trading import Gates
+from hindsight.trainer.domain.training import TrainingParams, train_model
+from hindsight.trainer.production import RegistryProduction
+from hindsight.trainer.service_metrics import LAST_RUN_DURATION, RUNS
+from hindsight.trainer.storage import Storage
+
+__all__ = ["Publisher", "RunService", "make_version", "training_params"]
+
+logger = logging.getLogger(__name__)
+Publisher = Callable[[Event], Awaitable[None]]
+SOURCE = "trainer"
+
+
+def make_version(now: datetime, run_id: str) -> str:
+    """``YYYYMMDDTHHMMSSZ-<6 hex of the run id>``: sortable by time.
+
+    Run ids are uuid4 hex, except those taken from a ``training.requested`` request id;
+    one that does not start with 6 hex digits contributes its sha256 instead.
+    """
+    head = run_id[:6].lower()
+    if len(head) < 6 or any(c not in "0123456789abcdef" for c in head):
+        head = hashlib.sha256(run_id.encode()).hexdigest()[:6]
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{head}"
+
+
+def training_params(settings: TrainerSettings) -> TrainingParams:
+    """The domain's parameters from the settings."""
+    weights = dict(LABEL_WEIGHTS)
+    weights["rejected"] = settings.rejected_label_weight
+    return TrainingParams(
+        seed=settings.seed,
+        num_threads=settings.num_threads,
+        num_boost_round=settings.num_boost_round,
+        early_stopping_rounds=settings.early_stopping_rounds,
+        learning_rate=settings.learning_rate,
+        num_leaves=settings.num_leaves,
+        split=SplitConfig(
+            embargo_frac=settings.embargo_frac,
+            embargo_time=timedelta(seconds=settings.embargo_s),
+            cv_folds=settings.cv_folds,
+        ),
+        gates=Gates(
+            threshold=settings.trade_threshold,
+            min_sharpe=settings.min_sharpe,
+            min_win_rate=settings.min_win_rate,
+            max_drawdown=settings.max_drawdown,
+            min_trades=settings.min_trades,
+            min_improvement=settings.min_improvement,
+        ),
+        bootstrap_resamples=settings.bootstrap_resamples,
+        label_weights=weights,
+    )
+
+
+class RunService:
+    """Starts runs and owns their life cycle; a second request while one runs is skipped."""
+
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        storage: Storage,
+        publish: Publisher,
+        production: RegistryProduction,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.publish = publish
+        self.production = production
+        self._active: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def recover(self) -> None:
+        """Fail (and announce) runs a crash left ``running``."""
+        for run in await self.storage.fail_interrupted_runs():
+            RUNS.labels("failed").inc()
+            await self._announce(run)
+
+    async def request(
+        self,
+        *,
+        model_name: str | None = None,
+        mode: str = "full",
+        trigger: str,
+        reason: str | None = None,
+        requested_by: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a run in the background (or record why it is skipped); returns its row."""
+        name = validate_name(model_name or self.settings.model_name, field="model_name")
+        run_id = run_id or uuid.uuid4().hex
+        skip: str | None = None
+        if name in self._active:
+            skip = f"a run of {name} is already running ({self._active[name]})"
+        elif mode == "incremental":
+            since = await self.storage.last_completed_at(name)
+            new = await self.storage.outcomes_since(since)
+            if since is not None and new < self.settings.min_new_outcomes:
+                skip = (
+                    f"only {new} new outcomes since the last completed run "
+                    f"(min {self.settings.min_new_outcomes})"
+                )
+        if skip is not None:
+            run = await self.storage.create_run(
+                run_id=run_id,
+                model_name=name,
+                mode=mode,
+                trigger=trigger,
+                status="skipped",
+                reason=reason,
+                requested_by=requested_by,
+                error=skip,
+            )
+            RUNS.labels("skipped").inc()
+            logger.info("run skipped: %s", skip, extra={"run_id": run_id})
+            await self._announce(run)
+            return run
+        self._active[name] = run_id
+        try:
+            run = await self.storage.create_run(
+                run_id=run_id,
+                model_name=name,
+                mode=mode,
+                trigger=trigger,
+                status="running",
+                reason=reason,
+                requested_by=requested_by,
+            )
+        except BaseException:
+            self._active.pop(name, None)
+            raise
+        task = asyncio.create_task(self._execute(run), name=f"training-{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        """One run row or NotFoundError."""
+        run = await self.storage.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"no training run {run_id}")
+        return run
+
+    async def wait_idle(self) -> None:
+        """Wait for the runs in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Let a run in flight finish (its thread cannot be interrupted)."""
+        await self.wait_idle()
+
+    async def _execute(self, run: dict[str, Any]) -> None:
+        run_id, name = run["run_id"], run["model_name"]
+        started = time.perf_counter()
+        fields: dict[str, Any] = {}
+        try:
+            rows = await self.storage.training_rows()
+            quality_cfg = QualityConfig(
+                max_missing_share=self.settings.max_missing_share,
+                min_rows=self.settings.min_rows,
+            )
+            report, used = await asyncio.to_thread(
+                check_quality, rows, quality_cfg, as_of=datetime.now(UTC)
+            )
+            fields["report"] = {"quality": report.to_dict()}
+            if not report.passed:
+                raise _RunFailed("data-quality gate failed: " + "; ".join(report.errors))
+            schema_version = report.feature_schema_version
+            assert schema_version is not None
+            baseline = await self.production.load(name, report.feature_names)
+            result = await asyncio.to_thread(
+                train_model,
+                used,
+                report.feature_names,
+                training_params(self.settings),
+                baseline=baseline.predict,
+                baseline_note=baseline.note,
+            )
+            now = datetime.now(UTC)
+            version = make_version(now, run_id)
+            uri, sha, card = await asyncio.to_thread(
+                write_artifact,
+                self.settings.artifact_root,
+                model_name=name,
+                version=version,
+                run_id=run_id,
+                created_at=now,
+                feature_schema_version=schema_version,
+                result=result,
+                extra={
+                    "quality_report": report.to_dict(),
+                    "mode": run["mode"],
+                    "production_version": baseline.version,
+                },
+            )
+            fields.update(
+                version=version,
+                artifact_uri=uri,
+                sha256=sha,
+                dataset_size=len(used),
+                metrics=jsonable(result.metrics),
+            )
+            fields["report"]["parity"] = jsonable(result.parity)
+            fields["report"]["row_counts"] = result.row_counts
+            fields["report"]["data_time_range"] = result.data_time_range
+            fields["report"]["feature_names"] = result.feature_names
+            fields["report"]["feature_schema_version"] = schema_version
+            status, error = "completed", None
+        except Exception as exc:
+            status = "failed"
+            error = str(exc) if isinstance(exc, _RunFailed) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, _RunFailed):
+                logger.exception("training run failed", extra={"run_id": run_id})
+        finally:
+            self._active.pop(name, None)
+        duration = time.perf_counter() - started
+        try:
+            final = await self.storage.finish_run(
+                run_id, status=status, duration_s=duration, error=error, **fields
+            )
+        except Exception:
+            logger.exception("could not record the end of run %s", run_id)
+            final = {**run, **fields, "status": status, "error": error, "duration_s": duration}
+        RUNS.labels(status).inc()
+        LAST_RUN_DURATION.set(duration)
+        logger.info(
+            "run %s %s in %.1fs",
+            run_id,
+            status,
+            duration,
+            extra={"run_id": run_id, "status": status, "error": error},
+        )
+        await self._announce(final)
+
+    async def _announce(self, run: dict[str, Any]) -> None:
+        report = run.get("report") or {}
+        metrics = run.get("metrics") or {}
+        event = TrainingCompleted.create(
+            source=SOURCE,
+            training_run_id=run["run_id"],
+            model_name=run["model_name"],
+            status=run["status"],
+            version=run.get("version"),
+            artifact_uri=run.get("artifact_uri"),
+            sha256=run.get("sha256"),
+            metrics=jsonable(metrics.get("headline")) if metrics else None,
+            feature_names=report.get("feature_names"),
+            feature_schema_version=report.get("feature_schema_version"),
+            dataset_size=run.get("dataset_size"),
+            data_time_range=report.get("data_time_range"),
+            duration_s=max(0.0, float(run.get("duration_s") or 0.0)),
+            error=run.get("error"),
+        )
+        for attempt in range(3):
+            try:
+                await self.publish(event)
+                return
+            except Exception as exc:
+                logger.warning(
+                    "could not publish training.completed (try %d): %s", attempt + 1, exc
+                )
+                await asyncio.sleep(1.0 * (attempt + 1))
+        logger.error("training.completed for run %s was not published", run["run_id"])
+
+
+class _RunFailed(Exception):
+    """A run that ends as failed for a reason stated in the message (no traceback)."""

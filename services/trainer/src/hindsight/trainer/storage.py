@@ -1,0 +1,351 @@
+"""The trainer's PostgreSQL repository (schema ``trainer``): signals, outcomes, labels, runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
+from hindsight.trainer.domain.rows import TrainingRow
+
+__all__ = ["MIGRATIONS", "SignalRef", "Storage"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_RUN_COLUMNS = (
+    "run_id, model_name, mode, trigger, status, reason, requested_by, error, created_at, "
+    "finished_at, duration_s, version, artifact_uri, sha256, dataset_size, metrics, report"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRef:
+    """What deriving an outcome's result needs from its signal."""
+
+    side: str
+    timeframe: str
+    entry_price: float | None
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, allow_nan=False, default=str)
+
+
+def _run_dict(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("metrics", "report"):
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
+    return out
+
+
+class Storage:
+    """Idempotent upserts of ingested events and the run rows."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ping(self) -> None:
+        """Raise when the database does not answer."""
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    # --- ingestion ---------------------------------------------------------------------
+
+    async def upsert_signal(self, event: SignalFeatures) -> bool:
+        """Insert or (when newer by occurred_at) replace; True when a row was written."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO signals (signal_id, symbol, timeframe, side, ts, features,
+                   feature_schema_version, entry_price, trade_id, run_id, setup_id,
+                   rule_version, source, occurred_at)
+               VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13,$14)
+               ON CONFLICT (signal_id) DO UPDATE SET
+                   symbol = EXCLUDED.symbol, timeframe = EXCLUDED.timeframe,
+                   side = EXCLUDED.side, ts = EXCLUDED.ts, features = EXCLUDED.features,
+                   feature_schema_version = EXCLUDED.feature_schema_version,
+                   entry_price = EXCLUDED.entry_price, trade_id = EXCLUDED.trade_id,
+                   run_id = EXCLUDED.run_id, setup_id = EXCLUDED.setup_id,
+                   rule_version = EXCLUDED.rule_version, source = EXCLUDED.source,
+                   occurred_at = EXCLUDED.occurred_at
+               WHERE signals.occurred_at < EXCLUDED.occurred_at
+               RETURNING signal_id""",
+            event.signal_id,
+            event.symbol,
+            event.timeframe,
+            event.side,
+            event.ts,
+            _json(event.features),
+            event.feature_schema_version,
+            event.entry_price,
+            event.trade_id,
+            event.run_id,
+            event.setup_id,
+            event.rule_version,
+            event.source,
+            event.occurred_at,
+        )
+        return row is not None
+
+    async def signal_ref(self, signal_id: str) -> SignalRef | None:
+        """Side, timeframe and entry price of a known signal."""
+        row = await self.pool.fetchrow(
+            "SELECT side, timeframe, entry_price FROM signals WHERE signal_id = $1", signal_id
+        )
+        return None if row is None else SignalRef(row["side"], row["timeframe"], row["entry_price"])
+
+    async def upsert_outcome(
+        self, event: SignalOutcome, *, result: str | None, derived: bool
+    ) -> bool:
+        """Insert or (when newer by occurred_at) replace an outcome."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO outcomes (signal_id, closed_at, result, result_derived, entry_price,
+                   exit_price, pnl, realised_r, mfe, mae, source, occurred_at)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
+               ON CONFLICT (signal_id) DO UPDATE SET
+                   closed_at = EXCLUDED.closed_at, result = EXCLUDED.result,
+                   result_derived = EXCLUDED.result_derived,
+                   entry_price = EXCLUDED.entry_price, exit_price = EXCLUDED.exit_price,
+                   pnl = EXCLUDED.pnl, realised_r = EXCLUDED.realised_r, mfe = EXCLUDED.mfe,
+                   mae = EXCLUDED.mae, source = EXCLUDED.source,
+                   occurred_at = EXCLUDED.occurred_at
+               WHERE outcomes.occurred_at < EXCLUDED.occurred_at
+                  OR (outcomes.result IS NULL AND EXCLUDED.result IS NOT NULL)
+               RETURNING signal_id""",
+            event.signal_id,
+            event.closed_at,
+            result,
+            derived,
+            event.entry_price,
+            event.exit_price,
+            event.pnl,
+            event.realised_r,
+            event.mfe,
+            event.mae,
+            event.source,
+            event.occurred_at,
+        )
+        return row is not None
+
+    async def pending_outcome(self, signal_id: str) -> tuple[float | None, float | None] | None:
+        """(entry, exit) of an outcome still waiting for its signal, if any."""
+        row = await self.pool.fetchrow(
+            "SELECT entry_price, exit_price FROM outcomes WHERE signal_id = $1 AND result IS NULL",
+            signal_id,
+        )
+        return None if row is None else (row["entry_price"], row["exit_price"])
+
+    async def set_result(self, signal_id: str, result: str) -> None:
+        """Fill in a derived result of a pending outcome."""
+        await self.pool.execute(
+            """UPDATE outcomes SET result = $2, result_derived = true
+               WHERE signal_id = $1 AND result IS NULL""",
+            signal_id,
+            result,
+        )
+
+    async def upsert_label(self, event: LabelSaved) -> bool:
+        """Keep the latest label per (trade_id, labeler_id) by occurred_at."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO labels (trade_id, labeler_id, label, quality_grade, llm_agreed,
+                   occurred_at)
+               VALUES ($1,$2,$3,$4,$5,$6)
+               ON CONFLICT (trade_id, labeler_id) DO UPDATE SET
+                   label = EXCLUDED.label, quality_grade = EXCLUDED.quality_grade,
+                   llm_agreed = EXCLUDED.llm_agreed, occurred_at = EXCLUDED.occurred_at
+               WHERE labels.occurred_at < EXCLUDED.occurred_at
+               RETURNING trade_id""",
+            event.trade_id,
+            event.labeler_id,
+            event.label,
+            event.quality_grade,
+            event.llm_agreed,
+            event.occurred_at,
+        )
+        return row is not None
+
+    # --- training data -----------------------------------------------------------------
+
+    async def training_rows(self) -> list[TrainingRow]:
+        """Signals with an outcome whose result is known, latest human label per trade."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(
+                """SELECT s.signal_id, s.seq, s.symbol, s.timeframe, s.side, s.ts,
+                          s.features::text AS features, s.feature_schema_version,
+                          COALESCE(o.entry_price, s.entry_price) AS entry_price,
+                          o.exit_price, o.closed_at, o.result, o.realised_r, l.label,
+                          s.occurred_at
+                   FROM signals s
+                   JOIN outcomes o ON o.signal_id = s.signal_id
+                   LEFT JOIN LATERAL (
+                       SELECT label FROM labels WHERE labels.trade_id = s.trade_id
+                       ORDER BY occurred_at DESC LIMIT 1) l ON true
+                   WHERE o.result IS NOT NULL
+                   ORDER BY s.seq"""
+            )
+        return [
+            TrainingRow(
+                signal_id=r["signal_id"],
+                symbol=r["symbol"],
+                timeframe=r["timeframe"],
+                side=r["side"],
+                ts=r["ts"],
+                features=json.loads(r["features"]),
+                feature_schema_version=r["feature_schema_version"],
+                closed_at=r["closed_at"],
+                result=r["result"],
+                entry_price=r["entry_price"],
+                exit_price=r["exit_price"],
+                realised_r=r["realised_r"],
+                label=r["label"],
+                seq=r["seq"],
+                occurred_at=r["occurred_at"],
+            )
+            for r in records
+        ]
+
+    async def stats(self) -> dict[str, Any]:
+        """Row counts of the data set and runs by status."""
+        row = await self.pool.fetchrow(
+            """SELECT (SELECT count(*) FROM signals) AS signals,
+                      (SELECT count(*) FROM outcomes) AS outcomes,
+                      (SELECT count(*) FROM outcomes WHERE result IS NULL) AS pending_outcomes,
+                      (SELECT count(*) FROM outcomes WHERE result_derived) AS derived_outcomes,
+                      (SELECT count(*) FROM signals s JOIN outcomes o USING (signal_id)
+                        WHERE o.result IS NOT NULL) AS signals_with_outcome,
+                      (SELECT count(*) FROM labels) AS labels,
+                      (SELECT min(ts) FROM signals) AS first_signal_at,
+                      (SELECT max(ts) FROM signals) AS last_signal_at"""
+        )
+        assert row is not None
+        out = dict(row)
+        by_status = await self.pool.fetch("SELECT status, count(*) AS n FROM runs GROUP BY status")
+        out["runs"] = {r["status"]: r["n"] for r in by_status}
+        results = await self.pool.fetch(
+            "SELECT result, count(*) AS n FROM outcomes WHERE result IS NOT NULL GROUP BY result"
+        )
+        out["results"] = {r["result"]: r["n"] for r in results}
+        return out
+
+    # --- runs ----------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        *,
+        run_id: str,
+        model_name: str,
+        mode: str,
+        trigger: str,
+        status: str,
+        reason: str | None,
+        requested_by: str | None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Insert a run row (``running``, or ``skipped`` straight away)."""
+        row = await self.pool.fetchrow(
+            f"""INSERT INTO runs (run_id, model_name, mode, trigger, status, reason,
+                    requested_by, error, finished_at, duration_s)
+                VALUES ($1,$2,$3,$4,$5,$6,$7,$8,
+                        CASE WHEN $5 = 'running' THEN NULL ELSE now() END,
+                        CASE WHEN $5 = 'running' THEN NULL ELSE 0 END)
+                RETURNING {_RUN_COLUMNS}""",
+            run_id,
+            model_name,
+            mode,
+            trigger,
+            status,
+            reason,
+            requested_by,
+            error,
+        )
+        assert row is not None
+        return _run_dict(row)
+
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        duration_s: float,
+        error: str | None = None,
+        version: str | None = None,
+        artifact_uri: str | None = None,
+        sha256: str | None = None,
+        dataset_size: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record a run's end state."""
+        row = await self.pool.fetchrow(
+            f"""UPDATE runs SET status = $2, duration_s = $3, error = $4, version = $5,
+                    artifact_uri = $6, sha256 = $7, dataset_size = $8, metrics = $9::jsonb,
+                    report = $10::jsonb, finished_at = now()
+                WHERE run_id = $1 RETURNING {_RUN_COLUMNS}""",
+            run_id,
+            status,
+            duration_s,
+            error,
+            version,
+            artifact_uri,
+            sha256,
+            dataset_size,
+            _json(metrics),
+            _json(report),
+        )
+        assert row is not None
+        return _run_dict(row)
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run, or None."""
+        row = await self.pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)
+        return None if row is None else _run_dict(row)
+
+    async def list_runs(
+        self, *, model_name: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Newest runs first (metrics and report left out: see GET /v1/runs/{id})."""
+        rows = await self.pool.fetch(
+            f"""SELECT {_RUN_COLUMNS} FROM runs WHERE ($1::text IS NULL OR model_name = $1)
+                ORDER BY created_at DESC LIMIT $2""",
+            model_name,
+            limit,
+        )
+        out = []
+        for row in rows:
+            item = _run_dict(row)
+            metrics = item.pop("metrics", None) or {}
+            item.pop("report", None)
+            item["headline"] = metrics.get("headline")
+            out.append(item)
+        return out
+
+    async def last_completed_at(self, model_name: str) -> datetime | None:
+        """When the newest completed run of ``model_name`` started."""
+        value: datetime | None = await self.pool.fetchval(
+            """SELECT max(created_at) FROM runs WHERE model_name = $1 AND status = 'completed'""",
+            model_name,
+        )
+        return value
+
+    async def outcomes_since(self, since: datetime | None) -> int:
+        """Outcomes with a known result received after ``since`` (all when None)."""
+        value = await self.pool.fetchval(
+            """SELECT count(*) FROM outcomes
+               WHERE result IS NOT NULL AND ($1::timestamptz IS NULL OR received_at > $1)""",
+            since,
+        )
+        return int(value)
+
+    async def fail_interrupted_runs(self) -> list[dict[str, Any]]:
+        """Mark runs left ``running`` by a crash as failed; returns them."""
+        rows = await self.pool.fetch(
+            f"""UPDATE runs SET status = 'failed', finished_at = now(),
+                    error = 'interrupted: the trainer stopped during the run',
+                    duration_s = EXTRACT(EPOCH FROM now() - created_at)
+                WHERE status = 'running' RETURNING {_RUN_COLUMNS}"""
+        )
+        return [_run_dict(r) for r in rows]
