@@ -270,3 +270,66 @@ async def test_full_learning_pass(stack: Stack, nats_url: str) -> None:
     )
     assert cli.returncode == 0, cli.stderr
     assert version in cli.stdout and "production" in cli.stdout
+
+
+async def test_promote_v2_then_roll_back_serves_v1_again(stack: Stack) -> None:
+    """Runs after the full pass: v2 replaces v1, a rollback brings v1 back to the scorer."""
+    registry, trainer = stack.url("registry"), stack.url("trainer")
+    [v1] = [d["version"] for d in _get(f"{registry}/v1/deployments") if d["model_name"] == MODEL]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    response = httpx.post(
+        f"{trainer}/v1/runs", json={"model_name": MODEL, "mode": "full"}, headers=auth
+    )
+    assert response.status_code == 202, response.text
+    run_id = response.json()["training_run_id"]
+    run = await _until(
+        "the second run",
+        lambda: (r := _get(f"{trainer}/v1/runs/{run_id}")) and r["status"] != "running" and r,
+        timeout=300,
+        stack=stack,
+    )
+    assert run["status"] == "completed", run
+    v2 = run["version"]
+    assert v2 != v1
+    await _until(
+        "v2 in production",
+        lambda: any(d["version"] == v2 for d in _get(f"{registry}/v1/deployments") or []),
+        timeout=60,
+        stack=stack,
+    )
+    probe = _requests([generate(1, seed=99)[0][0]])
+
+    async def served() -> str:
+        return str((await _score(stack.ports["scorer_grpc"], probe))[0].model_version)
+
+    await _until_async("the scorer to serve v2", served, v2, stack=stack)
+
+    # An operator rolls back with the CLI (bearer token from the environment).
+    cli = subprocess.run(
+        [sys.executable, "-m", "hindsight.devstack", "rollback", MODEL, "--reason", "e2e drill"],
+        env={**stack.env, "HINDSIGHT_REGISTRY_URL": registry},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 0, cli.stderr
+    await _until_async("the scorer to serve v1 again", served, v1, stack=stack)
+
+    audit = _get(f"{registry}/v1/models/{MODEL}/audit")
+    moves = [(a["version"], a["from_stage"], a["to_stage"]) for a in audit]
+    assert (v2, "production", "archived") in moves
+    assert (v1, "archived", "production") in moves or (v1, "retired", "production") in moves
+    assert any("e2e drill" in a["reason"] for a in audit)
+
+
+async def _until_async(
+    what: str, probe: Callable[[], Any], expected: str, *, stack: Stack, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last == expected:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
