@@ -268,3 +268,22 @@ async def test_bad_input_is_dead_lettered_in_memory_and_on_a_real_server(
     assert body == bad
     assert headers["Hindsight-Error"].startswith("png.created: image_type:")
     assert [e.run_id for e in handled] == ["run-1"]
+
+
+@pytest.mark.unit
+def test_idle_fetch_timeout_is_not_an_error_but_other_errors_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    create_broker(BaseServiceSettings(nats_url="nats://127.0.0.1:1"), client_name="filtered")
+    log = logging.getLogger("hindsight.filtered.nats")
+    caplog.set_level(logging.INFO, logger="hindsight.filtered.nats")
+    for exc in (TimeoutError(), RuntimeError("real trouble")):
+        try:
+            raise exc
+        except Exception:
+            log.exception("Task-1 raised an exception, retrying...")
+    [record] = caplog.records  # the idle timeout was dropped below INFO
+    assert record.levelname == "ERROR"
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)

@@ -65,10 +65,35 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
 
 
+class _IdleFetchTimeoutFilter(logging.Filter):
+    """Downgrade faststream's "raised an exception, retrying" for an idle pull fetch.
+
+    nats-py sometimes ends an empty batch fetch with the builtin ``TimeoutError``, which
+    faststream 0.7 does not suppress (it expects ``nats.errors.TimeoutError``): the fetch
+    task is restarted and nothing is lost, but an ERROR with a traceback would wake an
+    operator for nothing. Any other error keeps its level.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (
+            type(exc) is TimeoutError
+            and "retrying" in record.getMessage()
+            and record.levelno >= logging.ERROR
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info = None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def create_broker(settings: BaseServiceSettings, *, client_name: str) -> NatsBroker:
     """A broker for ``settings.nats_url`` that keeps reconnecting instead of giving up."""
     if not settings.nats_servers:
         raise UnavailableError("HINDSIGHT_NATS_URL is not set")
+    broker_logger = logging.getLogger(f"hindsight.{client_name}.nats")
+    if not any(isinstance(f, _IdleFetchTimeoutFilter) for f in broker_logger.filters):
+        broker_logger.addFilter(_IdleFetchTimeoutFilter())
     return NatsBroker(
         servers=settings.nats_servers,
         name=client_name,
@@ -77,7 +102,7 @@ def create_broker(settings: BaseServiceSettings, *, client_name: str) -> NatsBro
         reconnect_time_wait=1,
         connect_timeout=5,
         graceful_timeout=10.0,
-        logger=logging.getLogger(f"hindsight.{client_name}.nats"),
+        logger=broker_logger,
     )
 
 
