@@ -25,6 +25,7 @@ from nats.aio.client import Client as NatsClient
 
 from hindsight.devstack.ports import free_port, tcp_open
 from hindsight.devstack.process import pid_alive
+from hindsight.devstack.supervisor import discover_services
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,11 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
     env["HINDSIGHT_DEV_NATS_PORT"] = str(ports["nats"])
     env["HINDSIGHT_DEV_NATS_MONITOR_PORT"] = str(ports["monitor"])
     env["HINDSIGHT_DEV_PG_PORT"] = str(ports["postgres"])
+    # The installed services too (as they read it): never the defaults a developer's own
+    # stack may be using.
+    for service in discover_services():
+        for kind in service.ports:
+            env[f"HINDSIGHT_{service.name.upper()}_{kind.upper()}_PORT"] = str(free_port())
     return env
 
 
@@ -233,7 +239,8 @@ async def test_up_status_and_ctrl_c_leave_nothing_running(stack_dir: Path) -> No
         assert status.returncode == 0, status.stdout + status.stderr
         assert "nats" in status.stdout and "postgres" in status.stdout
         pids = recorded_pids(stack_dir)
-        assert len(pids) == 3  # supervisor, nats, postgres (no services installed yet)
+        # supervisor, nats, postgres and every installed service
+        assert len(pids) == 3 + len(discover_services())
         stack.proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
         assert stack.proc.wait(timeout=120) == 0, stack.output
     finally:

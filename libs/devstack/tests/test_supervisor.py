@@ -34,6 +34,7 @@ from hindsight.devstack.supervisor import (
     Supervisor,
     describe_exit,
     service_env,
+    service_ports,
     service_spec,
 )
 
@@ -316,12 +317,19 @@ def test_service_env_and_spec(tmp_path: Path) -> None:
     assert kept["HINDSIGHT_ARTIFACT_ROOT"] == "/a"
 
     spec = service_spec(
-        Service(name="scorer", module="hindsight.scorer"), env=env, log_dir=tmp_path
+        Service(name="scorer", module="hindsight.scorer", ports=service_ports("scorer", {})),
+        env=env,
+        log_dir=tmp_path,
     )
     assert spec.argv == [sys.executable, "-m", "hindsight.scorer"]
     assert spec.health_url == "http://127.0.0.1:8086/healthz"
     assert spec.log_file == tmp_path / "scorer.log"
     assert dict(spec.extra) == {"grpc": 50052, "http": 8086}
+    assert spec.ready is not None, "a service counts as started once /healthz answers"
+    assert service_ports("scorer", {"HINDSIGHT_SCORER_GRPC_PORT": "6000"}) == {
+        "grpc": 6000,
+        "http": 8086,
+    }
 
 
 @pytest.mark.unit

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -225,23 +226,43 @@ def describe_exit(returncode: int | None) -> str:
 
 @dataclass(frozen=True)
 class Service:
-    """An installed Hindsight service: its name and the module ``python -m`` runs."""
+    """An installed Hindsight service: its name, the module ``python -m`` runs, its ports."""
 
     name: str
     module: str
-
-    @property
-    def ports(self) -> Mapping[str, int]:
-        return SERVICE_PORTS.get(self.name, {})
+    ports: Mapping[str, int] = field(default_factory=dict)
 
 
-def discover_services() -> list[Service]:
+def service_ports(name: str, environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The default ports of ``name``, each overridable as the service itself reads it:
+    ``HINDSIGHT_<NAME>_<KIND>_PORT`` (e.g. ``HINDSIGHT_SCORER_GRPC_PORT``)."""
+    env = os.environ if environ is None else environ
+    ports = dict(SERVICE_PORTS.get(name, {}))
+    for kind in ports:
+        value = env.get(f"HINDSIGHT_{name.upper()}_{kind.upper()}_PORT")
+        if value:
+            ports[kind] = int(value)
+    return ports
+
+
+def discover_services(environ: Mapping[str, str] | None = None) -> list[Service]:
     """Every ``hindsight.services`` entry point of the installed distributions, by name."""
     found = {
-        ep.name: Service(name=ep.name, module=ep.module)
+        ep.name: Service(name=ep.name, module=ep.module, ports=service_ports(ep.name, environ))
         for ep in entry_points().select(group=SERVICE_ENTRY_POINT_GROUP)
     }
     return [found[name] for name in sorted(found)]
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    return check
 
 
 def service_env(
@@ -265,12 +286,16 @@ def service_env(
 def service_spec(service: Service, *, env: Mapping[str, str], log_dir: Path) -> ChildSpec:
     """How the supervisor runs a service: ``python -m <module>``, logs to its own file."""
     http = service.ports.get("http")
+    health_url = f"http://127.0.0.1:{http}/healthz" if http else None
     return ChildSpec(
         name=service.name,
         argv=[sys.executable, "-m", service.module],
         env=env,
         log_file=log_dir / f"{service.name}.log",
-        health_url=f"http://127.0.0.1:{http}/healthz" if http else None,
+        health_url=health_url,
+        # "Hindsight is up" means every service answers, not merely that it was forked.
+        ready=_http_ok(health_url) if health_url else None,
+        ready_timeout=90.0,
         stop_signal=signal.SIGTERM,
         stop_timeout=15.0,
         extra=dict(service.ports),
