@@ -8,14 +8,11 @@ new event; the CLI shows the model.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +25,9 @@ from sklearn.metrics import roc_auc_score
 
 from hindsight.common.artifacts import ONNX_FILE, load_card, resolve_artifact
 from hindsight.devstack.ports import free_port
-from hindsight.devstack.process import ChildSpec, start_child, stop_child
 from hindsight.devstack.pytest_plugin import with_database
 from hindsight.devstack.synthetic import generate, publish
+from hindsight.devstack.testing import ServiceProcesses, get_json, wait_until
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -39,41 +36,6 @@ TOKEN = "e2e-admin-token"
 MODEL = "trade_success"
 N_TRAIN = 20_000
 N_HELD_OUT = 1_000
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    logs: Path
-    ports: dict[str, int]
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service + '_http']}"
-
-    def spec(self, service: str) -> ChildSpec:
-        health = f"{self.url(service)}/healthz"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(health, timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        return ChildSpec(
-            name=service,
-            argv=[sys.executable, "-m", f"hindsight.{service}"],
-            env=self.env,
-            log_file=self.logs / f"{service}.log",
-            ready=ready,
-            ready_timeout=60.0,
-        )
-
-    def start(self, service: str) -> None:
-        self.procs[service] = start_child(self.spec(service))
-
-    def stop(self, service: str, sig: int = signal.SIGTERM) -> None:
-        stop_child(self.procs.pop(service), name=service, sig=sig, timeout=20.0)
 
 
 async def _create_database(server_dsn: str, name: str) -> str:
@@ -89,7 +51,9 @@ async def _create_database(server_dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def stack(nats_url: str, database_url: str, hindsight_test_dir: Path) -> AsyncIterator[Stack]:
+async def stack(
+    nats_url: str, database_url: str, hindsight_test_dir: Path
+) -> AsyncIterator[ServiceProcesses]:
     import nats
 
     from hindsight.devstack.pytest_plugin import delete_hindsight_streams
@@ -120,38 +84,13 @@ async def stack(nats_url: str, database_url: str, hindsight_test_dir: Path) -> A
         "HINDSIGHT_SCORER_GRPC_PORT": str(ports["scorer_grpc"]),
         "HINDSIGHT_SCORER_REGISTRY_URL": f"http://127.0.0.1:{ports['registry_http']}",
     }
-    stack = Stack(env=env, logs=root / "logs", ports=ports)
+    stack = ServiceProcesses(env=env, logs=root / "logs", ports=ports)
     try:
         for service in ("registry", "trainer", "scorer"):
             stack.start(service)
         yield stack
     finally:
-        for service in list(stack.procs):
-            stack.stop(service)
-
-
-async def _until(
-    what: str, probe: Callable[[], Any], *, timeout: float, stack: Stack | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await asyncio.to_thread(probe)
-        if result:
-            return result
-        await asyncio.sleep(0.5)
-    logs = ""
-    if stack is not None:
-        for path in sorted(stack.logs.glob("*.log")):
-            logs += f"\n--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-15:])
-    raise AssertionError(f"timed out waiting for {what}{logs}")
-
-
-def _get(url: str) -> Any:
-    try:
-        response = httpx.get(url, timeout=5.0)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == 200 else None
+        stack.stop_all()
 
 
 def _requests(signals: list[Any]) -> list[scoring_pb2.ScoreRequest]:
@@ -173,7 +112,7 @@ async def _score(port: int, requests: list[scoring_pb2.ScoreRequest]) -> list[An
         return [await stub.Score(r, timeout=5.0) for r in requests]
 
 
-async def test_full_learning_pass(stack: Stack, nats_url: str) -> None:
+async def test_full_learning_pass(stack: ServiceProcesses, nats_url: str) -> None:
     pairs = generate(N_TRAIN + N_HELD_OUT, seed=7)
     pairs.sort(key=lambda pair: pair[0].ts)
     train, held_out = pairs[:N_TRAIN], pairs[N_TRAIN:]
@@ -181,44 +120,32 @@ async def test_full_learning_pass(stack: Stack, nats_url: str) -> None:
     # Upstream tools publish over plain NATS; the trainer ingests them.
     await publish(nats_url, train)
     trainer = stack.url("trainer")
-    await _until(
+    await wait_until(
         "the trainer to ingest every signal and outcome",
-        lambda: (s := _get(f"{trainer}/v1/stats")) and s["signals_with_outcome"] >= N_TRAIN,
+        lambda: (s := get_json(f"{trainer}/v1/stats")) and s["signals_with_outcome"] >= N_TRAIN,
         timeout=180,
-        stack=stack,
+        services=stack,
     )
 
     # An ML engineer starts a run through the API (as `hindsight train` does).
-    response = httpx.post(
-        f"{trainer}/v1/runs",
-        json={"model_name": MODEL, "mode": "full", "reason": "e2e"},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10.0,
-    )
-    assert response.status_code == 202, response.text
-    run_id = response.json()["training_run_id"]
-    run = await _until(
-        "the training run to end",
-        lambda: (r := _get(f"{trainer}/v1/runs/{run_id}")) and r["status"] != "running" and r,
-        timeout=300,
-        stack=stack,
-    )
-    assert run["status"] == "completed", run
+    await _train(stack, reason="e2e")
 
     # The registry registers and promotes it; the scorer hot-loads it.
     registry = stack.url("registry")
-    [deployment] = await _until(
+    [deployment] = await wait_until(
         "a production deployment",
-        lambda: [d for d in (_get(f"{registry}/v1/deployments") or []) if d["model_name"] == MODEL],
+        lambda: [
+            d for d in (get_json(f"{registry}/v1/deployments") or []) if d["model_name"] == MODEL
+        ],
         timeout=60,
-        stack=stack,
+        services=stack,
     )
     version = deployment["version"]
-    await _until(
+    await wait_until(
         "the scorer to be ready",
-        lambda: _get(f"{stack.url('scorer')}/readyz"),
+        lambda: get_json(f"{stack.url('scorer')}/readyz"),
         timeout=60,
-        stack=stack,
+        services=stack,
     )
 
     # The trading engine's view: a separate gRPC client scores the held-out signals.
@@ -250,11 +177,11 @@ async def test_full_learning_pass(stack: Stack, nats_url: str) -> None:
     # Restart: kill the scorer; a new one serves the same version with no new event.
     stack.stop("scorer", sig=signal.SIGKILL)
     stack.start("scorer")
-    await _until(
+    await wait_until(
         "the restarted scorer",
-        lambda: _get(f"{stack.url('scorer')}/readyz"),
+        lambda: get_json(f"{stack.url('scorer')}/readyz"),
         timeout=60,
-        stack=stack,
+        services=stack,
     )
     [again] = await _score(stack.ports["scorer_grpc"], requests[:1])
     assert again.model_version == version
@@ -272,37 +199,23 @@ async def test_full_learning_pass(stack: Stack, nats_url: str) -> None:
     assert version in cli.stdout and "production" in cli.stdout
 
 
-async def test_promote_v2_then_roll_back_serves_v1_again(stack: Stack) -> None:
+async def test_promote_v2_then_roll_back_serves_v1_again(stack: ServiceProcesses) -> None:
     """Runs after the full pass: v2 replaces v1, a rollback brings v1 back to the scorer."""
-    registry, trainer = stack.url("registry"), stack.url("trainer")
-    [v1] = [d["version"] for d in _get(f"{registry}/v1/deployments") if d["model_name"] == MODEL]
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    response = httpx.post(
-        f"{trainer}/v1/runs", json={"model_name": MODEL, "mode": "full"}, headers=auth
-    )
-    assert response.status_code == 202, response.text
-    run_id = response.json()["training_run_id"]
-    run = await _until(
-        "the second run",
-        lambda: (r := _get(f"{trainer}/v1/runs/{run_id}")) and r["status"] != "running" and r,
-        timeout=300,
-        stack=stack,
-    )
-    assert run["status"] == "completed", run
-    v2 = run["version"]
+    registry = stack.url("registry")
+    [v1] = [
+        d["version"] for d in get_json(f"{registry}/v1/deployments") if d["model_name"] == MODEL
+    ]
+    v2 = (await _train(stack, reason="v2"))["version"]
     assert v2 != v1
-    await _until(
+    await wait_until(
         "v2 in production",
-        lambda: any(d["version"] == v2 for d in _get(f"{registry}/v1/deployments") or []),
+        lambda: [d["version"] for d in _production(registry)] == [v2],
         timeout=60,
-        stack=stack,
+        services=stack,
     )
-    probe = _requests([generate(1, seed=99)[0][0]])
-
-    async def served() -> str:
-        return str((await _score(stack.ports["scorer_grpc"], probe))[0].model_version)
-
-    await _until_async("the scorer to serve v2", served, v2, stack=stack)
+    probe = _requests([generate(1, seed=99)[0][0]])[0]
+    port = stack.ports["scorer_grpc"]
+    await wait_until("the scorer to serve v2", lambda: _served(port, probe) == v2, timeout=60)
 
     # An operator rolls back with the CLI (bearer token from the environment).
     cli = subprocess.run(
@@ -313,23 +226,44 @@ async def test_promote_v2_then_roll_back_serves_v1_again(stack: Stack) -> None:
         timeout=30,
     )
     assert cli.returncode == 0, cli.stderr
-    await _until_async("the scorer to serve v1 again", served, v1, stack=stack)
+    await wait_until("v1 served again", lambda: _served(port, probe) == v1, timeout=60)
 
-    audit = _get(f"{registry}/v1/models/{MODEL}/audit")
+    audit = get_json(f"{registry}/v1/models/{MODEL}/audit")
     moves = [(a["version"], a["from_stage"], a["to_stage"]) for a in audit]
     assert (v2, "production", "archived") in moves
     assert (v1, "archived", "production") in moves or (v1, "retired", "production") in moves
     assert any("e2e drill" in a["reason"] for a in audit)
 
 
-async def _until_async(
-    what: str, probe: Callable[[], Any], expected: str, *, stack: Stack, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last == expected:
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
+async def _train(stack: ServiceProcesses, *, reason: str) -> dict[str, Any]:
+    """Start a full run through the trainer's API and wait for it to complete."""
+    trainer = stack.url("trainer")
+    response = httpx.post(
+        f"{trainer}/v1/runs",
+        json={"model_name": MODEL, "mode": "full", "reason": reason},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10.0,
+    )
+    assert response.status_code == 202, response.text
+    run_id = response.json()["training_run_id"]
+    run: dict[str, Any] = await wait_until(
+        f"training run {reason}",
+        lambda: (r := get_json(f"{trainer}/v1/runs/{run_id}")) and r["status"] != "running" and r,
+        timeout=300,
+        services=stack,
+    )
+    assert run["status"] == "completed", run
+    return run
+
+
+def _production(registry: str) -> list[dict[str, Any]]:
+    """The registry's production deployment of MODEL (a list of at most one)."""
+    deployments = get_json(f"{registry}/v1/deployments") or []
+    return [d for d in deployments if d["model_name"] == MODEL]
+
+
+def _served(port: int, request: scoring_pb2.ScoreRequest) -> str:
+    """The version that answers ``request`` now (a plain blocking client)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = scoring_pb2_grpc.ScoringStub(channel).Score(request, timeout=5.0)
+    return str(answer.model_version)

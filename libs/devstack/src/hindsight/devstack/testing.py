@@ -1,0 +1,97 @@
+"""Helpers for tests that run Hindsight services as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .process import ChildSpec, start_child, stop_child
+
+__all__ = ["ServiceProcesses", "get_json", "wait_until"]
+
+
+def get_json(url: str) -> Any:
+    """The JSON body of a 200 answer, else None (connection errors included)."""
+    try:
+        response = httpx.get(url, timeout=5.0)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+@dataclass
+class ServiceProcesses:
+    """Services started as ``python -m hindsight.<name>`` with one environment.
+
+    ``ports`` maps ``<service>_http`` (and ``<service>_grpc``) to the ports the
+    environment gives them; a service counts as started once ``ready_path`` answers 200.
+    """
+
+    env: dict[str, str]
+    logs: Path
+    ports: dict[str, int]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        """Base URL of the service's HTTP port."""
+        return f"http://127.0.0.1:{self.ports[service + '_http']}"
+
+    def start(self, service: str, *, ready_path: str = "/healthz", timeout: float = 60.0) -> None:
+        """Start one service and wait until it answers ``ready_path``."""
+        probe = f"{self.url(service)}{ready_path}"
+        spec = ChildSpec(
+            name=service,
+            argv=[sys.executable, "-m", f"hindsight.{service}"],
+            env=self.env,
+            log_file=self.logs / f"{service}.log",
+            ready=lambda: get_json(probe) is not None,
+            ready_timeout=timeout,
+        )
+        self.procs[service] = start_child(spec)
+
+    def stop(self, service: str, *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        """Stop one service (SIGKILL to simulate a crash)."""
+        stop_child(self.procs.pop(service), name=service, sig=sig, timeout=timeout)
+
+    def stop_all(self) -> None:
+        """Stop every service still running, last started first."""
+        for service in reversed(list(self.procs)):
+            self.stop(service)
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of every service log, for a failure message."""
+        text = ""
+        for path in sorted(self.logs.glob("*.log")):
+            text += f"\n--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-lines:])
+        return text
+
+
+async def wait_until(
+    what: str,
+    probe: Callable[[], Any],
+    *,
+    timeout: float,
+    services: ServiceProcesses | None = None,
+    interval: float = 0.5,
+) -> Any:
+    """Poll ``probe`` (run in a thread) until it returns something truthy, which is returned.
+
+    On timeout the assertion message carries the services' log tails.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await asyncio.to_thread(probe)
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    tails = services.log_tails() if services is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{tails}")
