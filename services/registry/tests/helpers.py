@@ -30,6 +30,8 @@ def make_artifact(
     test_rows: int = 3000,
     production: dict[str, Any] | None = None,
     recommendation: str = "PROMOTE",
+    win_rate: float | None = None,
+    brier: float | None = None,
 ) -> str:
     """Write models/{name}/{version}/ (random model.onnx bytes + metrics.json); its sha256."""
     directory = root / "models" / model_name / version
@@ -52,6 +54,10 @@ def make_artifact(
         },
         "interval_bins": [],
     }
+    if win_rate is not None:
+        card["metrics"]["trading"].update({"win_rate": win_rate, "trades": 500})  # type: ignore[index]
+    if brier is not None:
+        card["metrics"]["test"]["brier"] = brier  # type: ignore[index]
     (directory / "metrics.json").write_text(json.dumps(card))
     return sha
 
@@ -119,3 +125,61 @@ async def fetch_all(
 def new_version(prefix: str = "20261121T100000Z") -> str:
     """A unique version string in the trainer's format."""
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+async def publish_raw(nc: NatsClient, subject: str, body: dict[str, Any], msg_id: str) -> None:
+    """Publish any event body with a plain NATS client (JetStream ack awaited)."""
+    await nc.jetstream().publish(
+        subject,
+        json.dumps(body).encode(),
+        stream=STREAM,
+        headers={"Nats-Msg-Id": f"{subject}:{msg_id}"},
+    )
+
+
+def prediction(
+    signal_id: str,
+    p: float,
+    *,
+    version: str | None,
+    experiment_id: str | None = None,
+    arm: str | None = None,
+    fallback: bool = False,
+) -> dict[str, Any]:
+    """A prediction.logged body."""
+    body: dict[str, Any] = {
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": "test",
+        "prediction_id": str(uuid.uuid4()),
+        "signal_id": signal_id,
+        "model_version": version,
+        "p_success": float(p),
+        "fallback": fallback,
+        "latency_ms": 1.0,
+    }
+    if experiment_id is not None:
+        body["experiment_id"] = experiment_id
+    if arm is not None:
+        body["arm"] = arm
+    return body
+
+
+def outcome(signal_id: str, win: bool | None, *, seconds: int = 0) -> dict[str, Any]:
+    """A signal.outcome body (result left out when ``win`` is None)."""
+    body: dict[str, Any] = {
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": "test",
+        "signal_id": signal_id,
+        "closed_at": datetime.fromtimestamp(1_790_000_000 + seconds, UTC).isoformat(),
+    }
+    if win is not None:
+        body["result"] = "win" if win else "loss"
+    return body
+
+
+async def publish_many(nc: NatsClient, items: list[tuple[str, dict[str, Any], str]]) -> None:
+    """Publish (subject, body, msg_id) triples, 100 at a time concurrently."""
+    for start in range(0, len(items), 100):
+        await asyncio.gather(*(publish_raw(nc, s, b, m) for s, b, m in items[start : start + 100]))

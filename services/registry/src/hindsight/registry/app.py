@@ -1,4 +1,4 @@
-"""Composition root: settings -> database, broker, outbox relay, HTTP server."""
+"""Composition root: settings -> database, broker, outbox relay, evaluator, HTTP server."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from hindsight.common.http import HttpServer, Readiness, create_http_app
 from hindsight.common.logs import configure_logging
 from hindsight.common.runtime import BrokerPart, Part, nats_ready, serve
 from hindsight.registry.config import RegistrySettings
+from hindsight.registry.evaluator import Evaluator
+from hindsight.registry.experiments import ExperimentLimits, Experiments
 from hindsight.registry.http_api import build_router
-from hindsight.registry.messaging import OutboxRelay, subscribe
+from hindsight.registry.messaging import OutboxRelay, subscribe, subscribe_evaluation
 from hindsight.registry.service import Registry
 from hindsight.registry.storage import Database, Storage
 
@@ -41,17 +43,41 @@ class RegistryApp:
             manual_approval=settings.manual_approval,
             notify=self.relay.notify,
         )
+        self.experiments = Experiments(
+            self.registry,
+            auto_promote_default=settings.auto_promote_experiments,
+            limits=ExperimentLimits(
+                max_duration_s=settings.experiment_max_duration_s,
+                max_samples_per_arm=settings.experiment_max_samples_per_arm,
+            ),
+            degradation=settings.degradation_policy(),
+            auto_rollback=settings.auto_rollback,
+        )
+        self.evaluator = Evaluator(
+            self.experiments,
+            every_s=settings.evaluate_every_s,
+            debounce_s=settings.degradation_debounce_s,
+        )
         subscribe(self.broker, self.registry, max_deliveries=settings.max_deliveries)
+        subscribe_evaluation(
+            self.broker,
+            self.experiments,
+            max_deliveries=settings.max_deliveries,
+            on_outcome=self.evaluator.outcome_arrived,
+        )
         readiness = Readiness(SERVICE)
         readiness.register("database", self.database.ping)
         readiness.register("nats", nats_ready(self.broker))
         self.http_app = create_http_app(service=SERVICE, readiness=readiness)
-        self.http_app.include_router(build_router(self.registry, admin_token=settings.admin_token))
+        self.http_app.include_router(
+            build_router(self.registry, self.experiments, admin_token=settings.admin_token)
+        )
         self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)
         self.parts = [
             Part("database", self.database),
             Part("nats", BrokerPart(self.broker, settings)),
             Part("outbox", self.relay),
+            Part("evaluator", self.evaluator),
             Part("http", self.http),
         ]
         self._started: list[Part] = []

@@ -6,7 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from hindsight.common.settings import BaseServiceSettings
-from hindsight.registry.domain import GatePolicy
+from hindsight.registry.domain import DegradationPolicy, GatePolicy
 
 __all__ = ["RegistrySettings"]
 
@@ -42,6 +42,51 @@ class RegistrySettings(BaseServiceSettings):
     outbox_poll_s: float = Field(
         default=1.0, gt=0, description="How often the outbox relay looks for unsent events."
     )
+
+    auto_promote_experiments: bool = Field(
+        default=False,
+        description="Default of an experiment's auto_promote: apply a promote decision at "
+        "once instead of waiting for POST /v1/experiments/{id}/approve.",
+    )
+    evaluate_every_s: float = Field(
+        default=30.0, gt=0, description="How often the evaluator looks at active experiments."
+    )
+    experiment_max_duration_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="An active experiment older than this ends (inconclusive unless decided).",
+    )
+    experiment_max_samples_per_arm: int = Field(
+        default=5000,
+        ge=2,
+        description="An experiment whose both arms have this many outcomes ends.",
+    )
+    auto_rollback: bool = Field(
+        default=True,
+        description="Roll production back when the degradation monitor sees it degrade.",
+    )
+    degradation_window: int = Field(
+        default=50, ge=2, description="Outcomes in the rolling window (and needed to judge)."
+    )
+    degradation_max_win_rate_drop: float = Field(
+        default=0.10, ge=0, le=1, description="Allowed drop of the rolling win rate vs the card."
+    )
+    degradation_max_brier_rise: float = Field(
+        default=0.05, ge=0, le=1, description="Allowed rise of the rolling Brier vs the card."
+    )
+    degradation_debounce_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After outcomes arrive, wait this long (batching) before checking.",
+    )
+
+    def degradation_policy(self) -> DegradationPolicy:
+        """The degradation thresholds as a domain object."""
+        return DegradationPolicy(
+            window=self.degradation_window,
+            max_win_rate_drop=self.degradation_max_win_rate_drop,
+            max_brier_rise=self.degradation_max_brier_rise,
+        )
 
     def gate_policy(self) -> GatePolicy:
         """The gate thresholds as a domain object."""

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, SecretStr
 
 from hindsight.common.http import bearer_auth
-from hindsight.registry.domain import Stage
+from hindsight.registry.domain import ExperimentKind, Stage
+from hindsight.registry.experiments import Experiments
 from hindsight.registry.service import Registry
 
-__all__ = ["API_ACTOR", "ArchiveRequest", "PromoteRequest", "RollbackRequest", "build_router"]
+__all__ = [
+    "API_ACTOR",
+    "ArchiveRequest",
+    "ExperimentAction",
+    "ExperimentRequest",
+    "PromoteRequest",
+    "RollbackRequest",
+    "build_router",
+]
 
 # The bearer token is one shared secret, so every API call is the administrator's.
 API_ACTOR = "api:admin"
@@ -37,6 +46,27 @@ class ArchiveRequest(BaseModel):
     reason: str = Field(default="archived by admin", min_length=1, max_length=2000)
 
 
+class ExperimentRequest(BaseModel):
+    """Body of POST /v1/experiments."""
+
+    model_name: str = Field(min_length=1, max_length=200)
+    kind: Literal["canary", "ab", "shadow"]
+    candidate_version: str = Field(min_length=1, max_length=200)
+    candidate_share: float | None = Field(default=None, gt=0, lt=1)
+    """Canary default 0.1, A/B default 0.5; ignored for shadow."""
+    min_samples_per_arm: int = Field(default=200, ge=2)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    auto_promote: bool | None = None
+    """Default: HINDSIGHT_REGISTRY_AUTO_PROMOTE_EXPERIMENTS."""
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ExperimentAction(BaseModel):
+    """Optional body of POST /v1/experiments/{id}/complete|cancel|approve."""
+
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if k not in {"headline", "card"}}
     out["metrics"] = row.get("headline") or {}
@@ -46,8 +76,10 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_router(registry: Registry, *, admin_token: SecretStr | None) -> APIRouter:
-    """Routes of DESIGN.md's registry API over ``registry``."""
+def build_router(
+    registry: Registry, experiments: Experiments, *, admin_token: SecretStr | None
+) -> APIRouter:
+    """Routes of DESIGN.md's registry API over ``registry``, plus the experiments API."""
     router = APIRouter(prefix="/v1")
     auth = [Depends(bearer_auth(admin_token))]
 
@@ -97,5 +129,58 @@ def build_router(registry: Registry, *, admin_token: SecretStr | None) -> APIRou
     @router.get("/status")
     async def status() -> dict[str, Any]:
         return await registry.status()
+
+    @router.post("/experiments", dependencies=auth, status_code=201)
+    async def start_experiment(body: ExperimentRequest) -> dict[str, Any]:
+        return await experiments.start(
+            model_name=body.model_name,
+            kind=ExperimentKind(body.kind),
+            candidate_version=body.candidate_version,
+            candidate_share=body.candidate_share,
+            min_samples_per_arm=body.min_samples_per_arm,
+            alpha=body.alpha,
+            auto_promote=body.auto_promote,
+            actor=API_ACTOR,
+            reason=body.reason,
+        )
+
+    @router.get("/experiments")
+    async def list_experiments(
+        model_name: str | None = Query(default=None),
+        state: str | None = Query(default=None),
+    ) -> list[dict[str, Any]]:
+        return await experiments.list_experiments(model_name=model_name, state=state)
+
+    @router.get("/experiments/{experiment_id}")
+    async def get_experiment(experiment_id: str) -> dict[str, Any]:
+        return await experiments.get(experiment_id)
+
+    @router.post("/experiments/{experiment_id}/complete", dependencies=auth)
+    async def complete_experiment(
+        experiment_id: str, body: ExperimentAction | None = None
+    ) -> dict[str, Any]:
+        reason = (body.reason if body else None) or "completed on request"
+        return await experiments.complete(experiment_id, actor=API_ACTOR, reason=reason)
+
+    @router.post("/experiments/{experiment_id}/cancel", dependencies=auth)
+    async def cancel_experiment(
+        experiment_id: str, body: ExperimentAction | None = None
+    ) -> dict[str, Any]:
+        reason = (body.reason if body else None) or "cancelled on request"
+        return await experiments.cancel(experiment_id, actor=API_ACTOR, reason=reason)
+
+    @router.post("/experiments/{experiment_id}/approve", dependencies=auth)
+    async def approve_experiment(
+        experiment_id: str, body: ExperimentAction | None = None
+    ) -> dict[str, Any]:
+        reason = (body.reason if body else None) or "approved"
+        return await experiments.approve(experiment_id, actor=API_ACTOR, reason=reason)
+
+    @router.get("/degradation")
+    async def degradation() -> dict[str, Any]:
+        return {
+            "production": await experiments.check_degradation(apply=False),
+            "rollbacks": await experiments.storage.degradation_rollbacks(),
+        }
 
     return router

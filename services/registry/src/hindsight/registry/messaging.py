@@ -1,26 +1,46 @@
-"""NATS side: the ``training.completed`` consumer and the outbox relay of ``model.deployed``."""
+"""NATS side: the consumers (``training.completed``, ``prediction.logged``,
+``signal.outcome``) and the outbox relay (``model.deployed``, ``ab.completed``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from faststream.nats import NatsBroker
+from pydantic import ValidationError
 
 from hindsight.common.broker import ConsumerOptions, publish_event, subscribe_event
-from hindsight.common.events import MODEL_DEPLOYED, ModelDeployed, TrainingCompleted
+from hindsight.common.events import (
+    EVENT_TYPES,
+    MODEL_DEPLOYED,
+    Event,
+    PredictionLogged,
+    SignalOutcome,
+    TrainingCompleted,
+)
 from hindsight.registry.domain import Stage
+from hindsight.registry.experiments import Experiments
 from hindsight.registry.metrics import OUTBOX_PENDING, VERSIONS
 from hindsight.registry.service import Registry
 from hindsight.registry.storage import Storage
 
-__all__ = ["DURABLE", "OutboxRelay", "subscribe"]
+__all__ = [
+    "DURABLE",
+    "OUTCOMES_DURABLE",
+    "PREDICTIONS_DURABLE",
+    "OutboxRelay",
+    "subscribe",
+    "subscribe_evaluation",
+]
 
 logger = logging.getLogger(__name__)
 
 DURABLE = "registry_training"
+PREDICTIONS_DURABLE = "registry_predictions"
+OUTCOMES_DURABLE = "registry_outcomes"
 
 
 def subscribe(broker: NatsBroker, registry: Registry, *, max_deliveries: int) -> None:
@@ -38,17 +58,42 @@ def subscribe(broker: NatsBroker, registry: Registry, *, max_deliveries: int) ->
     )
 
 
-def _event(row: dict[str, Any]) -> ModelDeployed:
-    # deployment_id (the outbox row) keeps a rollback from being dropped as a duplicate.
-    payload = dict(row["payload"])
-    return ModelDeployed.model_validate(
-        {
-            **payload,
-            "schema_version": ModelDeployed.SCHEMA_VERSION,
-            "source": "registry",
-            "deployment_id": f"registry-{row['id']}",
-        }
+def subscribe_evaluation(
+    broker: NatsBroker,
+    experiments: Experiments,
+    *,
+    max_deliveries: int,
+    on_outcome: Callable[[], None] = lambda: None,
+) -> None:
+    """Register the durable ``prediction.logged`` and ``signal.outcome`` consumers."""
+
+    async def on_prediction(event: PredictionLogged) -> None:
+        await experiments.handle_prediction(event)
+
+    async def on_signal_outcome(event: SignalOutcome) -> None:
+        if await experiments.handle_outcome(event):
+            on_outcome()
+
+    options = ConsumerOptions(max_deliveries=max_deliveries, batch_size=64)
+    subscribe_event(
+        broker, PredictionLogged, on_prediction, durable=PREDICTIONS_DURABLE, options=options
     )
+    subscribe_event(
+        broker, SignalOutcome, on_signal_outcome, durable=OUTCOMES_DURABLE, options=options
+    )
+
+
+def _event(row: dict[str, Any]) -> Event:
+    """The event of an outbox row (any subject of the catalogue)."""
+    payload = {
+        **row["payload"],
+        "schema_version": EVENT_TYPES[row["subject"]].SCHEMA_VERSION,
+        "source": "registry",
+    }
+    if row["subject"] == MODEL_DEPLOYED:
+        # deployment_id (the outbox row) keeps a rollback from being dropped as a duplicate.
+        payload["deployment_id"] = f"registry-{row['id']}"
+    return EVENT_TYPES[row["subject"]].model_validate(payload)
 
 
 class OutboxRelay:
@@ -70,11 +115,15 @@ class OutboxRelay:
         sent = 0
         async with self.storage.outbox_batch() as (conn, rows):
             for row in rows:
-                if row["subject"] != MODEL_DEPLOYED:  # pragma: no cover - future subjects
-                    logger.error("unknown outbox subject %s", row["subject"])
+                try:
+                    event = _event(row)
+                except (KeyError, ValidationError) as exc:  # a bug: never publishable
+                    error = f"unpublishable outbox row: {type(exc).__name__}: {exc}"
+                    await self.storage.mark_failed(conn, row["id"], error[:2000])
+                    logger.error(error)
                     continue
                 try:
-                    await publish_event(self.broker, _event(row))
+                    await publish_event(self.broker, event)
                 except Exception as exc:  # NATS down, not connected yet, timeout: retry later
                     error = f"{type(exc).__name__}: {exc}"
                     await self.storage.mark_failed(conn, row["id"], error)

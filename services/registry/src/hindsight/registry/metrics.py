@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["OUTBOX_PENDING", "PROMOTIONS", "REGISTRATIONS", "ROLLBACKS", "VERSIONS"]
+__all__ = [
+    "DEGRADATION_ROLLBACKS",
+    "EXPERIMENTS_ENDED",
+    "EXPERIMENTS_STARTED",
+    "OUTBOX_PENDING",
+    "PROMOTIONS",
+    "REGISTRATIONS",
+    "ROLLBACKS",
+    "ROLLING_BRIER",
+    "ROLLING_WIN_RATE",
+    "VERSIONS",
+]
 
 VERSIONS = Gauge(
     "hindsight_registry_versions",
@@ -27,4 +38,29 @@ REGISTRATIONS = Counter(
 )
 OUTBOX_PENDING = Gauge(
     "hindsight_registry_outbox_pending", "Outbox events committed but not yet published."
+)
+EXPERIMENTS_STARTED = Counter(
+    "hindsight_registry_experiments_started_total",
+    "Experiments started, by kind.",
+    ["model_name", "kind"],
+)
+EXPERIMENTS_ENDED = Counter(
+    "hindsight_registry_experiments_ended_total",
+    "Experiments ended, by decision (promote, keep, inconclusive, cancelled).",
+    ["model_name", "decision"],
+)
+DEGRADATION_ROLLBACKS = Counter(
+    "hindsight_registry_degradation_rollbacks_total",
+    "Production versions rolled back by the degradation monitor.",
+    ["model_name"],
+)
+ROLLING_WIN_RATE = Gauge(
+    "hindsight_registry_rolling_win_rate",
+    "Production's win rate over its last N outcomes (degradation monitor).",
+    ["model_name", "version"],
+)
+ROLLING_BRIER = Gauge(
+    "hindsight_registry_rolling_brier",
+    "Production's Brier score over its last N outcomes (degradation monitor).",
+    ["model_name", "version"],
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,10 @@ __all__ = ["AUTO_ACTOR", "Registry"]
 logger = logging.getLogger(__name__)
 
 AUTO_ACTOR = "registry:auto"
+
+
+async def _nothing(tx: Tx, model_name: str, reason: str) -> None:
+    """Default production-change hook (the experiments service replaces it)."""
 
 
 class _Refused(Exception):
@@ -103,6 +107,7 @@ class Registry:
         self.policy = policy
         self.manual_approval = manual_approval
         self.notify = notify
+        self.on_production_change: Callable[[Tx, str, str], Awaitable[None]] = _nothing
 
     # --- training.completed ------------------------------------------------------------
 
@@ -232,10 +237,13 @@ class Registry:
         actor: str,
         action: str,
         reason: str,
+        experiment_id: str | None = None,
     ) -> None:
         """Replace ``production`` by ``row``: stage moves, audit rows, outbox events."""
         name, version = row["model_name"], row["version"]
         previous = production["version"] if production else None
+        # An experiment compares a candidate with the production that is being replaced.
+        await self.on_production_change(tx, name, f"production changed to {version} ({action})")
         if previous is not None:
             await tx.set_stage(name, previous, Stage.ARCHIVED)  # first: one production at a time
             await tx.audit(
@@ -246,6 +254,7 @@ class Registry:
                 from_stage=Stage.PRODUCTION,
                 to_stage=Stage.ARCHIVED,
                 reason=f"replaced by {version}: {reason}",
+                experiment_id=experiment_id,
             )
         await tx.set_stage(name, version, Stage.PRODUCTION)
         await tx.audit(
@@ -256,6 +265,7 @@ class Registry:
             from_stage=Stage(row["stage"]),
             to_stage=Stage.PRODUCTION,
             reason=reason if previous is None else f"{reason} (replaces {previous})",
+            experiment_id=experiment_id,
         )
         await tx.outbox(MODEL_DEPLOYED, _deployed(row, "production", previous_version=previous))
         if production is not None:
@@ -276,78 +286,105 @@ class Registry:
         """Move a version to production (or staging); failed gates need ``force``."""
         validate_name(model_name, field="model_name")
         validate_name(version, field="version")
-        forced = False
         async with self.storage.locked(model_name) as tx:
-            row = await tx.version(model_name, version)
-            if row is None:
-                raise NotFoundError(f"{model_name}/{version} is not registered")
-            current = Stage(row["stage"])
-            check_move(current, stage)
-            production = await tx.production(model_name)
-            checks = evaluate_gates(
-                row["headline"],
-                self.policy,
-                current_production=production["version"] if production else None,
+            forced = await self.promote_in_tx(
+                tx, model_name, version, actor=actor, reason=reason, force=force, stage=stage
             )
-            passed = gates_passed(checks)
-            await tx.set_gates(model_name, version, [c.as_dict() for c in checks], passed)
-            failing = "; ".join(c.reason for c in checks if not c.passed)
-            if stage is Stage.PRODUCTION and not passed:
-                if not force:
-                    raise ConflictError(
-                        f"promotion gates failed ({failing}); send force=true to override"
-                    )
-                forced = True
-                reason = f"{reason} [forced past failed gates: {failing}]"
-            if stage is Stage.PRODUCTION:
-                await self._to_production(
-                    tx, row, production, actor=actor, action="promote", reason=reason
-                )
-            else:
-                await tx.set_stage(model_name, version, stage)
-                await tx.audit(
-                    actor=actor,
-                    action="promote",
-                    model_name=model_name,
-                    version=version,
-                    from_stage=current,
-                    to_stage=stage,
-                    reason=reason,
-                )
         if stage is Stage.PRODUCTION:
             PROMOTIONS.labels(model_name, "forced" if forced else "api").inc()
             self.notify()
         return await self._get(model_name, version)
 
-    async def rollback(self, model_name: str, *, actor: str, reason: str) -> dict[str, Any]:
-        """The previous production version serves again; the current one is archived."""
-        validate_name(model_name, field="model_name")
-        async with self.storage.locked(model_name) as tx:
-            production = await tx.production(model_name)
-            if production is None:
-                raise ConflictError(f"{model_name} has no production version to roll back")
-            target = rollback_target(
-                await tx.history(model_name),
-                current=production["version"],
-                stages=await tx.stages(model_name),
-            )
-            if target is None:
+    async def promote_in_tx(
+        self,
+        tx: Tx,
+        model_name: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        force: bool = False,
+        stage: Stage = Stage.PRODUCTION,
+        experiment_id: str | None = None,
+    ) -> bool:
+        """:meth:`promote` inside a caller's locked transaction; True when forced past gates."""
+        row = await tx.version(model_name, version)
+        if row is None:
+            raise NotFoundError(f"{model_name}/{version} is not registered")
+        current = Stage(row["stage"])
+        check_move(current, stage)
+        production = await tx.production(model_name)
+        checks = evaluate_gates(
+            row["headline"],
+            self.policy,
+            current_production=production["version"] if production else None,
+        )
+        passed = gates_passed(checks)
+        await tx.set_gates(model_name, version, [c.as_dict() for c in checks], passed)
+        failing = "; ".join(c.reason for c in checks if not c.passed)
+        forced = False
+        if stage is Stage.PRODUCTION and not passed:
+            if not force:
                 raise ConflictError(
-                    f"{model_name} has no earlier production version to roll back to"
+                    f"promotion gates failed ({failing}); send force=true to override"
                 )
-            row = await tx.version(model_name, target)
-            assert row is not None
+            forced = True
+            reason = f"{reason} [forced past failed gates: {failing}]"
+        if stage is Stage.PRODUCTION:
             await self._to_production(
                 tx,
                 row,
                 production,
                 actor=actor,
-                action="rollback",
-                reason=f"rollback from {production['version']}: {reason}",
+                action="promote",
+                reason=reason,
+                experiment_id=experiment_id,
             )
+        else:
+            await tx.set_stage(model_name, version, stage)
+            await tx.audit(
+                actor=actor,
+                action="promote",
+                model_name=model_name,
+                version=version,
+                from_stage=current,
+                to_stage=stage,
+                reason=reason,
+            )
+        return forced
+
+    async def rollback(self, model_name: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """The previous production version serves again; the current one is archived."""
+        validate_name(model_name, field="model_name")
+        async with self.storage.locked(model_name) as tx:
+            target = await self.rollback_in_tx(tx, model_name, actor=actor, reason=reason)
         ROLLBACKS.labels(model_name).inc()
         self.notify()
         return await self._get(model_name, target)
+
+    async def rollback_in_tx(self, tx: Tx, model_name: str, *, actor: str, reason: str) -> str:
+        """:meth:`rollback` inside a caller's locked transaction; returns the restored version."""
+        production = await tx.production(model_name)
+        if production is None:
+            raise ConflictError(f"{model_name} has no production version to roll back")
+        target = rollback_target(
+            await tx.history(model_name),
+            current=production["version"],
+            stages=await tx.stages(model_name),
+        )
+        if target is None:
+            raise ConflictError(f"{model_name} has no earlier production version to roll back to")
+        row = await tx.version(model_name, target)
+        assert row is not None
+        await self._to_production(
+            tx,
+            row,
+            production,
+            actor=actor,
+            action="rollback",
+            reason=f"rollback from {production['version']}: {reason}",
+        )
+        return target
 
     async def archive(
         self, model_name: str, version: str, *, actor: str, reason: str

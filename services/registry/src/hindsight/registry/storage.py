@@ -36,6 +36,58 @@ def _version(row: asyncpg.Record, *, with_card: bool = False) -> dict[str, Any]:
     return out
 
 
+_EXPERIMENT_COLUMNS = """experiment_id, model_name, kind, control_version, candidate_version,
+    candidate_share, min_samples_per_arm, alpha, auto_promote, state, decision, winner, p_value,
+    result, promotion, started_at, started_by, ended_at, ended_by, end_reason"""
+
+
+def _experiment(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    if isinstance(out.get("result"), str):
+        out["result"] = json.loads(out["result"])
+    return out
+
+
+# One prediction per signal and arm (the first logged), joined with a known outcome.
+_ARM_SQL = """
+SELECT p.p_success, o.win FROM (
+    SELECT DISTINCT ON (signal_id) signal_id, p_success FROM predictions
+    WHERE experiment_id=$1 AND arm=$2 AND model_version=$3 AND NOT fallback
+    ORDER BY signal_id, occurred_at, prediction_id
+) p JOIN outcomes o ON o.signal_id = p.signal_id WHERE o.win IS NOT NULL"""
+
+# Shadow experiments: control = production's answers to the signals the shadow scored.
+_SHADOW_CONTROL_SQL = """
+SELECT p.p_success, o.win FROM (
+    SELECT DISTINCT ON (signal_id) signal_id, p_success FROM predictions
+    WHERE model_version=$3 AND NOT fallback AND (arm IS NULL OR arm=$2)
+      AND (experiment_id IS NULL OR experiment_id=$1)
+      AND signal_id IN (SELECT signal_id FROM predictions
+                        WHERE experiment_id=$1 AND arm='shadow')
+    ORDER BY signal_id, occurred_at, prediction_id
+) p JOIN outcomes o ON o.signal_id = p.signal_id WHERE o.win IS NOT NULL"""
+
+# Production's answers (outside experiments or as control), last N outcomes first.
+_ROLLING_SQL = """
+SELECT p.p_success, o.win FROM (
+    SELECT DISTINCT ON (signal_id) signal_id, p_success FROM predictions
+    WHERE model_version=$1 AND NOT fallback AND (arm IS NULL OR arm='control')
+    ORDER BY signal_id, occurred_at, prediction_id
+) p JOIN outcomes o ON o.signal_id = p.signal_id WHERE o.win IS NOT NULL
+ORDER BY o.closed_at DESC, o.signal_id DESC LIMIT $2"""
+
+
+async def _arm_samples(
+    conn: asyncpg.Connection | asyncpg.Pool, experiment: dict[str, Any], arm: str
+) -> tuple[list[float], list[float]]:
+    """(y, p) of ``arm`` ('control', 'candidate' or 'shadow') of an experiment."""
+    control = arm == "control"
+    version = experiment["control_version"] if control else experiment["candidate_version"]
+    sql = _SHADOW_CONTROL_SQL if control and experiment["kind"] == "shadow" else _ARM_SQL
+    rows = await conn.fetch(sql, experiment["experiment_id"], arm, version)
+    return [float(r["win"]) for r in rows], [float(r["p_success"]) for r in rows]
+
+
 class Database:
     """The asyncpg pool as a service part: created (and migrated) at start, closed at stop."""
 
@@ -156,11 +208,15 @@ class Tx:
         from_stage: Stage | None,
         to_stage: Stage,
         reason: str,
+        experiment_id: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
     ) -> None:
-        """Append one audit row."""
+        """Append one audit row (experiment rows carry the experiment's state move)."""
         await self.conn.execute(
-            """INSERT INTO audit (actor, action, model_name, version, from_stage, to_stage, reason)
-               VALUES ($1,$2,$3,$4,$5,$6,$7)""",
+            """INSERT INTO audit (actor, action, model_name, version, from_stage, to_stage,
+                   reason, experiment_id, from_state, to_state)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)""",
             actor,
             action,
             model_name,
@@ -168,6 +224,9 @@ class Tx:
             str(from_stage) if from_stage else None,
             str(to_stage),
             reason,
+            experiment_id,
+            from_state,
+            to_state,
         )
 
     async def outbox(self, subject: str, payload: dict[str, Any]) -> int:
@@ -183,7 +242,7 @@ class Tx:
         """Stage moves of a model, oldest first."""
         rows = await self.conn.fetch(
             "SELECT version, from_stage, to_stage, action FROM audit "
-            "WHERE model_name=$1 ORDER BY id",
+            "WHERE model_name=$1 AND to_state IS NULL ORDER BY id",
             model_name,
         )
         return [
@@ -202,6 +261,107 @@ class Tx:
             "SELECT version, stage FROM versions WHERE model_name=$1", model_name
         )
         return {r["version"]: Stage(r["stage"]) for r in rows}
+
+    # --- experiments --------------------------------------------------------------------
+
+    async def insert_experiment(self, values: dict[str, Any]) -> None:
+        """Insert a new active experiment (the partial unique index allows one per model)."""
+        await self.conn.execute(
+            """INSERT INTO experiments (experiment_id, model_name, kind, control_version,
+                   candidate_version, candidate_share, min_samples_per_arm, alpha,
+                   auto_promote, state, started_by)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'active',$10)""",
+            values["experiment_id"],
+            values["model_name"],
+            values["kind"],
+            values["control_version"],
+            values["candidate_version"],
+            values["candidate_share"],
+            values["min_samples_per_arm"],
+            values["alpha"],
+            values["auto_promote"],
+            values["started_by"],
+        )
+
+    async def experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        """One experiment, locked for update."""
+        row = await self.conn.fetchrow(
+            f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE experiment_id=$1 FOR UPDATE",
+            experiment_id,
+        )
+        return _experiment(row) if row else None
+
+    async def active_experiment(self, model_name: str) -> dict[str, Any] | None:
+        """The active experiment of a model, if any."""
+        row = await self.conn.fetchrow(
+            f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments "
+            "WHERE model_name=$1 AND state='active' FOR UPDATE",
+            model_name,
+        )
+        return _experiment(row) if row else None
+
+    async def end_experiment(
+        self,
+        experiment_id: str,
+        *,
+        state: str,
+        decision: str,
+        winner: str | None,
+        p_value: float | None,
+        result: dict[str, Any],
+        promotion: str | None,
+        ended_by: str,
+        reason: str,
+    ) -> None:
+        """Store the end of an experiment and its result."""
+        await self.conn.execute(
+            """UPDATE experiments SET state=$2, decision=$3, winner=$4, p_value=$5,
+                   result=$6::jsonb, promotion=$7, ended_at=now(), ended_by=$8, end_reason=$9
+               WHERE experiment_id=$1""",
+            experiment_id,
+            state,
+            decision,
+            winner,
+            p_value,
+            json.dumps(result),
+            promotion,
+            ended_by,
+            reason,
+        )
+
+    async def set_promotion(self, experiment_id: str, promotion: str) -> None:
+        """pending -> applied | stale."""
+        await self.conn.execute(
+            "UPDATE experiments SET promotion=$2 WHERE experiment_id=$1", experiment_id, promotion
+        )
+
+    async def arm_samples(
+        self, experiment: dict[str, Any], arm: str
+    ) -> tuple[list[float], list[float]]:
+        """(y, p) of one arm, inside this transaction."""
+        return await _arm_samples(self.conn, experiment, arm)
+
+    async def degradation_recorded(self, model_name: str, version: str) -> bool:
+        """True when the monitor already rolled this version back."""
+        found = await self.conn.fetchval(
+            "SELECT true FROM degradation_rollbacks WHERE model_name=$1 AND version=$2",
+            model_name,
+            version,
+        )
+        return bool(found)
+
+    async def record_degradation(
+        self, model_name: str, version: str, rolled_back_to: str | None, details: dict[str, Any]
+    ) -> None:
+        """Remember a degradation verdict for a version (once)."""
+        await self.conn.execute(
+            """INSERT INTO degradation_rollbacks (model_name, version, rolled_back_to, details)
+               VALUES ($1,$2,$3,$4::jsonb) ON CONFLICT DO NOTHING""",
+            model_name,
+            version,
+            rolled_back_to,
+            json.dumps(details),
+        )
 
 
 class Storage:
@@ -277,7 +437,8 @@ class Storage:
     async def audit_log(self, model_name: str) -> list[dict[str, Any]]:
         """Audit rows of a model, oldest first."""
         rows = await self.db.pool.fetch(
-            """SELECT at, actor, action, model_name, version, from_stage, to_stage, reason
+            """SELECT at, actor, action, model_name, version, from_stage, to_stage, reason,
+                      experiment_id, from_state, to_state
                FROM audit WHERE model_name=$1 ORDER BY id""",
             model_name,
         )
@@ -328,6 +489,101 @@ class Storage:
                ORDER BY model_name, occurred_at DESC"""
         )
         return [dict(r) for r in rows]
+
+    # --- experiments, predictions, outcomes ---------------------------------------------
+
+    async def experiments(
+        self, *, model_name: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Experiments, newest first, optionally of one model and/or in one state."""
+        rows = await self.db.pool.fetch(
+            f"""SELECT {_EXPERIMENT_COLUMNS} FROM experiments
+                WHERE ($1::text IS NULL OR model_name=$1) AND ($2::text IS NULL OR state=$2)
+                ORDER BY started_at DESC, experiment_id""",
+            model_name,
+            state,
+        )
+        return [_experiment(r) for r in rows]
+
+    async def experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        """One experiment."""
+        row = await self.db.pool.fetchrow(
+            f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE experiment_id=$1",
+            experiment_id,
+        )
+        return _experiment(row) if row else None
+
+    async def experiment_audit(self, experiment_id: str) -> list[dict[str, Any]]:
+        """Audit rows of one experiment, oldest first."""
+        rows = await self.db.pool.fetch(
+            """SELECT at, actor, action, model_name, version, from_stage, to_stage, reason,
+                      experiment_id, from_state, to_state
+               FROM audit WHERE experiment_id=$1 ORDER BY id""",
+            experiment_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def arm_samples(
+        self, experiment: dict[str, Any], arm: str
+    ) -> tuple[list[float], list[float]]:
+        """(y, p) of one arm of an experiment."""
+        return await _arm_samples(self.db.pool, experiment, arm)
+
+    async def rolling_samples(self, version: str, window: int) -> tuple[list[float], list[float]]:
+        """(y, p) of a version's last ``window`` outcomes (newest first)."""
+        rows = await self.db.pool.fetch(_ROLLING_SQL, version, window)
+        return [float(r["win"]) for r in rows], [float(r["p_success"]) for r in rows]
+
+    async def production_cards(self) -> list[dict[str, Any]]:
+        """model_name, version, card of every production version."""
+        rows = await self.db.pool.fetch(
+            "SELECT model_name, version, card FROM versions WHERE stage='production' "
+            "ORDER BY model_name"
+        )
+        return [_version(r, with_card=True) for r in rows]
+
+    async def upsert_prediction(self, values: dict[str, Any]) -> bool:
+        """Store a prediction once by prediction_id; True when new."""
+        inserted = await self.db.pool.fetchval(
+            """INSERT INTO predictions (prediction_id, signal_id, model_version, p_success,
+                   fallback, experiment_id, arm, occurred_at)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+               ON CONFLICT (prediction_id) DO NOTHING RETURNING true""",
+            values["prediction_id"],
+            values["signal_id"],
+            values["model_version"],
+            values["p_success"],
+            values["fallback"],
+            values["experiment_id"],
+            values["arm"],
+            values["occurred_at"],
+        )
+        return bool(inserted)
+
+    async def upsert_outcome(self, values: dict[str, Any]) -> None:
+        """Store a signal's outcome by signal_id; a later event with a result fills one in."""
+        await self.db.pool.execute(
+            """INSERT INTO outcomes (signal_id, result, win, closed_at) VALUES ($1,$2,$3,$4)
+               ON CONFLICT (signal_id) DO UPDATE SET result=EXCLUDED.result, win=EXCLUDED.win,
+                   closed_at=EXCLUDED.closed_at
+               WHERE EXCLUDED.result IS NOT NULL""",
+            values["signal_id"],
+            values["result"],
+            values["win"],
+            values["closed_at"],
+        )
+
+    async def degradation_rollbacks(self) -> list[dict[str, Any]]:
+        """Every version the monitor rolled back."""
+        rows = await self.db.pool.fetch(
+            "SELECT model_name, version, at, rolled_back_to, details "
+            "FROM degradation_rollbacks ORDER BY at"
+        )
+        out = [dict(r) for r in rows]
+        for r in out:
+            if isinstance(r["details"], str):
+                r["details"] = json.loads(r["details"])
+        return out
 
     async def pending_outbox(self) -> int:
         """Outbox rows not yet published."""
