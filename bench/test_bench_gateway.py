@@ -1,0 +1,237 @@
+"""Gateway figures: overhead over a direct scorer call, breaker-open answers, throughput.
+
+A real scorer process (36 features x 100 trees, loaded from its cache file, NATS unset)
+and two gateway processes: one in front of that scorer, one in front of a dead port
+whose breaker is open. Clients use separate channels on loopback. Prints figures;
+asserts no timings. Run with `pytest -m bench bench/test_bench_gateway.py -s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "scorer" / "tests"))
+from scorer_testkit import Artifact, build_artifact  # noqa: E402
+
+from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc  # noqa: E402
+
+pytestmark = pytest.mark.bench
+
+N_FEATURES = 36
+N_TREES = 100
+ROUNDS = 10
+CALLS_PER_ROUND = 200
+CLIENTS = 16
+CALLS_PER_CLIENT = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(samples_s: list[float]) -> tuple[float, float]:
+    ms = np.array(samples_s) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
+    return env | {"HINDSIGHT_LOG_LEVEL": "WARNING"}
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited")
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, module: str, env: dict[str, str], http_port: int) -> None:
+        proc = subprocess.Popen([sys.executable, "-m", module], env=env, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        _wait_ready(f"http://127.0.0.1:{http_port}/readyz", proc)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    root = tmp_path_factory.mktemp("gw-bench-artifacts")
+    return build_artifact(
+        root, version="20260101T000000Z-gwbnch", n_features=N_FEATURES, n_trees=N_TREES
+    )
+
+
+@pytest.fixture(scope="module")
+def ports(artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    data_dir = tmp_path_factory.mktemp("gw-bench-data")
+    cache = data_dir / "scorer" / "deployments.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({"deployments": [artifact.deployment()]}))
+    p = {
+        name: _free_port()
+        for name in ("scorer", "scorer_http", "gw", "gw_http", "open", "open_http")
+    }
+    procs = Processes()
+    try:
+        procs.start(
+            "hindsight.scorer",
+            _base_env()
+            | {
+                "HINDSIGHT_ARTIFACT_ROOT": str(artifact.directory.parents[2]),
+                "HINDSIGHT_DATA_DIR": str(data_dir),
+                "HINDSIGHT_SCORER_GRPC_PORT": str(p["scorer"]),
+                "HINDSIGHT_SCORER_HTTP_PORT": str(p["scorer_http"]),
+                "HINDSIGHT_SCORER_REGISTRY_URL": f"http://127.0.0.1:{_free_port()}",
+            },
+            p["scorer_http"],
+        )
+        for name, target, open_s in (
+            ("gw", f"127.0.0.1:{p['scorer']}", "5"),
+            ("open", f"127.0.0.1:{_free_port()}", "3600"),  # nothing listens there
+        ):
+            procs.start(
+                "hindsight.gateway",
+                _base_env()
+                | {
+                    "HINDSIGHT_GATEWAY_GRPC_PORT": str(p[name]),
+                    "HINDSIGHT_GATEWAY_HTTP_PORT": str(p[name + "_http"]),
+                    "HINDSIGHT_GATEWAY_SCORERS": target,
+                    "HINDSIGHT_GATEWAY_BREAKER_OPEN_S": open_s,
+                },
+                p[name + "_http"],
+            )
+        yield p
+    finally:
+        procs.stop()
+
+
+def _request(artifact: Artifact, i: int = 0) -> scoring_pb2.ScoreRequest:
+    row = np.random.default_rng(i).normal(size=len(artifact.feature_names))
+    return scoring_pb2.ScoreRequest(
+        signal_id=f"bench-{i}",
+        side="buy",
+        features=dict(zip(artifact.feature_names, row.tolist(), strict=True)),
+    )
+
+
+def _time_each(fn: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def test_bench_gateway(artifact: Artifact, ports: dict[str, int]) -> None:
+    request = _request(artifact)
+    channels = {name: grpc.insecure_channel(f"127.0.0.1:{ports[name]}") for name in ports}
+    stubs = {name: scoring_pb2_grpc.ScoringStub(ch) for name, ch in channels.items()}
+    direct, gateway = stubs["scorer"], stubs["gw"]
+    for _ in range(300):
+        direct.Score(request, timeout=1.0)
+        gateway.Score(request, timeout=1.0)
+    answer = gateway.Score(request, timeout=1.0)
+    assert not answer.fallback
+    assert answer.p_success == direct.Score(request, timeout=1.0).p_success
+
+    # Overhead: the same request, interleaved rounds, direct vs through the gateway.
+    direct_s: list[float] = []
+    gateway_s: list[float] = []
+    for _ in range(ROUNDS):
+        direct_s += _time_each(lambda: direct.Score(request, timeout=1.0), CALLS_PER_ROUND)
+        gateway_s += _time_each(lambda: gateway.Score(request, timeout=1.0), CALLS_PER_ROUND)
+    d50, d99 = _pct(direct_s)
+    g50, g99 = _pct(gateway_s)
+    gw_server_ms = [gateway.Score(request, timeout=1.0).prediction_time_ms for _ in range(500)]
+
+    # Breaker open: a gateway whose only scorer is a dead port.
+    broken = stubs["open"]
+    for _ in range(20):
+        broken.Score(request, timeout=1.0)
+    reasons = {broken.Score(request, timeout=1.0).fallback_reason for _ in range(10)}
+    open_s = _time_each(lambda: broken.Score(request, timeout=1.0), ROUNDS * CALLS_PER_ROUND)
+    o50, o99 = _pct(open_s)
+    open_server_ms = [broken.Score(request, timeout=1.0).prediction_time_ms for _ in range(500)]
+    for channel in channels.values():
+        channel.close()
+
+    # Throughput: 16 concurrent clients through the gateway (one client process).
+    async def one_client(i: int) -> list[float]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['gw']}") as channel:
+            stub = scoring_pb2_grpc.ScoringStub(channel)
+            one = _request(artifact, i)
+            for _ in range(20):
+                await stub.Score(one, timeout=1.0)
+            samples = []
+            for _ in range(CALLS_PER_CLIENT):
+                start = time.perf_counter()
+                answer = await stub.Score(one, timeout=1.0)
+                samples.append(time.perf_counter() - start)
+                if answer.fallback:
+                    fallbacks[answer.fallback_reason] = fallbacks.get(answer.fallback_reason, 0) + 1
+            return samples
+
+    fallbacks: dict[str, int] = {}
+
+    async def run() -> tuple[list[float], float]:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(one_client(i) for i in range(CLIENTS)))
+        return [s for r in results for s in r], time.perf_counter() - start
+
+    samples, wall = asyncio.run(run())
+    c50, c99 = _pct(samples)
+    metrics = httpx.get(f"http://127.0.0.1:{ports['gw_http']}/metrics").text
+    upstream = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(
+            ("hindsight_gateway_upstream_calls_total{", "hindsight_gateway_breaker_transitions")
+        )
+    ]
+    print(
+        f"\nmodel: {N_TREES} trees x {N_FEATURES} features; {ROUNDS * CALLS_PER_ROUND} calls each"
+        f"\ndirect scorer Score:       p50 {d50:.3f} ms  p99 {d99:.3f} ms"
+        f"\ngateway Score:             p50 {g50:.3f} ms  p99 {g99:.3f} ms"
+        f"\ngateway overhead:          p50 {g50 - d50:+.3f} ms  p99 {g99 - d99:+.3f} ms"
+        f"\n  gateway server time (prediction_time_ms): "
+        f"p50 {statistics.median(gw_server_ms):.3f} ms"
+        f"\nbreaker open ({sorted(reasons)}): p50 {o50:.3f} ms  p99 {o99:.3f} ms"
+        f"  (server time p50 {statistics.median(open_server_ms):.3f} ms"
+        f"  p99 {np.percentile(open_server_ms, 99):.3f} ms)"
+        f"\n{CLIENTS} concurrent clients via gateway: p50 {c50:.3f} ms  p99 {c99:.3f} ms"
+        f"  throughput {len(samples) / wall:,.0f} calls/s  fallbacks {fallbacks}"
+        + "\n"
+        + "\n".join(upstream)
+    )

@@ -1,0 +1,3 @@
+"""Hindsight gateway: the trading engine's ``Scoring`` endpoint in front of the scorers."""
+
+__all__: list[str] = []

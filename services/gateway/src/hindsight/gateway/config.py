@@ -1,0 +1,92 @@
+"""Gateway settings: ``HINDSIGHT_GATEWAY_*`` plus the shared ``HINDSIGHT_*`` variables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from hindsight.common.settings import BaseServiceSettings
+from hindsight.gateway.domain.breaker import BreakerConfig
+
+__all__ = ["GatewaySettings"]
+
+
+class GatewaySettings(BaseServiceSettings):
+    """Everything the gateway reads from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HINDSIGHT_GATEWAY_", extra="ignore", populate_by_name=True
+    )
+
+    grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
+    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC Scoring port.")
+    http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
+    http_port: int = Field(default=8085, ge=0, le=65535, description="HTTP port (ops + routes).")
+    scorers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1:50052"],
+        description="Scorer endpoints, comma-separated gRPC targets (host:port, or "
+        "dns:///name:port for a DNS name with several addresses, balanced by gRPC).",
+    )
+    default_model: str = Field(
+        default="trade_success", min_length=1, description="Model of calls that name none."
+    )
+    default_deadline_ms: float = Field(
+        default=100.0, gt=0, description="Budget of calls that carry no deadline."
+    )
+    deadline_margin_ms: float = Field(
+        default=5.0, ge=0, description="Kept from the budget to build and send the answer."
+    )
+    deadline_margin_ratio: float = Field(
+        default=0.1, ge=0, lt=1, description="Margin as a share of the budget (the larger wins)."
+    )
+    fallback_p_success: float = Field(
+        default=0.0, ge=0, le=1, description="p_success of fallback answers (0 = don't trade)."
+    )
+    max_in_flight: int = Field(
+        default=256, ge=1, description="Bulkhead: calls in flight before 'overloaded' fallbacks."
+    )
+    breaker_window: int = Field(default=20, ge=1, description="Sliding window size (calls).")
+    breaker_min_calls: int = Field(default=10, ge=1, description="Calls before rates count.")
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1, description="Opens at ≥ this.")
+    breaker_slow_rate: float = Field(default=0.8, gt=0, le=1, description="Opens at ≥ this.")
+    breaker_slow_call_ms: float = Field(default=50.0, gt=0, description="A slow call (ms).")
+    breaker_open_s: float = Field(default=5.0, ge=0, description="OPEN before HALF_OPEN (s).")
+    breaker_half_open_calls: int = Field(default=3, ge=1, description="Probe calls.")
+    shadow_deadline_ms: float = Field(default=200.0, gt=0, description="Shadow call deadline.")
+    shadow_max_in_flight: int = Field(
+        default=32, ge=1, description="Shadow calls at once; more are skipped (counted)."
+    )
+    log_queue_size: int = Field(
+        default=10_000, ge=1, description="Predictions waiting to be logged; oldest dropped."
+    )
+    log_batch_size: int = Field(
+        default=256, ge=1, description="prediction.logged events published per batch."
+    )
+
+    @field_validator("scorers", mode="before")
+    @classmethod
+    def _split_scorers(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            raise ValueError("expected a comma-separated list of host:port targets")
+        targets = [str(v).strip() for v in value if str(v).strip()]
+        if not targets:
+            raise ValueError("at least one scorer endpoint is needed")
+        if len(set(targets)) != len(targets):
+            raise ValueError("scorer endpoints must be distinct")
+        return targets
+
+    def breaker_config(self) -> BreakerConfig:
+        """The breaker thresholds of every endpoint."""
+        return BreakerConfig(
+            window_size=self.breaker_window,
+            min_calls=min(self.breaker_min_calls, self.breaker_window),
+            failure_rate=self.breaker_failure_rate,
+            slow_rate=self.breaker_slow_rate,
+            slow_call_s=self.breaker_slow_call_ms / 1000.0,
+            open_s=self.breaker_open_s,
+            half_open_calls=self.breaker_half_open_calls,
+        )

@@ -1,0 +1,283 @@
+"""The gateway's ``Scoring`` servicer: validate, route, forward within the budget, answer.
+
+A valid request always gets an answer: the scorer's, or a fallback with its reason.
+INVALID_ARGUMENT (the caller's bug) is relayed with the scorer's message, or raised here
+for what needs no model (empty ``signal_id``, unknown ``side``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+
+from hindsight.common.errors import InvalidInputError
+from hindsight.gateway.domain.fallback import Budget, FallbackReason
+from hindsight.gateway.domain.routing import NO_EXPERIMENT, Route, RoutingTable
+from hindsight.gateway.messaging import Record, Recorder
+from hindsight.gateway.metrics import ANSWERS, IN_FLIGHT, SCORE_SECONDS
+from hindsight.gateway.shadow import ShadowScorer
+from hindsight.gateway.upstream import ScorerPool
+from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+
+__all__ = ["SERVICE_NAME", "GatewayPolicy", "ScoringGateway"]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME: Final = "hindsight.scoring.v1.Scoring"
+SIDES: Final = frozenset({"buy", "sell", "hold"})
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPolicy:
+    """The knobs of the answering policy (from the settings)."""
+
+    default_model: str = "trade_success"
+    default_deadline_s: float = 0.100
+    margin_s: float = 0.005
+    margin_ratio: float = 0.1
+    fallback_p_success: float = 0.0
+    max_in_flight: int = 256
+
+
+def _check(request: Any, prefix: str = "") -> None:
+    if not request.signal_id:
+        raise InvalidInputError("must not be empty", field=f"{prefix}signal_id")
+    if request.side not in SIDES:
+        raise InvalidInputError("must be one of buy, sell, hold", field=f"{prefix}side")
+
+
+def _pinned_by_caller(request: Any) -> bool:
+    return request.HasField("model_version") and bool(request.model_version)
+
+
+def _pin(request: Any, version: str) -> Any:
+    copy = scoring_pb2.ScoreRequest()
+    copy.CopyFrom(request)
+    copy.model_version = version
+    return copy
+
+
+def _about_pinned_version(details: str) -> bool:
+    # The scorer names the field first: "model_version: ..." or "requests[3].model_version: ..."
+    head = details.split(":", 1)[0]
+    return head == "model_version" or head.endswith("].model_version")
+
+
+class ScoringGateway(scoring_pb2_grpc.ScoringServicer):
+    """Implements ``Score`` and ``ScoreBatch`` by forwarding to the scorer pool."""
+
+    def __init__(
+        self,
+        pool: ScorerPool,
+        policy: GatewayPolicy,
+        *,
+        routes: Callable[[], RoutingTable],
+        log: Recorder | None = None,
+        shadow: ShadowScorer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._policy = policy
+        self._routes = routes
+        self._log = log
+        self._shadow = shadow
+        self._clock = clock
+        self.in_flight = 0
+        self._model_answers = ANSWERS.labels("Score", "model", "")
+        self._latency = SCORE_SECONDS.labels("Score")
+        self._batch_latency = SCORE_SECONDS.labels("ScoreBatch")
+
+    # --- Score -----------------------------------------------------------------------
+
+    async def Score(  # noqa: N802  (gRPC method name)
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreResponse:
+        """Score one signal: the scorer's answer, or a fallback; never an error if valid."""
+        clock = self._clock
+        started = clock()
+        _check(request)
+        policy = self._policy
+        if self.in_flight >= policy.max_in_flight:
+            response = self._fallback(request, FallbackReason.OVERLOADED, started)
+            self._record(request, response, NO_EXPERIMENT)
+            return response
+        self.in_flight += 1
+        IN_FLIGHT.inc()
+        try:
+            budget = Budget.plan(
+                started,
+                caller_remaining_s=context.time_remaining(),
+                default_s=policy.default_deadline_s,
+                margin_s=policy.margin_s,
+                margin_ratio=policy.margin_ratio,
+            )
+            route = self._route(request)
+            forwarded = _pin(request, route.model_version) if route.model_version else request
+            result = await self._pool.call("Score", forwarded, budget)
+            if result.invalid is not None and route.model_version:
+                if _about_pinned_version(result.invalid):
+                    # The candidate is not loaded (yet, or any more): production answers.
+                    logger.warning("candidate not loaded: %s", result.invalid)
+                    route = Route(shadows=route.shadows)
+                    result = await self._pool.call("Score", request, budget)
+        finally:
+            self.in_flight -= 1
+            IN_FLIGHT.dec()
+        if result.invalid is not None:
+            ANSWERS.labels("Score", "invalid", "").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.invalid)
+        if result.response is not None:
+            response = result.response
+            response.arm = route.arm
+            response.prediction_time_ms = (clock() - started) * 1000.0
+            self._model_answers.inc()
+        else:
+            assert result.reason is not None
+            response = self._fallback(request, result.reason, started)
+        self._latency.observe(clock() - started)
+        self._record(request, response, route)
+        if route.shadows and self._shadow is not None:
+            self._shadow.submit(request, route.shadows)
+        return response
+
+    # --- ScoreBatch ------------------------------------------------------------------
+
+    async def ScoreBatch(  # noqa: N802  (gRPC method name)
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreBatchResponse:
+        """Forward the batch as one call; on failure every request gets its fallback."""
+        clock = self._clock
+        started = clock()
+        requests = request.requests
+        for i, one in enumerate(requests):
+            _check(one, f"requests[{i}].")
+        policy = self._policy
+        answer = scoring_pb2.ScoreBatchResponse()
+        if self.in_flight >= policy.max_in_flight:
+            return self._batch_fallback(answer, requests, FallbackReason.OVERLOADED, started)
+        self.in_flight += 1
+        IN_FLIGHT.inc()
+        try:
+            budget = Budget.plan(
+                started,
+                caller_remaining_s=context.time_remaining(),
+                default_s=policy.default_deadline_s,
+                margin_s=policy.margin_s,
+                margin_ratio=policy.margin_ratio,
+            )
+            routes = [self._route(one) for one in requests]
+            forwarded = self._pinned_batch(request, routes)
+            result = await self._pool.call("ScoreBatch", forwarded, budget)
+            if (
+                result.invalid is not None
+                and forwarded is not request
+                and _about_pinned_version(result.invalid)
+            ):
+                logger.warning("a candidate is not loaded: %s", result.invalid)
+                routes = [Route(shadows=r.shadows) for r in routes]
+                result = await self._pool.call("ScoreBatch", request, budget)
+        finally:
+            self.in_flight -= 1
+            IN_FLIGHT.dec()
+        if result.invalid is not None:
+            ANSWERS.labels("ScoreBatch", "invalid", "").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.invalid)
+        if result.response is None or len(result.response.responses) != len(requests):
+            reason = result.reason or FallbackReason.UNAVAILABLE
+            return self._batch_fallback(answer, requests, reason, started, routes)
+        elapsed_ms = (clock() - started) * 1000.0
+        ANSWERS.labels("ScoreBatch", "model", "").inc(len(requests))
+        for one, response, route in zip(requests, result.response.responses, routes, strict=True):
+            response.arm = route.arm
+            response.prediction_time_ms = elapsed_ms
+            self._record(one, response, route)
+            if route.shadows and self._shadow is not None:
+                self._shadow.submit(one, route.shadows)
+        self._batch_latency.observe(clock() - started)
+        return result.response  # type: ignore[no-any-return]
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _route(self, request: Any) -> Route:
+        if _pinned_by_caller(request):
+            return NO_EXPERIMENT
+        return self._routes().route(
+            request.model_name or self._policy.default_model, request.signal_id
+        )
+
+    @staticmethod
+    def _pinned_batch(request: Any, routes: list[Route]) -> Any:
+        if not any(r.model_version for r in routes):
+            return request
+        batch = scoring_pb2.ScoreBatchRequest()
+        batch.requests.extend(
+            _pin(one, r.model_version) if r.model_version else one
+            for one, r in zip(request.requests, routes, strict=True)
+        )
+        return batch
+
+    def _fallback(
+        self, request: Any, reason: FallbackReason, started: float
+    ) -> scoring_pb2.ScoreResponse:
+        p = self._policy.fallback_p_success
+        ANSWERS.labels("Score", "fallback", reason.value).inc()
+        return scoring_pb2.ScoreResponse(
+            signal_id=request.signal_id,
+            p_success=p,
+            p_failure=1.0 - p,
+            ci_low=0.0,
+            ci_high=1.0,
+            fallback=True,
+            fallback_reason=reason.value,
+            prediction_time_ms=(self._clock() - started) * 1000.0,
+        )
+
+    def _batch_fallback(
+        self,
+        answer: scoring_pb2.ScoreBatchResponse,
+        requests: Any,
+        reason: FallbackReason,
+        started: float,
+        routes: list[Route] | None = None,
+    ) -> scoring_pb2.ScoreBatchResponse:
+        p = self._policy.fallback_p_success
+        elapsed_ms = (self._clock() - started) * 1000.0
+        ANSWERS.labels("ScoreBatch", "fallback", reason.value).inc(len(requests))
+        for i, one in enumerate(requests):
+            response = answer.responses.add(
+                signal_id=one.signal_id,
+                p_success=p,
+                p_failure=1.0 - p,
+                ci_low=0.0,
+                ci_high=1.0,
+                fallback=True,
+                fallback_reason=reason.value,
+                prediction_time_ms=elapsed_ms,
+            )
+            self._record(one, response, routes[i] if routes else NO_EXPERIMENT)
+        self._batch_latency.observe(self._clock() - started)
+        return answer
+
+    def _record(self, request: Any, response: Any, route: Route) -> None:
+        log = self._log
+        if log is None:
+            return
+        fallback = response.fallback
+        log.record(
+            Record(
+                signal_id=request.signal_id,
+                model_version=None if fallback else response.model_version or None,
+                p_success=response.p_success,
+                fallback=fallback,
+                fallback_reason=response.fallback_reason or None,
+                # A fallback is no arm's answer: it must not count in an experiment.
+                experiment_id=None if fallback else route.experiment_id,
+                arm=None if fallback else route.arm or None,
+                latency_ms=response.prediction_time_ms,
+            )
+        )

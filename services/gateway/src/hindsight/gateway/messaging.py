@@ -1,0 +1,297 @@
+"""NATS: background connection, routing events (replay + live), ``prediction.logged``.
+
+Routing events: every gateway replica needs every ``model.deployed`` and ``ab.completed``,
+so each replica opens one **ordered ephemeral consumer** per subject with deliver policy
+ALL (as the scorer does): JetStream replays the history, the client recreates the consumer
+after a gap or reconnect from the last sequence seen, the server removes it when the
+replica goes away. The replay of both subjects is folded in stream-sequence order into a
+fresh table that then replaces the live one; later events are applied as they come.
+Folding is idempotent, so no acks are needed.
+
+The connection is made in the background and retried forever: the gateway starts and
+answers with NATS down (routing = production only until the replay arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
+from typing import NamedTuple, Protocol
+
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError as JsNotFoundError
+
+from hindsight.common.broker import STREAM, ensure_streams, publish_event
+from hindsight.common.errors import HindsightError
+from hindsight.common.events import (
+    AB_COMPLETED,
+    MODEL_DEPLOYED,
+    AbCompleted,
+    ModelDeployed,
+    PredictionLogged,
+    parse_event,
+)
+from hindsight.common.settings import BaseServiceSettings
+from hindsight.gateway.domain.routing import Completed, Deployed, RoutingTable
+from hindsight.gateway.metrics import PREDICTIONS_LOGGED, PREDICTIONS_UNLOGGED, ROUTING_EVENTS
+
+__all__ = [
+    "PredictionLog",
+    "Record",
+    "Recorder",
+    "RoutingFeed",
+    "is_connected",
+    "to_routing_event",
+]
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "gateway"
+SUBJECTS = (MODEL_DEPLOYED, AB_COMPLETED)
+
+
+def is_connected(broker: NatsBroker) -> bool:
+    """True while the broker has a live connection."""
+    try:
+        return bool(broker.connection.is_connected)
+    except Exception:  # faststream raises before the first connect
+        return False
+
+
+def to_routing_event(subject: str, data: bytes) -> Deployed | Completed | None:
+    """The routing view of a message; None (logged) when it is not a valid event."""
+    try:
+        event = parse_event(subject, data)
+    except HindsightError as exc:
+        logger.warning("ignoring an invalid %s: %s", subject, exc)
+        return None
+    if isinstance(event, ModelDeployed):
+        return Deployed(
+            model_name=event.model_name,
+            version=event.version,
+            stage=event.stage,
+            experiment_id=event.experiment_id,
+            traffic=dict(event.traffic) if event.traffic else None,
+        )
+    if isinstance(event, AbCompleted):
+        return Completed(event.experiment_id, event.model_name, event.decision)
+    return None
+
+
+class RoutingFeed:
+    """Connects in the background, replays the routing events, then follows them live."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        settings: BaseServiceSettings,
+        *,
+        get_table: Callable[[], RoutingTable],
+        set_table: Callable[[RoutingTable], None],
+    ) -> None:
+        self.broker = broker
+        self.settings = settings
+        self._get_table = get_table
+        self._set_table = set_table
+        self.replayed = asyncio.Event()
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._pending_subjects: set[str] = set()
+
+    async def start(self) -> None:
+        """Start connecting and consuming in the background; returns at once."""
+        self._task = asyncio.create_task(self._run(), name="gateway-nats")
+
+    async def stop(self) -> None:
+        """Stop consuming and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with suppress(Exception):
+            await self.broker.stop()
+
+    async def _run(self) -> None:
+        await self.broker.connect()  # nats-py retries the first connect forever
+        logger.info("connected to NATS")
+        delay = 0.5
+        while True:
+            try:
+                await ensure_streams(self.broker, self.settings)
+                await self._subscribe()
+                break
+            except Exception as exc:
+                logger.warning("JetStream not usable yet (%s), retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        await self._consume()
+
+    async def _subscribe(self) -> None:
+        js = self.broker.connection.jetstream()
+        pending: set[str] = set()
+        for subject in SUBJECTS:
+            with suppress(JsNotFoundError):
+                await js.get_last_msg(STREAM, subject)
+                pending.add(subject)
+        self._pending_subjects = pending
+
+        async def enqueue(msg: Msg) -> None:
+            self._queue.put_nowait(msg)
+
+        for subject in SUBJECTS:
+            await js.subscribe(
+                subject,
+                stream=STREAM,
+                cb=enqueue,
+                ordered_consumer=True,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+            )
+
+    async def _consume(self) -> None:
+        replay: list[tuple[int, Deployed | Completed]] = []
+        if not self._pending_subjects:
+            self._finish_replay(replay)
+        while True:
+            msg = await self._queue.get()
+            event = to_routing_event(msg.subject, msg.data)
+            if self.replayed.is_set():
+                if event is not None:
+                    self._get_table().apply(event)
+                    ROUTING_EVENTS.labels(msg.subject).inc()
+                    logger.info("routing event applied", extra={"routing_event": repr(event)})
+                continue
+            if event is not None:
+                replay.append((msg.metadata.sequence.stream, event))
+            if msg.metadata.num_pending == 0:
+                self._pending_subjects.discard(msg.subject)
+                if not self._pending_subjects:
+                    self._finish_replay(replay)
+
+    def _finish_replay(self, replay: list[tuple[int, Deployed | Completed]]) -> None:
+        table = RoutingTable()
+        for _, event in sorted(replay, key=lambda item: item[0]):
+            table.apply(event)
+        for subject in SUBJECTS:
+            ROUTING_EVENTS.labels(subject).inc(0)
+        self._set_table(table)
+        self.replayed.set()
+        logger.info(
+            "routing events replayed: %d",
+            len(replay),
+            extra={"routes": table.snapshot()},
+        )
+
+
+class Record(NamedTuple):
+    """One answer (or shadow score) waiting to be logged."""
+
+    signal_id: str
+    model_version: str | None
+    p_success: float
+    fallback: bool
+    fallback_reason: str | None
+    experiment_id: str | None
+    arm: str | None
+    latency_ms: float
+
+
+class Recorder(Protocol):
+    """Where answers go to be logged (the prediction log; a list in tests)."""
+
+    def record(self, record: Record) -> None:
+        """Queue one record; O(1), never awaits."""
+
+
+class PredictionLog:
+    """Publishes ``prediction.logged`` in batches, off the request path.
+
+    :meth:`record` is O(1) and never awaits; a bounded deque drops the oldest entry when
+    full (counted). A background task publishes batches while NATS is connected.
+    """
+
+    def __init__(self, broker: NatsBroker, *, capacity: int, batch_size: int) -> None:
+        self.broker = broker
+        self.batch_size = batch_size
+        self._pending: deque[Record] = deque(maxlen=capacity)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._queue_full = PREDICTIONS_UNLOGGED.labels("queue_full")
+
+    def record(self, record: Record) -> None:
+        """Queue one record for logging."""
+        pending = self._pending
+        if len(pending) == pending.maxlen:
+            self._queue_full.inc()
+        pending.append(record)
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting to be published."""
+        return len(self._pending)
+
+    async def start(self) -> None:
+        """Start the publishing task."""
+        self._task = asyncio.create_task(self._drain(), name="gateway-prediction-log")
+
+    async def stop(self, *, flush_timeout: float = 2.0) -> None:
+        """Publish what is queued (bounded by ``flush_timeout``), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        if self._pending and is_connected(self.broker):
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_all(), flush_timeout)
+        if self._pending:
+            PREDICTIONS_UNLOGGED.labels("shutdown").inc(len(self._pending))
+            self._pending.clear()
+
+    async def _drain(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                if not is_connected(self.broker):
+                    await asyncio.sleep(0.25)
+                    continue
+                await self._publish_batch()
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            await self._publish_batch()
+
+    async def _publish_batch(self) -> None:
+        n = min(self.batch_size, len(self._pending))
+        batch = [self._pending.popleft() for _ in range(n)]
+        events = [_event(r) for r in batch]
+        results = await asyncio.gather(
+            *(publish_event(self.broker, event) for event in events), return_exceptions=True
+        )
+        failed = sum(1 for r in results if isinstance(r, BaseException))
+        if failed:
+            PREDICTIONS_UNLOGGED.labels("publish_failed").inc(failed)
+            logger.warning("could not log %d predictions", failed)
+        PREDICTIONS_LOGGED.inc(len(results) - failed)
+
+
+def _event(r: Record) -> PredictionLogged:
+    extra = {"fallback_reason": r.fallback_reason} if r.fallback_reason else {}
+    return PredictionLogged.create(
+        source=SOURCE,
+        prediction_id=str(uuid.uuid4()),
+        signal_id=r.signal_id,
+        model_version=r.model_version,
+        p_success=r.p_success,
+        fallback=r.fallback,
+        experiment_id=r.experiment_id,
+        arm=r.arm,
+        latency_ms=r.latency_ms,
+        **extra,
+    )

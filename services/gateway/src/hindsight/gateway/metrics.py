@@ -1,0 +1,64 @@
+"""The gateway's own Prometheus metrics (prefix ``hindsight_gateway_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "ANSWERS",
+    "BREAKER_STATE",
+    "BREAKER_TRANSITIONS",
+    "IN_FLIGHT",
+    "PREDICTIONS_LOGGED",
+    "PREDICTIONS_UNLOGGED",
+    "ROUTING_EVENTS",
+    "SCORE_SECONDS",
+    "SHADOW_CALLS",
+    "UPSTREAM_CALLS",
+]
+
+ANSWERS = Counter(
+    "hindsight_gateway_answers_total",
+    "Answers given, by method, kind (model, fallback, invalid) and fallback reason.",
+    ["method", "kind", "reason"],
+)
+SCORE_SECONDS = Histogram(
+    "hindsight_gateway_score_seconds",
+    "Gateway time of one call, from receiving it to answering.",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+UPSTREAM_CALLS = Counter(
+    "hindsight_gateway_upstream_calls_total",
+    "Calls to scorer endpoints, by endpoint and gRPC status code.",
+    ["endpoint", "code"],
+)
+BREAKER_STATE = Gauge(
+    "hindsight_gateway_breaker_state",
+    "Circuit breaker state per scorer endpoint: 0 closed, 1 open, 2 half-open.",
+    ["endpoint"],
+)
+BREAKER_TRANSITIONS = Counter(
+    "hindsight_gateway_breaker_transitions_total",
+    "Circuit breaker state changes per endpoint.",
+    ["endpoint", "from_state", "to_state"],
+)
+IN_FLIGHT = Gauge("hindsight_gateway_in_flight", "Calls being answered now (bulkhead).")
+SHADOW_CALLS = Counter(
+    "hindsight_gateway_shadow_calls_total",
+    "Shadow scorings, by outcome (ok, failed, skipped).",
+    ["outcome"],
+)
+ROUTING_EVENTS = Counter(
+    "hindsight_gateway_routing_events_total",
+    "model.deployed / ab.completed events folded into the routing table.",
+    ["subject"],
+)
+PREDICTIONS_LOGGED = Counter(
+    "hindsight_gateway_predictions_logged_total", "prediction.logged events published."
+)
+PREDICTIONS_UNLOGGED = Counter(
+    "hindsight_gateway_predictions_unlogged_total",
+    "Answers that could not be logged, by reason (queue_full, publish_failed, shutdown).",
+    ["reason"],
+)
