@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -33,8 +32,8 @@ from hindsight.common.broker import create_broker, ensure_streams, publish_event
 from hindsight.common.events import PREDICTION_LOGGED, ModelDeployed
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.devstack.ports import free_port
-from hindsight.devstack.process import ChildSpec, start_child, stop_child
 from hindsight.devstack.servers import NatsServer, RunningServer, start_server
+from hindsight.devstack.testing import ServiceProcesses
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "services" / "scorer" / "tests"))
@@ -54,40 +53,10 @@ class Result:
 
 
 @dataclass
-class Procs:
-    env: dict[str, str]
-    logs: Path
-    ports: dict[str, int]
-    features: dict[str, float]
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+class GatewayStack(ServiceProcesses):
+    """A scorer and a gateway as processes, and a feature row the scorer's model accepts."""
 
-    def spec(self, service: str) -> ChildSpec:
-        url = f"http://127.0.0.1:{self.ports[service + '_http']}/readyz"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(url, timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        return ChildSpec(
-            name=service,
-            argv=[sys.executable, "-m", f"hindsight.{service}"],
-            env=self.env,
-            log_file=self.logs / f"{service}.log",
-            ready=ready,
-            ready_timeout=60.0,
-        )
-
-    def start(self, service: str) -> None:
-        self.procs[service] = start_child(self.spec(service))
-
-    def kill(self, service: str) -> None:
-        stop_child(self.procs.pop(service), name=service, sig=signal.SIGKILL, timeout=5.0)
-
-    def stop_all(self) -> None:
-        for service in list(self.procs):
-            stop_child(self.procs.pop(service), name=service, sig=signal.SIGTERM, timeout=10.0)
+    features: dict[str, float] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +81,7 @@ def private_nats(hindsight_test_dir: Path) -> Iterator[tuple[NatsServer, Running
 @pytest.fixture(scope="module")
 async def stack(
     private_nats: tuple[NatsServer, RunningServer], hindsight_test_dir: Path
-) -> AsyncIterator[Procs]:
+) -> AsyncIterator[GatewayStack]:
     nats_server, _ = private_nats
     root = hindsight_test_dir / f"gw-{os.getpid()}"
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -138,15 +107,15 @@ async def stack(
         "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
         "HINDSIGHT_GATEWAY_BREAKER_OPEN_S": "1",
     }
-    procs = Procs(
+    procs = GatewayStack(
         env=env,
         logs=root / "logs",
         ports=ports,
         features=dict.fromkeys(artifact.feature_names, 0.5),
     )
     try:
-        await asyncio.to_thread(procs.start, "scorer")
-        await asyncio.to_thread(procs.start, "gateway")
+        await asyncio.to_thread(procs.start, "scorer", ready_path="/readyz")
+        await asyncio.to_thread(procs.start, "gateway", ready_path="/readyz")
         yield procs
     finally:
         await asyncio.to_thread(procs.stop_all)
@@ -168,7 +137,11 @@ async def _load(port: int, features: dict[str, float], results: list[Result], st
 
 
 async def _until(
-    what: str, probe: Callable[[], bool], timeout: float, procs: Procs, results: list[Result]
+    what: str,
+    probe: Callable[[], bool],
+    timeout: float,
+    procs: ServiceProcesses,
+    results: list[Result],
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -176,20 +149,17 @@ async def _until(
             return
         await asyncio.sleep(0.05)
     seen = Counter((r.fallback, r.reason, r.error) for r in results[-200:])
-    logs = "".join(
-        f"\n--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-10:])
-        for path in sorted(procs.logs.glob("*.log"))
-    )
+    logs = procs.log_tails(lines=10)
     raise AssertionError(f"timed out waiting for {what}; last results {dict(seen)}{logs}")
 
 
-def _breakers(procs: Procs) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{procs.ports['gateway_http']}/v1/breakers"
+def _breakers(procs: ServiceProcesses) -> list[dict[str, Any]]:
+    url = f"{procs.url('gateway')}/v1/breakers"
     return list(httpx.get(url, timeout=2.0).json())
 
 
-def _transitions(procs: Procs) -> dict[tuple[str, str], float]:
-    text = httpx.get(f"http://127.0.0.1:{procs.ports['gateway_http']}/metrics", timeout=2.0).text
+def _transitions(procs: ServiceProcesses) -> dict[tuple[str, str], float]:
+    text = httpx.get(f"{procs.url('gateway')}/metrics", timeout=2.0).text
     found = {}
     for line in text.splitlines():
         if line.startswith("hindsight_gateway_breaker_transitions_total{"):
@@ -220,7 +190,7 @@ async def _logged_fallbacks(url: str) -> list[dict[str, Any]]:
 
 
 async def test_scoring_survives_scorer_kill_and_nats_stop(
-    stack: Procs, private_nats: tuple[NatsServer, RunningServer]
+    stack: GatewayStack, private_nats: tuple[NatsServer, RunningServer]
 ) -> None:
     nats_server, nats_running = private_nats
     results: list[Result] = []
@@ -237,7 +207,7 @@ async def test_scoring_survives_scorer_kill_and_nats_stop(
         )
 
         # Phase 2: SIGKILL the scorer; every call still answers, with fallbacks.
-        stack.kill("scorer")
+        stack.stop("scorer", sig=signal.SIGKILL, timeout=5.0)
         killed_at = time.monotonic()
         await asyncio.sleep(2.5)
         during = [r for r in results if r.at > killed_at + 0.01]
@@ -249,7 +219,7 @@ async def test_scoring_survives_scorer_kill_and_nats_stop(
         assert _breakers(stack)[0]["state"] in ("open", "half_open")
 
         # Phase 3: restart it; the breaker half-opens, closes, and real scores resume.
-        await asyncio.to_thread(stack.start, "scorer")
+        await asyncio.to_thread(stack.start, "scorer", ready_path="/readyz")
         restarted_at = time.monotonic()
         await _until(
             "real scores after the restart",
