@@ -4,14 +4,15 @@ A private nats-server (so the session's server is untouched), a real scorer proc
 serving a real artifact (deployed with ``model.deployed`` on that NATS), a real gateway
 process in front of it, and a client calling gateway ``Score`` in a loop with a 100 ms
 deadline: SIGKILL the scorer → every call still answers in time (fallbacks), zero
-errors; restart it → the breaker half-opens, closes, real scores resume; stop NATS →
-scoring goes on. Neither process is configured with PostgreSQL: the Score path has no
-database to lose.
+errors; restart it → the breaker half-opens, closes, real scores resume; stop NATS and
+PostgreSQL (a private cluster the registry runs on) → scoring goes on. Neither the gateway
+nor the scorer is configured with PostgreSQL: the Score path has no database to lose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ from hindsight.common.broker import create_broker, ensure_streams, publish_event
 from hindsight.common.events import PREDICTION_LOGGED, ModelDeployed
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.devstack.ports import free_port
-from hindsight.devstack.servers import NatsServer, RunningServer, start_server
+from hindsight.devstack.servers import NatsServer, PostgresServer, RunningServer, start_server
 from hindsight.devstack.testing import ServiceProcesses
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -79,8 +80,27 @@ def private_nats(hindsight_test_dir: Path) -> Iterator[tuple[NatsServer, Running
 
 
 @pytest.fixture(scope="module")
+def private_postgres(hindsight_test_dir: Path) -> Iterator[tuple[PostgresServer, RunningServer]]:
+    root = hindsight_test_dir / f"gw-pg-{os.getpid()}"
+    server = PostgresServer(
+        data_dir=root / "postgres",
+        port=free_port(),
+        log_file=root / "postgres.log",
+        fsync=False,
+        port_env=None,
+    )
+    running = start_server(server)
+    try:
+        yield server, running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
 async def stack(
-    private_nats: tuple[NatsServer, RunningServer], hindsight_test_dir: Path
+    private_nats: tuple[NatsServer, RunningServer],
+    private_postgres: tuple[PostgresServer, RunningServer],
+    hindsight_test_dir: Path,
 ) -> AsyncIterator[GatewayStack]:
     nats_server, _ = private_nats
     root = hindsight_test_dir / f"gw-{os.getpid()}"
@@ -92,7 +112,8 @@ async def stack(
     await ensure_streams(broker, settings)
     await publish_event(broker, ModelDeployed.create(source="test", **artifact.deployment()))
     await broker.stop()
-    ports = {name: free_port() for name in ("scorer_http", "scorer_grpc", "gateway_http")}
+    names = ("scorer_http", "scorer_grpc", "gateway_http", "registry_http")
+    ports = {name: free_port() for name in names}
     ports["gateway_grpc"] = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
     env |= {
@@ -106,7 +127,10 @@ async def stack(
         "HINDSIGHT_GATEWAY_HTTP_PORT": str(ports["gateway_http"]),
         "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
         "HINDSIGHT_GATEWAY_BREAKER_OPEN_S": "1",
+        "HINDSIGHT_REGISTRY_HTTP_PORT": str(ports["registry_http"]),
     }
+    # Only the registry gets the database: the learning side's use of PostgreSQL.
+    database = {"HINDSIGHT_DATABASE_URL": private_postgres[0].url}
     procs = GatewayStack(
         env=env,
         logs=root / "logs",
@@ -116,6 +140,9 @@ async def stack(
     try:
         await asyncio.to_thread(procs.start, "scorer", ready_path="/readyz")
         await asyncio.to_thread(procs.start, "gateway", ready_path="/readyz")
+        await asyncio.to_thread(
+            functools.partial(procs.start, "registry", ready_path="/readyz", extra_env=database)
+        )
         yield procs
     finally:
         await asyncio.to_thread(procs.stop_all)
@@ -189,8 +216,10 @@ async def _logged_fallbacks(url: str) -> list[dict[str, Any]]:
         await client.close()
 
 
-async def test_scoring_survives_scorer_kill_and_nats_stop(
-    stack: GatewayStack, private_nats: tuple[NatsServer, RunningServer]
+async def test_scoring_survives_scorer_kill_and_nats_and_postgres_stop(
+    stack: GatewayStack,
+    private_nats: tuple[NatsServer, RunningServer],
+    private_postgres: tuple[PostgresServer, RunningServer],
 ) -> None:
     nats_server, nats_running = private_nats
     results: list[Result] = []
@@ -245,9 +274,18 @@ async def test_scoring_survives_scorer_kill_and_nats_stop(
         }
         assert any(not e["fallback"] and e["model_version"] for e in events)
 
-        # Phase 4: stop NATS during the load; scoring goes on.
+        # Phase 4: stop NATS and PostgreSQL during the load; scoring goes on.
         await asyncio.to_thread(nats_running.stop)
+        await asyncio.to_thread(private_postgres[1].stop)
         stopped_at = time.monotonic()
+        registry_ready = f"{stack.url('registry')}/readyz"
+        await _until(
+            "the registry to notice (its readiness fails without PostgreSQL and NATS)",
+            lambda: httpx.get(registry_ready, timeout=2.0).status_code == 503,
+            20,
+            stack,
+            results,
+        )
         await asyncio.sleep(2.0)
         after = [r for r in results if r.at > stopped_at]
         assert len(after) >= 20

@@ -45,13 +45,20 @@ class ServiceProcesses:
         """Base URL of the service's HTTP port."""
         return f"http://127.0.0.1:{self.ports[service + '_http']}"
 
-    def start(self, service: str, *, ready_path: str = "/healthz", timeout: float = 60.0) -> None:
-        """Start one service and wait until it answers ``ready_path``."""
+    def start(
+        self,
+        service: str,
+        *,
+        ready_path: str = "/healthz",
+        timeout: float = 60.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """Start one service (``extra_env`` on top of ``env``), wait for ``ready_path``."""
         probe = f"{self.url(service)}{ready_path}"
         spec = ChildSpec(
             name=service,
             argv=[sys.executable, "-m", f"hindsight.{service}"],
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             log_file=self.logs / f"{service}.log",
             ready=lambda: get_json(probe) is not None,
             ready_timeout=timeout,
