@@ -8,11 +8,13 @@ new event; the CLI shows the model.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,14 @@ async def stack(
     (root / "logs").mkdir(exist_ok=True)
     ports = {
         name: free_port()
-        for name in ("trainer_http", "registry_http", "scorer_http", "scorer_grpc")
+        for name in (
+            "trainer_http",
+            "registry_http",
+            "scorer_http",
+            "scorer_grpc",
+            "gateway_http",
+            "gateway_grpc",
+        )
     }
     env = {
         **os.environ,
@@ -83,10 +92,16 @@ async def stack(
         "HINDSIGHT_SCORER_HTTP_PORT": str(ports["scorer_http"]),
         "HINDSIGHT_SCORER_GRPC_PORT": str(ports["scorer_grpc"]),
         "HINDSIGHT_SCORER_REGISTRY_URL": f"http://127.0.0.1:{ports['registry_http']}",
+        "HINDSIGHT_GATEWAY_HTTP_PORT": str(ports["gateway_http"]),
+        "HINDSIGHT_GATEWAY_GRPC_PORT": str(ports["gateway_grpc"]),
+        "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
+        # A shared 2-core CI machine: do not let slow calls open the breaker in this test.
+        "HINDSIGHT_GATEWAY_BREAKER_SLOW_CALL_MS": "2000",
+        "HINDSIGHT_GATEWAY_DEFAULT_DEADLINE_MS": "2000",
     }
     stack = ServiceProcesses(env=env, logs=root / "logs", ports=ports)
     try:
-        for service in ("registry", "trainer", "scorer"):
+        for service in ("registry", "trainer", "scorer", "gateway"):
             stack.start(service)
         yield stack
     finally:
@@ -267,3 +282,78 @@ def _served(port: int, request: scoring_pb2.ScoreRequest) -> str:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         answer = scoring_pb2_grpc.ScoringStub(channel).Score(request, timeout=5.0)
     return str(answer.model_version)
+
+
+async def test_ab_experiment_through_the_gateway_is_decided_by_outcomes(
+    stack: ServiceProcesses, nats_url: str
+) -> None:
+    """Registry starts an A/B; the gateway splits real traffic; outcomes decide it."""
+    registry = stack.url("registry")
+    [control] = [d["version"] for d in _production(registry)]
+    # As in production: new versions wait in staging for an experiment or an approval.
+    stack.stop("registry")
+    stack.start("registry", extra_env={"HINDSIGHT_REGISTRY_MANUAL_APPROVAL": "true"})
+    candidate = (await _train(stack, reason="ab candidate"))["version"]
+    staged = await wait_until(
+        "the candidate in staging",
+        lambda: [
+            v
+            for v in get_json(f"{registry}/v1/models/{MODEL}/versions") or []
+            if v["version"] == candidate and v["stage"] == "staging"
+        ],
+        timeout=60,
+        services=stack,
+    )
+    assert staged and [d["version"] for d in _production(registry)] == [control]
+    created = _admin_post(
+        f"{registry}/v1/experiments",
+        model_name=MODEL,
+        kind="ab",
+        candidate_version=candidate,
+        candidate_share=0.5,
+        min_samples_per_arm=50,
+    )
+    experiment_id = created["experiment_id"]
+    await wait_until(
+        "the gateway to route the experiment",
+        lambda: experiment_id in json.dumps(get_json(f"{stack.url('gateway')}/v1/routes")),
+        timeout=60,
+        services=stack,
+    )
+
+    # The trading engine scores fresh signals through the gateway; the trades then close.
+    pairs = generate(400, seed=11, start=datetime(2030, 1, 1, tzinfo=UTC))
+    answers = await _score(stack.ports["gateway_grpc"], _requests([s for s, _ in pairs]))
+    arms = [a.arm for a in answers]
+    assert not any(a.fallback for a in answers)
+    assert 120 <= arms.count("candidate") <= 280, arms.count("candidate")
+    for answer in answers:
+        expected = candidate if answer.arm == "candidate" else control
+        assert answer.model_version == expected
+    again = await _score(stack.ports["gateway_grpc"], _requests([s for s, _ in pairs[:50]]))
+    assert [a.arm for a in again] == arms[:50], "sticky: same signal_id, same arm"
+    await publish(nats_url, pairs)
+
+    def joined() -> Any:
+        live = (get_json(f"{registry}/v1/experiments/{experiment_id}") or {}).get("live") or {}
+        arms_n = {arm: m.get("n", 0) for arm, m in (live.get("per_arm") or {}).items()}
+        return arms_n if sum(arms_n.values()) >= 400 else None
+
+    per_arm_n = await wait_until("predictions joined to outcomes", joined, timeout=90)
+    assert per_arm_n == {"control": arms.count("control"), "candidate": arms.count("candidate")}
+    decided = _admin_post(f"{registry}/v1/experiments/{experiment_id}/complete")
+    print(f"\nA/B {control} vs {candidate}: {decided.get('decision')}, p={decided.get('p_value')}")
+    assert decided["decision"] in {"promote", "keep", "inconclusive"}
+    assert decided["state"] == "completed"
+    await wait_until(
+        "the gateway to drop the experiment",
+        lambda: experiment_id not in json.dumps(get_json(f"{stack.url('gateway')}/v1/routes")),
+        timeout=60,
+        services=stack,
+    )
+
+
+def _admin_post(url: str, **body: Any) -> Any:
+    response = httpx.post(url, json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert response.status_code in (200, 201, 202), f"{url}: {response.status_code} {response.text}"
+    return response.json()
