@@ -118,6 +118,8 @@ def create_http_app(
     app = FastAPI(title=f"hindsight-{service}", version=version)
     app.state.readiness = ready
     BUILD_INFO.labels(service, version).set(1)
+    # Exported from the start (not only after the first /readyz), so the alert can fire.
+    READY.labels(service).set(0)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

