@@ -27,9 +27,13 @@ import pytest
 import yaml
 
 from hindsight.devstack.ports import free_port
-from hindsight.devstack.pytest_plugin import with_database
 from hindsight.devstack.synthetic import generate, publish
-from hindsight.devstack.testing import ServiceProcesses, get_json, wait_until
+from hindsight.devstack.testing import (
+    ServiceProcesses,
+    create_database,
+    get_json,
+    wait_until,
+)
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,18 +53,6 @@ N_TRAIN = 3000
 N_SCORED = 25
 
 
-async def _create_database(server_dsn: str, name: str) -> str:
-    import asyncpg
-
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return with_database(server_dsn, name)
-
-
 @pytest.fixture(scope="module")
 async def stack(
     nats_url: str, database_url: str, hindsight_test_dir: Path
@@ -72,52 +64,26 @@ async def stack(
     client = await nats.connect(nats_url)
     await delete_hindsight_streams(client)
     await client.close()
-    root = hindsight_test_dir / f"deploy-{os.getpid()}"
-    (root / "artifacts").mkdir(parents=True, exist_ok=True)
-    (root / "logs").mkdir(exist_ok=True)
-    ports = {
-        name: free_port()
-        for name in (
-            "trainer_http",
-            "registry_http",
-            "scorer_http",
-            "scorer_grpc",
-            "gateway_http",
-            "gateway_grpc",
-        )
-    }
-    registry_url = f"http://127.0.0.1:{ports['registry_http']}"
-    env = {
-        **os.environ,
-        "HINDSIGHT_NATS_URL": nats_url,
-        "HINDSIGHT_DATABASE_URL": await _create_database(database_url, "deploy_metrics"),
-        "HINDSIGHT_ARTIFACT_ROOT": str(root / "artifacts"),
-        "HINDSIGHT_DATA_DIR": str(root),
-        "HINDSIGHT_ADMIN_TOKEN": TOKEN,
-        "HINDSIGHT_MAX_DELIVERIES": "2",
-        "HINDSIGHT_TRAINER_HTTP_PORT": str(ports["trainer_http"]),
-        "HINDSIGHT_TRAINER_SCHEDULE_ENABLED": "false",
-        "HINDSIGHT_TRAINER_REGISTRY_URL": registry_url,
-        "HINDSIGHT_TRAINER_NUM_BOOST_ROUND": "60",
-        "HINDSIGHT_TRAINER_CV_FOLDS": "0",
-        "HINDSIGHT_TRAINER_BOOTSTRAP_RESAMPLES": "0",
-        "HINDSIGHT_REGISTRY_HTTP_PORT": str(ports["registry_http"]),
-        "HINDSIGHT_REGISTRY_MANUAL_APPROVAL": "true",
-        "HINDSIGHT_REGISTRY_OUTBOX_POLL_S": "0.2",
-        "HINDSIGHT_REGISTRY_EVALUATE_EVERY_S": "1",
-        "HINDSIGHT_REGISTRY_DEGRADATION_WINDOW": "20",
-        "HINDSIGHT_REGISTRY_DEGRADATION_DEBOUNCE_S": "0.2",
-        "HINDSIGHT_SCORER_HTTP_PORT": str(ports["scorer_http"]),
-        "HINDSIGHT_SCORER_GRPC_PORT": str(ports["scorer_grpc"]),
-        "HINDSIGHT_SCORER_REGISTRY_URL": registry_url,
-        "HINDSIGHT_GATEWAY_HTTP_PORT": str(ports["gateway_http"]),
-        "HINDSIGHT_GATEWAY_GRPC_PORT": str(ports["gateway_grpc"]),
-        "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
-        "HINDSIGHT_GATEWAY_BREAKER_WINDOW": "4",
-        "HINDSIGHT_GATEWAY_BREAKER_MIN_CALLS": "2",
-        "HINDSIGHT_GATEWAY_BREAKER_OPEN_S": "60",
-    }
-    stack = ServiceProcesses(env=env, logs=root / "logs", ports=ports)
+    stack = ServiceProcesses.platform(
+        hindsight_test_dir / f"deploy-{os.getpid()}",
+        nats_url=nats_url,
+        database_url=await create_database(database_url, "deploy_metrics"),
+        admin_token=TOKEN,
+        extra_env={
+            "HINDSIGHT_MAX_DELIVERIES": "2",
+            "HINDSIGHT_TRAINER_NUM_BOOST_ROUND": "60",
+            "HINDSIGHT_TRAINER_CV_FOLDS": "0",
+            "HINDSIGHT_TRAINER_BOOTSTRAP_RESAMPLES": "0",
+            "HINDSIGHT_REGISTRY_MANUAL_APPROVAL": "true",
+            "HINDSIGHT_REGISTRY_OUTBOX_POLL_S": "0.2",
+            "HINDSIGHT_REGISTRY_EVALUATE_EVERY_S": "1",
+            "HINDSIGHT_REGISTRY_DEGRADATION_WINDOW": "20",
+            "HINDSIGHT_REGISTRY_DEGRADATION_DEBOUNCE_S": "0.2",
+            "HINDSIGHT_GATEWAY_BREAKER_WINDOW": "4",
+            "HINDSIGHT_GATEWAY_BREAKER_MIN_CALLS": "2",
+            "HINDSIGHT_GATEWAY_BREAKER_OPEN_S": "60",
+        },
+    )
     try:
         for service in ("registry", "trainer", "scorer", "gateway"):
             stack.start(service)
@@ -249,7 +215,9 @@ def _score(port: int, requests: list[scoring_pb2.ScoreRequest]) -> list[Any]:
         return [stub.Score(r, timeout=5.0) for r in requests]
 
 
-async def _exercise(stack: ServiceProcesses, nats_url: str, nats_client: Any) -> None:
+async def _exercise(
+    stack: ServiceProcesses, nats_url: str, nats_client: Any, prometheus: str
+) -> None:
     """Drive every path that creates a labelled series the dashboards and rules use."""
     pairs = generate(N_TRAIN + N_SCORED, seed=11)
     pairs.sort(key=lambda pair: pair[0].ts)
@@ -294,6 +262,13 @@ async def _exercise(stack: ServiceProcesses, nats_url: str, nats_client: Any) ->
     )
     answers = _score(port, requests)
     assert all(a.model_version == v2 for a in answers)
+    # v2's latency series leave the scorer when v2 is retired below: have them scraped first.
+    await wait_until(
+        "Prometheus to scrape the scorer's latency histogram",
+        lambda: "hindsight_scorer_score_seconds_count" in _scraped_names(prometheus),
+        timeout=30,
+        services=stack,
+    )
 
     # Every scored trade loses: the degradation monitor rolls v2 back to v1.
     losses = [(s, o.model_copy(update={"result": "loss"})) for s, o in scored]
@@ -334,7 +309,7 @@ async def test_every_metric_named_by_dashboards_and_rules_is_scraped(
     for service in SERVICES:
         status = httpx.get(f"{stack.url(service)}/readyz", timeout=10.0).status_code
         assert status in (200, 503), f"{service} /readyz answered {status}"
-    await _exercise(stack, nats_url, nats_client)
+    await _exercise(stack, nats_url, nats_client, prometheus)
     # The scorer was killed last: its series were scraped while it ran. Let Prometheus take
     # a few more scrapes of the gateway and the registry after the last step.
     time.sleep(3)

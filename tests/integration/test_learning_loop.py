@@ -26,10 +26,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from hindsight.common.artifacts import ONNX_FILE, load_card, resolve_artifact
-from hindsight.devstack.ports import free_port
-from hindsight.devstack.pytest_plugin import with_database
 from hindsight.devstack.synthetic import generate, publish
-from hindsight.devstack.testing import ServiceProcesses, get_json, wait_until
+from hindsight.devstack.testing import (
+    ServiceProcesses,
+    create_database,
+    get_json,
+    wait_until,
+)
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -38,18 +41,6 @@ TOKEN = "e2e-admin-token"
 MODEL = "trade_success"
 N_TRAIN = 20_000
 N_HELD_OUT = 1_000
-
-
-async def _create_database(server_dsn: str, name: str) -> str:
-    import asyncpg
-
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return with_database(server_dsn, name)
 
 
 @pytest.fixture(scope="module")
@@ -63,43 +54,18 @@ async def stack(
     client = await nats.connect(nats_url)
     await delete_hindsight_streams(client)
     await client.close()
-    root = hindsight_test_dir / f"loop-{os.getpid()}"
-    (root / "artifacts").mkdir(parents=True, exist_ok=True)
-    (root / "logs").mkdir(exist_ok=True)
-    ports = {
-        name: free_port()
-        for name in (
-            "trainer_http",
-            "registry_http",
-            "scorer_http",
-            "scorer_grpc",
-            "gateway_http",
-            "gateway_grpc",
-        )
-    }
-    env = {
-        **os.environ,
-        "HINDSIGHT_NATS_URL": nats_url,
-        "HINDSIGHT_DATABASE_URL": await _create_database(database_url, "learning_loop"),
-        "HINDSIGHT_ARTIFACT_ROOT": str(root / "artifacts"),
-        "HINDSIGHT_DATA_DIR": str(root),
-        "HINDSIGHT_ADMIN_TOKEN": TOKEN,
-        "HINDSIGHT_TRAINER_HTTP_PORT": str(ports["trainer_http"]),
-        "HINDSIGHT_TRAINER_SCHEDULE_ENABLED": "false",
-        "HINDSIGHT_TRAINER_REGISTRY_URL": f"http://127.0.0.1:{ports['registry_http']}",
-        "HINDSIGHT_REGISTRY_HTTP_PORT": str(ports["registry_http"]),
-        "HINDSIGHT_REGISTRY_MANUAL_APPROVAL": "false",
-        "HINDSIGHT_SCORER_HTTP_PORT": str(ports["scorer_http"]),
-        "HINDSIGHT_SCORER_GRPC_PORT": str(ports["scorer_grpc"]),
-        "HINDSIGHT_SCORER_REGISTRY_URL": f"http://127.0.0.1:{ports['registry_http']}",
-        "HINDSIGHT_GATEWAY_HTTP_PORT": str(ports["gateway_http"]),
-        "HINDSIGHT_GATEWAY_GRPC_PORT": str(ports["gateway_grpc"]),
-        "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
-        # A shared 2-core CI machine: do not let slow calls open the breaker in this test.
-        "HINDSIGHT_GATEWAY_BREAKER_SLOW_CALL_MS": "2000",
-        "HINDSIGHT_GATEWAY_DEFAULT_DEADLINE_MS": "2000",
-    }
-    stack = ServiceProcesses(env=env, logs=root / "logs", ports=ports)
+    stack = ServiceProcesses.platform(
+        hindsight_test_dir / f"loop-{os.getpid()}",
+        nats_url=nats_url,
+        database_url=await create_database(database_url, "learning_loop"),
+        admin_token=TOKEN,
+        extra_env={
+            "HINDSIGHT_REGISTRY_MANUAL_APPROVAL": "false",
+            # A shared 2-core CI machine: do not let slow calls open the breaker here.
+            "HINDSIGHT_GATEWAY_BREAKER_SLOW_CALL_MS": "2000",
+            "HINDSIGHT_GATEWAY_DEFAULT_DEADLINE_MS": "2000",
+        },
+    )
     try:
         for service in ("registry", "trainer", "scorer", "gateway"):
             stack.start(service)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -14,9 +15,32 @@ from typing import Any
 
 import httpx
 
+from .ports import free_port
 from .process import ChildSpec, start_child, stop_child
+from .pytest_plugin import with_database
 
-__all__ = ["ServiceProcesses", "get_json", "wait_until"]
+__all__ = ["PLATFORM", "ServiceProcesses", "create_database", "get_json", "wait_until"]
+
+# The services of the learning loop and the ports each listens on.
+PLATFORM: dict[str, tuple[str, ...]] = {
+    "registry": ("http",),
+    "trainer": ("http",),
+    "scorer": ("http", "grpc"),
+    "gateway": ("http", "grpc"),
+}
+
+
+async def create_database(server_dsn: str, name: str) -> str:
+    """A new empty database ``name`` on the server (dropped first if it exists); its DSN."""
+    import asyncpg
+
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server_dsn, name)
 
 
 def get_json(url: str) -> Any:
@@ -40,6 +64,40 @@ class ServiceProcesses:
     logs: Path
     ports: dict[str, int]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def platform(
+        cls,
+        root: Path,
+        *,
+        nats_url: str,
+        database_url: str,
+        admin_token: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> ServiceProcesses:
+        """Trainer, registry, scorer and gateway wired to each other on free ports.
+
+        Nothing is started; ``extra_env`` tunes them (``HINDSIGHT_<SERVICE>_...``).
+        """
+        (root / "artifacts").mkdir(parents=True, exist_ok=True)
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        ports = {f"{svc}_{kind}": free_port() for svc, kinds in PLATFORM.items() for kind in kinds}
+        registry_url = f"http://127.0.0.1:{ports['registry_http']}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
+        env |= {f"HINDSIGHT_{name.upper()}_PORT": str(port) for name, port in ports.items()}
+        env |= {
+            "HINDSIGHT_NATS_URL": nats_url,
+            "HINDSIGHT_DATABASE_URL": database_url,
+            "HINDSIGHT_ARTIFACT_ROOT": str(root / "artifacts"),
+            "HINDSIGHT_DATA_DIR": str(root),
+            "HINDSIGHT_ADMIN_TOKEN": admin_token,
+            "HINDSIGHT_TRAINER_SCHEDULE_ENABLED": "false",
+            "HINDSIGHT_TRAINER_REGISTRY_URL": registry_url,
+            "HINDSIGHT_SCORER_REGISTRY_URL": registry_url,
+            "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
+            **(extra_env or {}),
+        }
+        return cls(env=env, logs=root / "logs", ports=ports)
 
     def url(self, service: str) -> str:
         """Base URL of the service's HTTP port."""
