@@ -82,6 +82,10 @@ async def stack(
             "HINDSIGHT_GATEWAY_BREAKER_WINDOW": "4",
             "HINDSIGHT_GATEWAY_BREAKER_MIN_CALLS": "2",
             "HINDSIGHT_GATEWAY_BREAKER_OPEN_S": "60",
+            # The scenario scores 25 rows and lasts seconds: report PSI from 10 rows, often.
+            "HINDSIGHT_SCORER_DRIFT_MIN_ROWS": "10",
+            "HINDSIGHT_SCORER_DRIFT_FLUSH_S": "0.2",
+            "HINDSIGHT_SCORER_DRIFT_EXPORT_S": "0.5",
         },
     )
     try:

@@ -111,6 +111,7 @@ def build_artifact(
     nan_allowed: tuple[str, ...] = (),
     rows: int = 2000,
     num_leaves: int = 15,
+    reference: bool = True,
 ) -> Artifact:
     """Train, convert, calibrate and write one artifact under ``root``."""
     rng = np.random.default_rng(seed)
@@ -157,6 +158,8 @@ def build_artifact(
             for i in range(10)
         ],
     }
+    if reference:
+        card["reference_distributions"] = reference_distributions(x, names)
     (directory / METRICS_FILE).write_text(json.dumps(card))
     return Artifact(
         model_name,
@@ -167,6 +170,33 @@ def build_artifact(
         names,
         list(nan_allowed),
     )
+
+
+def reference_distributions(x: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per feature: decile edges, counts per bin, missing (as the trainer writes them)."""
+    out: dict[str, Any] = {}
+    for j, name in enumerate(names):
+        col = x[:, j].astype(np.float64)
+        present = col[~np.isnan(col)]
+        edges = np.unique(np.quantile(present, np.linspace(0, 1, 11)))
+        inner = edges[1:-1]
+        counts = np.bincount(
+            np.searchsorted(inner, present, side="right"), minlength=len(inner) + 1
+        )
+        out[name] = {
+            "edges": [float(e) for e in edges],
+            "counts": [int(c) for c in counts],
+            "missing": int(len(col) - len(present)),
+            "rows": int(len(col)),
+            "mean": float(np.mean(present)),
+            "std": float(np.std(present)),
+        }
+    return out
+
+
+def training_like(n: int, n_features: int = 6, *, seed: int = 0) -> np.ndarray:
+    """Rows drawn like ``build_artifact``'s training data (standard normal features)."""
+    return np.random.default_rng(seed).normal(size=(n, n_features)).astype(np.float32)
 
 
 def closed_port() -> int:

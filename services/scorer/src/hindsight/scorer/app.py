@@ -27,6 +27,7 @@ from hindsight.common.runtime import Part
 from hindsight.scorer.config import ScorerSettings
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.domain.models import ModelStore
+from hindsight.scorer.drift_metrics import DriftExporter
 from hindsight.scorer.grpc_api import SERVICE_NAME, ScoringServicer
 from hindsight.scorer.http_api import create_app
 from hindsight.scorer.loader import ArtifactLoader
@@ -57,6 +58,7 @@ class ScorerApp:
     broker: NatsBroker | None
     feed: DeploymentFeed | None
     log: PredictionLog | None
+    drift: DriftExporter | None = None
     bootstrapped: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the start-up sources (JetStream, registry, cache) have been tried."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -148,6 +150,8 @@ class _Core:
         if app.log is not None:
             await app.log.start()
         app._tasks.append(asyncio.create_task(app._bootstrap(), name="scorer-bootstrap"))
+        if app.drift is not None:
+            app._tasks.append(asyncio.create_task(app.drift.run(), name="scorer-drift"))
 
     async def stop(self) -> None:
         app = self.app
@@ -165,7 +169,12 @@ class _Core:
 def build_app(settings: ScorerSettings) -> ScorerApp:
     """Wire the scorer from its settings; nothing starts or binds here."""
     store = ModelStore(default_model=settings.default_model)
-    loader = ArtifactLoader(settings.artifact_root, warmup_runs=settings.warmup_runs)
+    loader = ArtifactLoader(
+        settings.artifact_root,
+        warmup_runs=settings.warmup_runs,
+        drift_window=settings.drift_window if settings.drift_enabled else None,
+        drift_min_rows=settings.drift_min_rows,
+    )
     cache = DeploymentCache(settings.cache_path)
     broker = create_broker(settings, client_name="scorer") if settings.nats_servers else None
     log = (
@@ -188,7 +197,13 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
 
     reconciler = Reconciler(store, loader, cache, on_change=on_change)
     reconciler.remember_last_good(cache.load() or [])
-    app = ScorerApp(settings, store, reconciler, grpc_server, http, broker, None, log)
+    drift = DriftExporter(
+        store,
+        threshold=settings.drift_psi_threshold,
+        flush_s=settings.drift_flush_s,
+        export_s=settings.drift_export_s,
+    )
+    app = ScorerApp(settings, store, reconciler, grpc_server, http, broker, None, log, drift)
     holder["app"] = app
     if broker is not None:
         app.feed = DeploymentFeed(

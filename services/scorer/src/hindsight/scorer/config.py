@@ -43,6 +43,24 @@ class ScorerSettings(BaseServiceSettings):
     log_batch_size: int = Field(
         default=256, ge=1, description="prediction.logged events published per batch."
     )
+    drift_enabled: bool = Field(
+        default=True, description="Online feature drift (PSI) against the card's reference."
+    )
+    drift_window: int = Field(
+        default=2000, ge=1, description="Scored rows per model version in the drift window."
+    )
+    drift_min_rows: int = Field(
+        default=500, ge=1, description="Rows in the window before PSI is reported."
+    )
+    drift_psi_threshold: float = Field(
+        default=0.2, gt=0, description="PSI above which a feature counts as drifted."
+    )
+    drift_flush_s: float = Field(
+        default=1.0, gt=0, description="How often scored rows are binned into the window."
+    )
+    drift_export_s: float = Field(
+        default=5.0, gt=0, description="How often the drift gauges are refreshed."
+    )
 
     @property
     def cache_path(self) -> Path:

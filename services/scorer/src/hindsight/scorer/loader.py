@@ -26,6 +26,7 @@ from hindsight.common.artifacts import (
 )
 from hindsight.common.errors import HindsightError
 from hindsight.scorer.domain.deployments import Deployment
+from hindsight.scorer.domain.drift import DriftMonitor
 from hindsight.scorer.domain.features import Matrix
 from hindsight.scorer.domain.models import LoadedModel
 
@@ -77,9 +78,19 @@ def session_options() -> ort.SessionOptions:
 class ArtifactLoader:
     """Turns a :class:`Deployment` into a verified, warmed-up :class:`LoadedModel`."""
 
-    def __init__(self, artifact_root: Path, *, warmup_runs: int = 3) -> None:
+    def __init__(
+        self,
+        artifact_root: Path,
+        *,
+        warmup_runs: int = 3,
+        drift_window: int | None = 2000,
+        drift_min_rows: int = 500,
+    ) -> None:
         self.artifact_root = artifact_root
         self.warmup_runs = warmup_runs
+        self.drift_window = drift_window
+        """Rows of the drift window per version; None turns drift monitoring off."""
+        self.drift_min_rows = drift_min_rows
 
     def load(self, deployment: Deployment) -> LoadedModel:
         """Verify and load; raises :class:`ArtifactRefusedError` when it must not serve."""
@@ -121,9 +132,28 @@ class ArtifactLoader:
                 reason="signature",
             )
         predictor = OrtPredictor(session, booster)
-        model = LoadedModel.build(deployment, card, predictor, loaded_at=datetime.now(UTC))
+        model = LoadedModel.build(
+            deployment, card, predictor, loaded_at=datetime.now(UTC), drift=self._drift(card)
+        )
         self._warm_up(model)
         return model
+
+    def _drift(self, card: ModelCard) -> DriftMonitor | None:
+        if self.drift_window is None:
+            return None
+        monitor = DriftMonitor.from_card(
+            card.feature_names,
+            card.model_extra,
+            window=self.drift_window,
+            min_rows=self.drift_min_rows,
+        )
+        if monitor is None:
+            logger.info(
+                "%s/%s: no reference_distributions in its card; drift monitoring off",
+                card.model_name,
+                card.version,
+            )
+        return monitor
 
     @staticmethod
     def _session(path: Path, card: ModelCard) -> ort.InferenceSession:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "DRIFT_FEATURES_OVER",
+    "DRIFT_MAX_PSI",
+    "DRIFT_ROWS",
+    "FEATURE_PSI",
     "LOAD_FAILURES",
     "MODELS_LOADED",
     "PREDICTIONS_LOGGED",
@@ -42,4 +46,25 @@ PREDICTIONS_UNLOGGED = Counter(
     "hindsight_scorer_predictions_unlogged_total",
     "Predictions that could not be logged, by reason (queue_full, publish_failed, shutdown).",
     ["reason"],
+)
+FEATURE_PSI = Gauge(
+    "hindsight_scorer_feature_psi",
+    "PSI of a feature over the drift window against the card's reference distribution "
+    "(NaN until HINDSIGHT_SCORER_DRIFT_MIN_ROWS rows were scored).",
+    ["model", "version", "feature"],
+)
+DRIFT_MAX_PSI = Gauge(
+    "hindsight_scorer_drift_max_psi",
+    "Largest feature PSI of a model version (NaN until enough rows were scored).",
+    ["model", "version"],
+)
+DRIFT_FEATURES_OVER = Gauge(
+    "hindsight_scorer_drift_features_over_threshold",
+    "Features whose PSI is above HINDSIGHT_SCORER_DRIFT_PSI_THRESHOLD.",
+    ["model", "version"],
+)
+DRIFT_ROWS = Gauge(
+    "hindsight_scorer_drift_window_rows",
+    "Scored rows in a model version's drift window.",
+    ["model", "version"],
 )

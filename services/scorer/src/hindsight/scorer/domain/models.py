@@ -17,6 +17,7 @@ import numpy.typing as npt
 from hindsight.common.artifacts import ModelCard
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.scorer.domain.deployments import Deployment, Stage
+from hindsight.scorer.domain.drift import DriftMonitor
 from hindsight.scorer.domain.features import FeatureIndex, Matrix
 from hindsight.scorer.domain.intervals import IntervalTable
 
@@ -47,16 +48,24 @@ class LoadedModel:
     loaded_at: datetime
     row: Matrix = field(repr=False)
     """A preallocated (1, n) input row for single scores; filled and used without awaiting."""
+    drift: DriftMonitor | None = field(default=None, repr=False)
+    """Rolling feature distributions of the scored rows (None: the card has no reference)."""
 
     @classmethod
     def build(
-        cls, deployment: Deployment, card: ModelCard, predictor: Predictor, *, loaded_at: datetime
+        cls,
+        deployment: Deployment,
+        card: ModelCard,
+        predictor: Predictor,
+        *,
+        loaded_at: datetime,
+        drift: DriftMonitor | None = None,
     ) -> LoadedModel:
-        """Assemble a model from its card and runtime."""
+        """Assemble a model from its card and runtime (and its drift monitor, if any)."""
         features = FeatureIndex.of(card.feature_names, card.nan_allowed)
         intervals = IntervalTable.from_bins([(b.lo, b.hi, b.n) for b in card.interval_bins])
         row = np.zeros((1, features.width), dtype=np.float32)
-        return cls(deployment, card, predictor, features, intervals, loaded_at, row)
+        return cls(deployment, card, predictor, features, intervals, loaded_at, row, drift)
 
     @property
     def name(self) -> str:

@@ -53,6 +53,9 @@ def score_one(model: LoadedModel, features: Mapping[str, float], *, explain: boo
     row = model.row
     row[0] = index.values_in_order(features)
     index.check_finite(row)
+    drift = model.drift
+    if drift is not None:
+        drift.record(row)  # one row copy into a ring; binned off the request path
     p, low, high = _finish(model, float(model.predictor.predict(row)[0]))
     contributions = (
         _contributions(model, model.predictor.contributions(row)[0]) if explain else None
@@ -77,6 +80,10 @@ def score_batch(items: Sequence[BatchItem]) -> list[Score]:
         matrix = matrix.reshape(len(positions), model.features.width)
         model.features.check_finite(matrix, positions)
         matrices[key] = matrix
+    for key, matrix in matrices.items():
+        drift = items[groups[key][0]].model.drift
+        if drift is not None:  # only once every request of the batch is valid
+            drift.record_many(matrix)
     results: list[Score | None] = [None] * len(items)
     for key, positions in groups.items():
         model = items[positions[0]].model
