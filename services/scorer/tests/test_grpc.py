@@ -44,6 +44,8 @@ async def test_health_not_serving_until_a_model_is_loaded(  # type: ignore[no-un
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub(channel).Score(request(features_of(model_v1, np.zeros(6))))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The proto documents this prefix; the gateway's `no_model` fallback relies on it.
+        assert (info.value.details() or "").startswith("no model")
 
         await app.reconciler.apply(Deployment(**model_v1.deployment()))
         check = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))

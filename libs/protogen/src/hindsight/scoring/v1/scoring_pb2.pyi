@@ -15,7 +15,10 @@ Errors are standard gRPC status codes:
                     the message names the field, for example `features.rsi_14`. Never
                     retry it unchanged.
   UNAVAILABLE       no model is loaded yet, or the server is starting or shutting down;
-                    retry later or elsewhere (the gateway answers a fallback).
+                    retry later or elsewhere (the gateway answers a fallback). When the
+                    cause is a missing model the message starts with "no model" or
+                    "no production version" (the gateway's `no_model` fallback reason
+                    relies on that prefix).
   INTERNAL          an unexpected failure; the message carries no internal details.
 
 Servers also serve the standard `grpc.health.v1.Health` service and server reflection.
