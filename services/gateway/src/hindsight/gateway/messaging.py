@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from typing import NamedTuple, Protocol
@@ -27,7 +26,8 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError as JsNotFoundError
 
-from hindsight.common.broker import STREAM, ensure_streams, publish_event
+from hindsight.common.background import BackgroundPublisher, is_connected
+from hindsight.common.broker import STREAM, ensure_streams
 from hindsight.common.errors import HindsightError
 from hindsight.common.events import (
     AB_COMPLETED,
@@ -54,14 +54,6 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "gateway"
 SUBJECTS = (MODEL_DEPLOYED, AB_COMPLETED)
-
-
-def is_connected(broker: NatsBroker) -> bool:
-    """True while the broker has a live connection."""
-    try:
-        return bool(broker.connection.is_connected)
-    except Exception:  # faststream raises before the first connect
-        return False
 
 
 def to_routing_event(subject: str, data: bytes) -> Deployed | Completed | None:
@@ -208,77 +200,23 @@ class Recorder(Protocol):
         """Queue one record; O(1), never awaits."""
 
 
-class PredictionLog:
-    """Publishes ``prediction.logged`` in batches, off the request path.
-
-    :meth:`record` is O(1) and never awaits; a bounded deque drops the oldest entry when
-    full (counted). A background task publishes batches while NATS is connected.
-    """
+class PredictionLog(BackgroundPublisher[Record]):
+    """Publishes ``prediction.logged`` for every answer and shadow score, off the request path."""
 
     def __init__(self, broker: NatsBroker, *, capacity: int, batch_size: int) -> None:
-        self.broker = broker
-        self.batch_size = batch_size
-        self._pending: deque[Record] = deque(maxlen=capacity)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._queue_full = PREDICTIONS_UNLOGGED.labels("queue_full")
+        super().__init__(
+            broker,
+            _event,
+            capacity=capacity,
+            batch_size=batch_size,
+            published=PREDICTIONS_LOGGED,
+            unpublished=PREDICTIONS_UNLOGGED,
+            name="gateway-prediction-log",
+        )
 
     def record(self, record: Record) -> None:
-        """Queue one record for logging."""
-        pending = self._pending
-        if len(pending) == pending.maxlen:
-            self._queue_full.inc()
-        pending.append(record)
-        self._wake.set()
-
-    @property
-    def backlog(self) -> int:
-        """Records waiting to be published."""
-        return len(self._pending)
-
-    async def start(self) -> None:
-        """Start the publishing task."""
-        self._task = asyncio.create_task(self._drain(), name="gateway-prediction-log")
-
-    async def stop(self, *, flush_timeout: float = 2.0) -> None:
-        """Publish what is queued (bounded by ``flush_timeout``), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        if self._pending and is_connected(self.broker):
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_all(), flush_timeout)
-        if self._pending:
-            PREDICTIONS_UNLOGGED.labels("shutdown").inc(len(self._pending))
-            self._pending.clear()
-
-    async def _drain(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                if not is_connected(self.broker):
-                    await asyncio.sleep(0.25)
-                    continue
-                await self._publish_batch()
-
-    async def _flush_all(self) -> None:
-        while self._pending:
-            await self._publish_batch()
-
-    async def _publish_batch(self) -> None:
-        n = min(self.batch_size, len(self._pending))
-        batch = [self._pending.popleft() for _ in range(n)]
-        events = [_event(r) for r in batch]
-        results = await asyncio.gather(
-            *(publish_event(self.broker, event) for event in events), return_exceptions=True
-        )
-        failed = sum(1 for r in results if isinstance(r, BaseException))
-        if failed:
-            PREDICTIONS_UNLOGGED.labels("publish_failed").inc(failed)
-            logger.warning("could not log %d predictions", failed)
-        PREDICTIONS_LOGGED.inc(len(results) - failed)
+        """Queue one record for logging; O(1), never awaits."""
+        self.put(record)
 
 
 def _event(r: Record) -> PredictionLogged:
