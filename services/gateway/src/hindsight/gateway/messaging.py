@@ -14,20 +14,15 @@ answers with NATS down (routing = production only until the replay arrives).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 from typing import NamedTuple, Protocol
 
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError as JsNotFoundError
 
 from hindsight.common.background import BackgroundPublisher, is_connected
-from hindsight.common.broker import STREAM, ensure_streams
 from hindsight.common.errors import HindsightError
 from hindsight.common.events import (
     AB_COMPLETED,
@@ -37,6 +32,7 @@ from hindsight.common.events import (
     PredictionLogged,
     parse_event,
 )
+from hindsight.common.replay import ReplayFeed
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.gateway.domain.routing import Completed, Deployed, RoutingTable
 from hindsight.gateway.metrics import PREDICTIONS_LOGGED, PREDICTIONS_UNLOGGED, ROUTING_EVENTS
@@ -76,8 +72,8 @@ def to_routing_event(subject: str, data: bytes) -> Deployed | Completed | None:
     return None
 
 
-class RoutingFeed:
-    """Connects in the background, replays the routing events, then follows them live."""
+class RoutingFeed(ReplayFeed):
+    """Replays the routing events into a fresh table, then applies each live one."""
 
     def __init__(
         self,
@@ -87,96 +83,28 @@ class RoutingFeed:
         get_table: Callable[[], RoutingTable],
         set_table: Callable[[RoutingTable], None],
     ) -> None:
-        self.broker = broker
-        self.settings = settings
-        self._get_table = get_table
-        self._set_table = set_table
-        self.replayed = asyncio.Event()
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._pending_subjects: set[str] = set()
-
-    async def start(self) -> None:
-        """Start connecting and consuming in the background; returns at once."""
-        self._task = asyncio.create_task(self._run(), name="gateway-nats")
-
-    async def stop(self) -> None:
-        """Stop consuming and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._task
-        with suppress(Exception):
-            await self.broker.stop()
-
-    async def _run(self) -> None:
-        await self.broker.connect()  # nats-py retries the first connect forever
-        logger.info("connected to NATS")
-        delay = 0.5
-        while True:
-            try:
-                await ensure_streams(self.broker, self.settings)
-                await self._subscribe()
-                break
-            except Exception as exc:
-                logger.warning("JetStream not usable yet (%s), retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        await self._consume()
-
-    async def _subscribe(self) -> None:
-        js = self.broker.connection.jetstream()
-        pending: set[str] = set()
-        for subject in SUBJECTS:
-            with suppress(JsNotFoundError):
-                await js.get_last_msg(STREAM, subject)
-                pending.add(subject)
-        self._pending_subjects = pending
-
-        async def enqueue(msg: Msg) -> None:
-            self._queue.put_nowait(msg)
-
-        for subject in SUBJECTS:
-            await js.subscribe(
-                subject,
-                stream=STREAM,
-                cb=enqueue,
-                ordered_consumer=True,
-                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        async def replayed(history: list[Msg]) -> None:
+            table = RoutingTable()
+            events = [to_routing_event(m.subject, m.data) for m in history]
+            for event in events:
+                if event is not None:
+                    table.apply(event)
+            for subject in SUBJECTS:
+                ROUTING_EVENTS.labels(subject).inc(0)
+            set_table(table)
+            logger.info(
+                "routing events replayed: %d", len(events), extra={"routes": table.snapshot()}
             )
 
-    async def _consume(self) -> None:
-        replay: list[tuple[int, Deployed | Completed]] = []
-        if not self._pending_subjects:
-            self._finish_replay(replay)
-        while True:
-            msg = await self._queue.get()
+        async def live(msg: Msg) -> None:
             event = to_routing_event(msg.subject, msg.data)
-            if self.replayed.is_set():
-                if event is not None:
-                    self._get_table().apply(event)
-                    ROUTING_EVENTS.labels(msg.subject).inc()
-                    logger.info("routing event applied", extra={"routing_event": repr(event)})
-                continue
             if event is not None:
-                replay.append((msg.metadata.sequence.stream, event))
-            if msg.metadata.num_pending == 0:
-                self._pending_subjects.discard(msg.subject)
-                if not self._pending_subjects:
-                    self._finish_replay(replay)
+                get_table().apply(event)
+                ROUTING_EVENTS.labels(msg.subject).inc()
+                logger.info("routing event applied", extra={"routing_event": repr(event)})
 
-    def _finish_replay(self, replay: list[tuple[int, Deployed | Completed]]) -> None:
-        table = RoutingTable()
-        for _, event in sorted(replay, key=lambda item: item[0]):
-            table.apply(event)
-        for subject in SUBJECTS:
-            ROUTING_EVENTS.labels(subject).inc(0)
-        self._set_table(table)
-        self.replayed.set()
-        logger.info(
-            "routing events replayed: %d",
-            len(replay),
-            extra={"routes": table.snapshot()},
+        super().__init__(
+            broker, settings, SUBJECTS, on_replayed=replayed, on_message=live, name="gateway-nats"
         )
 
 
