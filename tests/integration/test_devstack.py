@@ -125,6 +125,8 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
     env["HINDSIGHT_DEV_NATS_PORT"] = str(ports["nats"])
     env["HINDSIGHT_DEV_NATS_MONITOR_PORT"] = str(ports["monitor"])
     env["HINDSIGHT_DEV_PG_PORT"] = str(ports["postgres"])
+    # The stack's own behaviour is under test here; the replay has its own end-to-end test.
+    env["HINDSIGHT_REPLAY"] = "off"
     # The installed services too (as they read it): never the defaults a developer's own
     # stack may be using.
     for service in discover_services():

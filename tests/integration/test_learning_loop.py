@@ -29,7 +29,6 @@ from hindsight.common.artifacts import ONNX_FILE, load_card, resolve_artifact
 from hindsight.devstack.synthetic import generate, publish
 from hindsight.devstack.testing import (
     ServiceProcesses,
-    create_database,
     get_json,
     wait_until,
 )
@@ -47,17 +46,11 @@ N_HELD_OUT = 1_000
 async def stack(
     nats_url: str, database_url: str, hindsight_test_dir: Path
 ) -> AsyncIterator[ServiceProcesses]:
-    import nats
-
-    from hindsight.devstack.pytest_plugin import delete_hindsight_streams
-
-    client = await nats.connect(nats_url)
-    await delete_hindsight_streams(client)
-    await client.close()
-    stack = ServiceProcesses.platform(
+    stack = await ServiceProcesses.fresh_platform(
         hindsight_test_dir / f"loop-{os.getpid()}",
         nats_url=nats_url,
-        database_url=await create_database(database_url, "learning_loop"),
+        database_url=database_url,
+        database="learning_loop",
         admin_token=TOKEN,
         extra_env={
             "HINDSIGHT_REGISTRY_MANUAL_APPROVAL": "false",

@@ -287,3 +287,39 @@ def test_idle_fetch_timeout_is_not_an_error_but_other_errors_are(
     [record] = caplog.records  # the idle timeout was dropped below INFO
     assert record.levelname == "ERROR"
     assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+
+
+@pytest.mark.integration
+async def test_max_workers_handles_several_messages_at_once(run_broker: RunBroker) -> None:
+    # batch_size=1: without max_workers one message at a time; with 4 workers, four
+    # handlers must be in flight together (each waits until it sees the others).
+    in_flight = 0
+    peak = 0
+    four_together = asyncio.Event()
+
+    async def gather_four(event: PngCreated) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight >= 4:
+            four_together.set()
+        try:
+            await asyncio.wait_for(four_together.wait(), 10)
+        finally:
+            in_flight -= 1
+
+    options = ConsumerOptions(batch_size=1, max_workers=4)
+    broker = await run_broker(
+        lambda b: subscribe_event(b, PngCreated, gather_four, durable="t_workers", options=options)
+    )
+    for i in range(4):
+        event = PngCreated.model_validate({**GOOD_PNG, "file_path": f"/charts/w/{i}.png"})
+        await publish_event(broker, event)
+    await asyncio.wait_for(four_together.wait(), 20)
+    assert peak == 4
+    for _ in range(100):
+        info = await broker.connection.jetstream().consumer_info(STREAM, "t_workers")
+        if info.num_ack_pending == 0 and info.num_pending == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert info.num_ack_pending == 0 and info.num_pending == 0, "all four acked"

@@ -92,6 +92,27 @@ def test_crashing_child_is_restarted_with_growing_delays() -> None:
     assert child.last_returncode == 3
 
 
+def test_one_shot_child_is_not_restarted_after_success_but_is_after_failure() -> None:
+    supervisor = Supervisor(backoff=Backoff(initial=0.01, factor=2, maximum=0.04))
+    done = supervisor.start(python("job", "import sys; sys.exit(0)", one_shot=True))
+    failing = supervisor.start(python("flaky-job", CRASH, one_shot=True))
+    try:
+
+        def settled() -> bool:
+            supervisor.poll()
+            return done.proc is None and failing.restarts >= 2
+
+        wait_until(settled)
+        for _ in range(20):
+            supervisor.poll()
+            time.sleep(0.01)
+    finally:
+        supervisor.stop_all()
+    assert done.restarts == 0 and done.last_returncode == 0 and done.restart_at is None
+    assert done.finished and not failing.finished
+    assert failing.last_returncode == 3
+
+
 def test_restart_waits_for_the_backoff_delay() -> None:
     clock = FakeClock()
     supervisor = Supervisor(backoff=Backoff(initial=5, maximum=60), clock=clock)
@@ -378,3 +399,21 @@ def test_status_and_down_when_nothing_runs(
     write_state(state_path(tmp_path), _state(_exited_pid(), None, []))
     assert cli.main(["--data-dir", str(tmp_path), "status"]) == 3
     assert "stale" in capsys.readouterr().out
+
+
+@pytest.mark.unit
+def test_status_shows_a_finished_one_shot_child_as_healthy() -> None:
+    from hindsight.devstack.control import _child_row
+
+    record = {
+        "name": "replay",
+        "pid": None,
+        "start_time": None,
+        "health_url": None,
+        "tcp": None,
+        "log_file": None,
+        "restarts": 0,
+    }
+    assert _child_row({**record, "finished": True}) == (True, ["replay", None, "finished", "-", 0])  # type: ignore[typeddict-item]
+    healthy, row = _child_row(record)  # type: ignore[arg-type]
+    assert not healthy and row[2] == "restarting"

@@ -92,6 +92,16 @@ def test_reject_recommendation_blocks() -> None:
     assert gates_passed(evaluate_gates(headline(monitor), POLICY, current_production=None))
 
 
+def test_recommendation_can_be_shown_without_blocking() -> None:
+    from dataclasses import replace
+
+    c = card(trading={"recommendation": "REJECT"})
+    relaxed = replace(POLICY, require_recommendation=False)
+    checks = by_name(evaluate_gates(headline(c), relaxed, current_production=None))
+    assert checks["recommendation"].passed and checks["recommendation"].value == "REJECT"
+    assert "not required" in checks["recommendation"].reason
+
+
 def test_missing_keys_fail_closed_with_reasons() -> None:
     checks = by_name(evaluate_gates(headline({"metrics": {}}), POLICY, current_production=None))
     for name in ("test_roc_auc", "test_ece", "test_rows", "recommendation"):

@@ -259,3 +259,49 @@ async def test_a_run_left_running_by_a_crash_is_failed_at_start_up(
     msg = await _until(lambda: _last(nats_client, "HINDSIGHT", "training.completed"), what="event")
     event = json.loads(msg.data)
     assert event["training_run_id"] == "crashed-run" and event["status"] == "failed"
+
+
+async def test_enough_new_outcomes_start_a_run_by_themselves(
+    nats_url: str, fresh_database: str, jetstream_reset: None, tmp_path: Path
+) -> None:
+    settings = build_settings(
+        nats_url=nats_url,
+        database_url=fresh_database,
+        artifact_root=tmp_path / "artifacts",
+        admin_token=TOKEN,
+        http_port=0,
+        schedule_enabled=False,
+        registry_url="",
+        num_boost_round=30,
+        early_stopping_rounds=10,
+        cv_folds=0,
+        bootstrap_resamples=0,
+        min_rows=200,
+        auto_train_outcomes=400,
+        auto_train_interval_s=3600,
+    )
+    app = build_trainer(settings)
+    app.scheduler.data_check_s = 0.2
+    await app.start()
+    base = f"http://127.0.0.1:{app.http.port}"
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            pairs = generate(600, seed=3)
+            await publish(nats_url, pairs[:300], ensure_streams=False)
+            await asyncio.sleep(1.5)
+            assert await _get(client, f"{base}/v1/runs") == []  # 300 < 400: nothing yet
+
+            await publish(nats_url, pairs[300:], ensure_streams=False)
+
+            async def started() -> Any:
+                runs = await _get(client, f"{base}/v1/runs")
+                return runs or None
+
+            runs = await _until(started, timeout=60, what="a data-triggered run")
+            assert runs[0]["trigger"] == "data" and runs[0]["mode"] == "full"
+            run = await _ended(client, base, runs[0]["run_id"])
+            assert run["status"] == "completed", run["error"]
+            await asyncio.sleep(1.0)  # the interval holds back a second run
+            assert len(await _get(client, f"{base}/v1/runs")) == 1
+    finally:
+        await app.stop()

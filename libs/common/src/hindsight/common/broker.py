@@ -205,6 +205,9 @@ class ConsumerOptions:
     ack_wait_s: float = 30.0
     max_ack_pending: int = 1000
     retry_base_s: float = 0.5
+    max_workers: int = 1
+    """Messages handled at once. Above 1, fetching goes on while handlers run (faststream's
+    concurrent pull subscriber), so a handler that waits for a micro-batch sees company."""
 
 
 def _delivery_info(msg: Any) -> tuple[int, str]:
@@ -300,6 +303,7 @@ def subscribe_event(
             ack_wait=opts.ack_wait_s,
             max_ack_pending=opts.max_ack_pending,
         ),
+        max_workers=opts.max_workers,
         title=f"{durable}:{subject}",
         description=f"{durable} consumes {subject}",
     )(consume)

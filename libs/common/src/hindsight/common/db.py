@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from hindsight.common.errors import ConfigurationError, UnavailableError
 
 __all__ = [
     "AppliedMigration",
+    "DatabasePart",
     "Migration",
     "MigrationError",
     "create_pool",
@@ -174,3 +176,38 @@ async def create_pool(
             await pool.close()
             raise
     return pool
+
+
+class _PoolHolder(Protocol):
+    pool: Any
+
+
+class _HasDsn(Protocol):
+    def database_dsn(self) -> str | None: ...
+
+
+class DatabasePart:
+    """A service's pool as a runtime part: opened (and its schema migrated) on start,
+    handed to ``holder.pool``, closed on stop."""
+
+    def __init__(
+        self, settings: _HasDsn, holder: _PoolHolder, *, schema: str, migrations_dir: Path
+    ) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.schema = schema
+        self.migrations_dir = migrations_dir
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        dsn = self.settings.database_dsn()
+        if dsn is None:
+            raise ConfigurationError("HINDSIGHT_DATABASE_URL is not set")
+        self._pool = await create_pool(dsn, schema=self.schema, migrations_dir=self.migrations_dir)
+        self.holder.pool = self._pool
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+            self.holder.pool = None

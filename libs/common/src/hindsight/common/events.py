@@ -50,6 +50,7 @@ from hindsight.common.errors import InvalidInputError
 
 __all__ = [
     "AB_COMPLETED",
+    "EMBED_QUERY",
     "DLQ_PREFIX",
     "EMBEDDING_CREATED",
     "EVENT_TYPES",
@@ -98,6 +99,8 @@ MODEL_DEPLOYED = "model.deployed"
 PREDICTION_LOGGED = "prediction.logged"
 AB_COMPLETED = "ab.completed"
 DLQ_PREFIX = "dlq."
+EMBED_QUERY = "embed.query"
+"""NATS request-reply subject (not an event): query vectors from the embedder."""
 
 # Mandatory keys of a Chroma vector's metadata (DESIGN.md, section Vector metadata).
 VECTOR_METADATA_KEYS: tuple[str, ...] = (

@@ -6,6 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "BUILD_INFO",
+    "CONSUMER_ACK_PENDING",
+    "CONSUMER_PENDING",
+    "DLQ_MESSAGES",
     "EVENTS_CONSUMED",
     "EVENTS_PUBLISHED",
     "EVENT_HANDLING_SECONDS",
@@ -36,4 +39,19 @@ BUILD_INFO = Gauge(
     "hindsight_build_info",
     "Always 1; labels carry the service name and version.",
     ["service", "version"],
+)
+CONSUMER_PENDING = Gauge(
+    "hindsight_consumer_pending",
+    "Messages of a durable consumer's stream not yet delivered to it (JetStream num_pending).",
+    ["stream", "consumer"],
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "hindsight_consumer_ack_pending",
+    "Messages delivered to a durable consumer and not yet acknowledged (num_ack_pending).",
+    ["stream", "consumer"],
+)
+DLQ_MESSAGES = Gauge(
+    "hindsight_dlq_messages",
+    "Messages in the HINDSIGHT_DLQ stream per dlq.<subject> (every service reports it).",
+    ["subject"],
 )

@@ -16,11 +16,12 @@ from typing import Protocol
 
 from faststream.nats import NatsBroker
 
-from hindsight.common.broker import ensure_streams
+from hindsight.common.broker import DLQ_STREAM, ensure_streams
 from hindsight.common.errors import UnavailableError
+from hindsight.common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, DLQ_MESSAGES
 from hindsight.common.settings import BaseServiceSettings
 
-__all__ = ["BrokerPart", "Part", "Startable", "nats_ready", "serve"]
+__all__ = ["BrokerPart", "Part", "PartGroup", "Startable", "nats_ready", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +43,92 @@ class Part:
 
 
 class BrokerPart:
-    """A faststream broker as a part: connect, make sure the streams exist, then consume."""
+    """A faststream broker as a part: connect, make sure the streams exist, then consume.
 
-    def __init__(self, broker: NatsBroker, settings: BaseServiceSettings) -> None:
+    While running, it refreshes every ``lag_every_s`` the lag gauges of the service's own
+    durable consumers (JetStream consumer info: ``num_pending`` not yet delivered,
+    ``num_ack_pending`` delivered but not acknowledged) and the DLQ depth per subject.
+    """
+
+    def __init__(
+        self, broker: NatsBroker, settings: BaseServiceSettings, *, lag_every_s: float = 15.0
+    ) -> None:
         self.broker = broker
         self.settings = settings
+        self.lag_every_s = lag_every_s
+        self._lag_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.broker.connect()
         await ensure_streams(self.broker, self.settings)
         await self.broker.start()
+        if self.lag_every_s > 0:
+            self._lag_task = asyncio.create_task(self._lag_loop(), name="consumer-lag")
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
         await self.broker.stop()
+
+    def durables(self) -> list[tuple[str, str]]:
+        """(stream, durable) of every durable subscriber of this broker."""
+        found = []
+        for subscriber in self.broker.subscribers:
+            durable = getattr(getattr(subscriber, "config", None), "durable_name", None)
+            stream = getattr(getattr(subscriber, "stream", None), "name", None)
+            if durable and stream:
+                found.append((str(stream), str(durable)))
+        return found
+
+    async def refresh_lag(self) -> None:
+        """Set the consumer-lag and DLQ-depth gauges from JetStream once."""
+        js = self.broker.connection.jetstream()
+        for stream, durable in self.durables():
+            try:
+                info = await js.consumer_info(stream, durable)
+            except Exception as exc:  # not created yet: the others and the DLQ still count
+                logger.debug("consumer info %s/%s failed: %s", stream, durable, exc)
+                continue
+            CONSUMER_PENDING.labels(stream, durable).set(info.num_pending or 0)
+            CONSUMER_ACK_PENDING.labels(stream, durable).set(info.num_ack_pending or 0)
+        dlq = await js.stream_info(DLQ_STREAM, subjects_filter=">")
+        for subject, count in (dlq.state.subjects or {}).items():
+            DLQ_MESSAGES.labels(subject).set(count)
+
+    async def _lag_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_lag()
+            except Exception as exc:  # NATS away or a consumer not created yet: next round
+                logger.debug("consumer lag refresh failed: %s", exc)
+            await asyncio.sleep(self.lag_every_s)
+
+
+class PartGroup:
+    """A service's parts, started in order and stopped in reverse (in-process tests use
+    ``start``/``stop``; the process hands ``parts`` to :func:`serve`)."""
+
+    parts: list[Part]
+
+    async def start(self) -> None:
+        """Start every part in order; on a failure, stop the ones already started."""
+        started: list[Part] = []
+        try:
+            for part in self.parts:
+                await part.component.start()
+                started.append(part)
+        except BaseException:
+            for part in reversed(started):
+                await part.component.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every part in reverse order."""
+        for part in reversed(self.parts):
+            await part.component.stop()
 
 
 def nats_ready(broker: NatsBroker) -> Callable[[], Awaitable[None]]:

@@ -11,27 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import entry_points
+
+from hindsight.common.cli import COMMAND_ENTRY_POINT_GROUP, Command
 
 from . import commands as cmd
 from .control import add_down_arguments, run_down, run_status
+from .replay.cli import add_replay_arguments, run_replay_command
+from .report import add_report_arguments, run_report
 from .stack import add_up_arguments, run_up
 
 __all__ = ["COMMANDS", "COMMAND_ENTRY_POINT_GROUP", "Command", "build_parser", "main"]
-
-COMMAND_ENTRY_POINT_GROUP = "hindsight.commands"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Command:
-    """One subcommand: its help line, its own arguments, and the handler (→ exit code)."""
-
-    help: str
-    handler: Callable[[argparse.Namespace], int]
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    description: str | None = None
-
 
 COMMANDS: dict[str, Command] = {
     "up": Command(
@@ -79,6 +69,24 @@ COMMANDS: dict[str, Command] = {
         help="score one feature vector over gRPC (gateway, or the scorer without one)",
         handler=cmd.run_score,
         add_arguments=cmd.add_score_arguments,
+    ),
+    "report": Command(
+        help="monthly evaluation report of a model as one HTML file (registry + drift gauges)",
+        handler=run_report,
+        add_arguments=add_report_arguments,
+    ),
+    "replay": Command(
+        help="replay market data as upstream tools + trading engine (events, charts, Score)",
+        description=(
+            "Plays EURUSD hourly / GOOG daily bars (or a synthetic market) through breakout "
+            "and pullback rules: signal.features, gateway Score, charts (png.created), "
+            "trade_meta and a rule-based suggestion (json.created), then signal.outcome. "
+            "Resumes without duplicates (state in HINDSIGHT_DATA_DIR/replay/). Options "
+            "default to HINDSIGHT_REPLAY_* variables; NATS from HINDSIGHT_NATS_URL or the "
+            "running `hindsight up`."
+        ),
+        handler=run_replay_command,
+        add_arguments=add_replay_arguments,
     ),
 }
 

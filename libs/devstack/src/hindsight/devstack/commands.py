@@ -17,10 +17,11 @@ import httpx
 
 from .output import format_table
 from .stack import resolve_data_dir
-from .supervisor import discover_services
+from .supervisor import SERVICE_PORTS, discover_services
 from .tokens import admin_token
 
 __all__ = [
+    "service_url",
     "add_models_arguments",
     "add_promote_arguments",
     "add_rollback_arguments",
@@ -41,12 +42,18 @@ def _url(env_name: str, default: str) -> str:
     return os.environ.get(env_name, default).rstrip("/")
 
 
+def service_url(service: str) -> str:
+    """``HINDSIGHT_<SERVICE>_URL``, else the service's default HTTP port on localhost."""
+    default = f"http://127.0.0.1:{SERVICE_PORTS[service]['http']}"
+    return _url(f"HINDSIGHT_{service.upper()}_URL", default)
+
+
 def _registry() -> str:
-    return _url("HINDSIGHT_REGISTRY_URL", "http://127.0.0.1:8082")
+    return service_url("registry")
 
 
 def _trainer() -> str:
-    return _url("HINDSIGHT_TRAINER_URL", "http://127.0.0.1:8083")
+    return service_url("trainer")
 
 
 def _auth(args: argparse.Namespace) -> dict[str, str]:

@@ -46,7 +46,9 @@ def _tcp_health(host: str, port: int) -> tuple[bool, str]:
 def _child_row(child: ChildRecord) -> tuple[bool, list[object]]:
     pid = child.get("pid")
     alive = pid is not None and same_process(pid, child.get("start_time"))
-    if pid is None:
+    if pid is None and child.get("finished"):
+        state, healthy, health = "finished", True, "-"
+    elif pid is None:
         state, healthy, health = "restarting", False, "-"
     elif not alive:
         state, healthy, health = "gone", False, "-"

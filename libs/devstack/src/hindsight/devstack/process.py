@@ -72,6 +72,8 @@ class ChildSpec:
     stop_timeout: float = 10.0
     extra: Mapping[str, object] = field(default_factory=dict)
     """Free-form facts shown to people (ports ...)."""
+    one_shot: bool = False
+    """A job, not a server: exit code 0 means done (not restarted); a failure is restarted."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Mapping
@@ -19,9 +20,10 @@ from pydantic import ValidationError
 from hindsight.common.errors import ConfigurationError
 from hindsight.common.settings import BaseServiceSettings
 
+from .live import LiveStatus
 from .logs import configure_supervisor_logging
 from .output import format_table, mask_url
-from .process import ChildStartError, process_start_time
+from .process import ChildSpec, ChildStartError, process_start_time
 from .servers import (
     DEFAULT_NATS_MONITOR_PORT,
     DEFAULT_NATS_PORT,
@@ -49,11 +51,12 @@ from .supervisor import (
     service_env,
     service_spec,
 )
-from .tokens import token_path
+from .tokens import labeler_password, labeler_password_path, token_path
 
 __all__ = ["StackConfig", "add_up_arguments", "resolve_data_dir", "run_up"]
 
 READY_LINE = "Hindsight is up. Ctrl-C to stop."
+DEV_LABELER = "trader"
 
 
 def resolve_data_dir(override: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -114,14 +117,28 @@ class StackConfig:
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser  # `up` is configured by the environment (see README); nothing to add yet
+    parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="do not start the market replay feeder (also: HINDSIGHT_REPLAY=off)",
+    )
+
+
+def replay_enabled(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> bool:
+    """The replay feeder runs unless ``--no-replay`` or ``HINDSIGHT_REPLAY=off|0|false``."""
+    env = os.environ if environ is None else environ
+    if getattr(args, "no_replay", False):
+        return False
+    return env.get("HINDSIGHT_REPLAY", "on").strip().lower() not in {"off", "0", "false", "no"}
 
 
 class _Stack:
     """One run of ``up``: owns the supervisor, the state file and the output."""
 
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(self, config: StackConfig, *, replay: bool = False) -> None:
         self.config = config
+        self.replay = replay
+        self.env: dict[str, str] = {}
         self.stop_event = threading.Event()
         self.supervisor = Supervisor(stop_event=self.stop_event, on_change=self._save)
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -149,6 +166,7 @@ class _Stack:
                 "tcp": list(child.spec.tcp) if child.spec.tcp else None,
                 "log_file": str(child.spec.log_file) if child.spec.log_file else None,
                 "restarts": child.restarts,
+                "finished": child.finished,
             }
             for child in self.supervisor.children
         ]
@@ -198,7 +216,10 @@ class _Stack:
             database_url = config.database_url
             self.endpoints["postgres"] = {"url": mask_url(database_url), "managed": False}
         env = service_env(nats_url=nats_url, database_url=database_url, data_dir=config.data_dir)
+        self.env = env
         Path(env["HINDSIGHT_ARTIFACT_ROOT"]).mkdir(parents=True, exist_ok=True)
+        for root in env["HINDSIGHT_IMAGE_ROOTS"].split(":"):
+            Path(root).mkdir(parents=True, exist_ok=True)
         self.services = discover_services()
         self.endpoints["services"] = {svc.name: dict(svc.ports) for svc in self.services}
         specs = [server.spec() for server in (nats, postgres) if server is not None]
@@ -206,7 +227,35 @@ class _Stack:
         for spec in specs:
             self._check_stop()
             self.supervisor.start(spec)
+        if any(svc.name == "labeling" for svc in self.services):
+            self._ensure_labeler(env)
+        if self.replay:
+            self._check_stop()
+            self.supervisor.start(replay_spec(env=env, log_dir=config.log_dir))
         self._save()
+
+    def _ensure_labeler(self, env: Mapping[str, str]) -> None:
+        """The dev labeler account ``trader`` with the data dir's password (idempotent)."""
+        password = labeler_password(self.config.data_dir)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hindsight.devstack",
+                "labelers",
+                "add",
+                DEV_LABELER,
+                "--password-stdin",
+            ],
+            input=password + "\n",
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            print(f"warning: could not create the labeler account: {result.stderr.strip()}")
 
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
@@ -238,7 +287,63 @@ class _Stack:
             print(format_table(["SERVICE", "PID", "gRPC", "HTTP"], service_rows))
         else:
             print("  No services installed (none declares a `hindsight.services` entry point).")
+        self.print_where_to_look()
         print(f"\n{READY_LINE}", flush=True)
+
+    def print_where_to_look(self) -> None:
+        """What a newcomer opens first: the UI and its login, a search, the registry."""
+        ports = {svc.name: svc.ports for svc in self.services}
+        lines: list[str] = []
+        if "labeling" in ports:
+            lines.append(
+                f"  Labeling UI      http://127.0.0.1:{ports['labeling']['http']}/  "
+                f"(login {DEV_LABELER} / password in "
+                f"{labeler_password_path(self.config.data_dir)})"
+            )
+        if "memory" in ports:
+            lines.append(
+                f"  Memory search    curl -s -XPOST http://127.0.0.1:{ports['memory']['http']}"
+                """/v1/search -H 'content-type: application/json' """
+                """-d '{"text": "breakout long EURUSD", "k": 5}'"""
+            )
+        if "registry" in ports:
+            lines.append(
+                f"  Registry status  http://127.0.0.1:{ports['registry']['http']}/v1/status"
+                "  (or `hindsight models`)"
+            )
+        if "gateway" in ports:
+            lines.append(
+                f"  Score (gRPC)     127.0.0.1:{ports['gateway']['grpc']}  "
+                "(`hindsight score --help`)"
+            )
+        if self.replay:
+            lines.append(
+                f"  Market replay    {self.config.log_dir / 'replay.log'}  "
+                "(disable: --no-replay or HINDSIGHT_REPLAY=off)"
+            )
+        lines.append(
+            "  Grafana          with docker compose: http://localhost:3000 (docs/deploy.md)"
+        )
+        print("\nWhere to look:\n" + "\n".join(lines))
+        if self.env.get("HINDSIGHT_EMBEDDER_ALLOW_RANDOM_WEIGHTS") == "true" and not self.env.get(
+            "HINDSIGHT_EMBEDDER_CLIP_WEIGHTS_FILE"
+        ):
+            print(
+                "  note: CLIP runs with random weights (no download possible); set "
+                "HINDSIGHT_EMBEDDER_CLIP_WEIGHTS_FILE for real image similarity"
+            )
+
+    def live_status(self) -> LiveStatus:
+        """The compact status line printed while the stack runs."""
+        urls = {
+            svc.name: f"http://127.0.0.1:{svc.ports['http']}"
+            for svc in self.services
+            if svc.name in {"registry", "memory", "labeling"} and "http" in svc.ports
+        }
+        monitor = self.endpoints.get("nats", {}).get("monitor_url")
+        if monitor:
+            urls["nats_monitor"] = str(monitor).rstrip("/")
+        return LiveStatus(urls, self.config.data_dir, stop_event=self.stop_event)
 
     def stop(self) -> None:
         results = self.supervisor.stop_all()
@@ -247,6 +352,19 @@ class _Stack:
             print(f"  stopped {result.name} (pid {result.pid}, {how})", flush=True)
         self._state_ready = False
         remove_state(state_path(self.config.data_dir))
+
+
+def replay_spec(*, env: Mapping[str, str], log_dir: Path) -> ChildSpec:
+    """The market replay feeder as a one-shot child: done when the data is played."""
+    return ChildSpec(
+        name="replay",
+        argv=[sys.executable, "-m", "hindsight.devstack.replay"],
+        env=env,
+        log_file=log_dir / "replay.log",
+        stop_signal=signal.SIGTERM,
+        stop_timeout=15.0,
+        one_shot=True,
+    )
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -277,13 +395,13 @@ def run_up(args: argparse.Namespace) -> int:
             for child in leftovers:
                 print(f"  killed leftover {child['name']} (pid {child['pid']})")
         configure_supervisor_logging(config.log_dir / "supervisor.log")
-        return _run(config)
+        return _run(config, replay=replay_enabled(args))
     finally:
         lock.close()
 
 
-def _run(config: StackConfig) -> int:
-    stack = _Stack(config)
+def _run(config: StackConfig, *, replay: bool = False) -> int:
+    stack = _Stack(config, replay=replay)
     stack.install_signal_handlers()
     code = 0
     try:
@@ -295,6 +413,7 @@ def _run(config: StackConfig) -> int:
                 code = 1
         else:
             stack.print_endpoints()
+            stack.live_status().start()
             stack.supervisor.run()
     finally:
         print("Stopping Hindsight...", flush=True)

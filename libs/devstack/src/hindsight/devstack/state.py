@@ -16,7 +16,7 @@ import signal
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any, TypedDict
+from typing import IO, Any, NotRequired, TypedDict
 
 from .process import process_start_time, same_process
 
@@ -56,6 +56,8 @@ class ChildRecord(TypedDict):
     """[host, port] accepting connections when the child is up."""
     log_file: str | None
     restarts: int
+    finished: NotRequired[bool]
+    """A one-shot child (the replay) that completed its job: not running, and healthy."""
 
 
 class StackState(TypedDict):

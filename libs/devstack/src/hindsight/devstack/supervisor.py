@@ -25,6 +25,7 @@ from .tokens import admin_token
 
 __all__ = [
     "SERVICE_ENTRY_POINT_GROUP",
+    "DEV_DEFAULTS",
     "SERVICE_PORTS",
     "Backoff",
     "Child",
@@ -41,6 +42,30 @@ logger = logging.getLogger("hindsight.devstack.supervisor")
 SERVICE_ENTRY_POINT_GROUP = "hindsight.services"
 
 # Default ports from DESIGN.md, shown in the endpoint table; HTTP serves /healthz.
+# What the dev stack sets when the environment does not: no pretrained CLIP weights can be
+# fetched offline, so the embedder runs with random weights, and says so in every vector's
+# metadata (`random_weights`, model `open_clip:<arch>:random`). Set
+# HINDSIGHT_EMBEDDER_CLIP_WEIGHTS_FILE to a local checkpoint for real image similarity.
+#
+# The first run should reach "model promoted and serving" by itself within minutes: the
+# replay plays both real data sets (556 signals), the trainer trains once 250 new outcomes
+# are in, and the promotion gates are the demo's. On real EURUSD/GOOG the replay's simple
+# rules have no edge (honest test ROC-AUC ~0.50, the trainer's trading verdict REJECT), so
+# production's gates would (rightly) refuse every version; the dev stack relaxes them and
+# says so (README, First run). The verdict and AUC stay visible in the registry and report.
+DEV_DEFAULTS: Mapping[str, str] = {
+    "HINDSIGHT_EMBEDDER_ALLOW_RANDOM_WEIGHTS": "true",
+    "HINDSIGHT_REPLAY_DATA": "eurusd,goog",
+    "HINDSIGHT_REPLAY_BARS_PER_SECOND": "40",
+    "HINDSIGHT_TRAINER_AUTO_TRAIN_OUTCOMES": "250",
+    "HINDSIGHT_TRAINER_AUTO_TRAIN_INTERVAL_S": "120",
+    "HINDSIGHT_TRAINER_MIN_ROWS": "200",
+    "HINDSIGHT_REGISTRY_MIN_TEST_ROWS": "50",
+    "HINDSIGHT_REGISTRY_MIN_TEST_ROC_AUC": "0.40",
+    "HINDSIGHT_REGISTRY_MAX_ECE": "0.25",
+    "HINDSIGHT_REGISTRY_REQUIRE_RECOMMENDATION": "false",
+}
+
 SERVICE_PORTS: Mapping[str, Mapping[str, int]] = {
     "gateway": {"grpc": 50051, "http": 8085},
     "scorer": {"grpc": 50052, "http": 8086},
@@ -81,6 +106,8 @@ class Child:
     delays: list[float] = field(default_factory=list)
     """Every restart delay scheduled so far, in order."""
     last_returncode: int | None = None
+    finished: bool = False
+    """A one-shot child that exited 0: done, not restarted."""
 
     @property
     def name(self) -> str:
@@ -126,10 +153,21 @@ class Supervisor:
                 return
             if child.proc is not None:
                 code = reap_if_exited(child.proc)
-                if code is not None:
+                if code == 0 and child.spec.one_shot:
+                    self._finished(child)
+                elif code is not None:
                     self._crashed(child, code)
             elif child.restart_at is not None and self._clock() >= child.restart_at:
                 self._restart(child)
+
+    def _finished(self, child: Child) -> None:
+        """A one-shot child completed its job: keep its record, do not restart it."""
+        logger.info("%s (pid %s) finished", child.name, child.pid, extra={"child": child.name})
+        child.proc = None
+        child.last_returncode = 0
+        child.restart_at = None
+        child.finished = True
+        self._changed()
 
     def _crashed(self, child: Child, returncode: int | None) -> None:
         now = self._clock()
@@ -280,6 +318,11 @@ def service_env(
     env["HINDSIGHT_ADMIN_TOKEN"] = admin_token(data_dir, env)
     if not env.get("HINDSIGHT_ARTIFACT_ROOT"):
         env["HINDSIGHT_ARTIFACT_ROOT"] = str(data_dir / "artifacts")
+    if not env.get("HINDSIGHT_IMAGE_ROOTS"):
+        # Chart PNGs of the dev stack (the replay feeder writes under images/replay/).
+        env["HINDSIGHT_IMAGE_ROOTS"] = str(data_dir / "images")
+    for name, value in DEV_DEFAULTS.items():
+        env.setdefault(name, value)
     return env
 
 

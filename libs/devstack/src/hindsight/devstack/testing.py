@@ -27,6 +27,9 @@ PLATFORM: dict[str, tuple[str, ...]] = {
     "trainer": ("http",),
     "scorer": ("http", "grpc"),
     "gateway": ("http", "grpc"),
+    "embedder": ("http",),
+    "memory": ("http",),
+    "labeling": ("http",),
 }
 
 
@@ -75,12 +78,13 @@ class ServiceProcesses:
         admin_token: str,
         extra_env: dict[str, str] | None = None,
     ) -> ServiceProcesses:
-        """Trainer, registry, scorer and gateway wired to each other on free ports.
+        """Every service (learning loop, embedder, memory, labeling) wired together on free ports.
 
         Nothing is started; ``extra_env`` tunes them (``HINDSIGHT_<SERVICE>_...``).
         """
         (root / "artifacts").mkdir(parents=True, exist_ok=True)
         (root / "logs").mkdir(parents=True, exist_ok=True)
+        (root / "images").mkdir(parents=True, exist_ok=True)
         ports = {f"{svc}_{kind}": free_port() for svc, kinds in PLATFORM.items() for kind in kinds}
         registry_url = f"http://127.0.0.1:{ports['registry_http']}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
@@ -95,9 +99,43 @@ class ServiceProcesses:
             "HINDSIGHT_TRAINER_REGISTRY_URL": registry_url,
             "HINDSIGHT_SCORER_REGISTRY_URL": registry_url,
             "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
+            "HINDSIGHT_IMAGE_ROOTS": str(root / "images"),
+            "HINDSIGHT_LABELING_MEMORY_URL": f"http://127.0.0.1:{ports['memory_http']}",
+            # No pretrained CLIP weights can be fetched offline; vectors say so in metadata.
+            "HINDSIGHT_EMBEDDER_ALLOW_RANDOM_WEIGHTS": "true",
             **(extra_env or {}),
         }
         return cls(env=env, logs=root / "logs", ports=ports)
+
+    @classmethod
+    async def fresh_platform(
+        cls,
+        root: Path,
+        *,
+        nats_url: str,
+        database_url: str,
+        database: str,
+        admin_token: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> ServiceProcesses:
+        """:meth:`platform` on a clean slate: Hindsight's streams deleted, a new empty
+        database ``database`` on the server."""
+        import nats
+
+        from .pytest_plugin import delete_hindsight_streams
+
+        client = await nats.connect(nats_url)
+        try:
+            await delete_hindsight_streams(client)
+        finally:
+            await client.close()
+        return cls.platform(
+            root,
+            nats_url=nats_url,
+            database_url=await create_database(database_url, database),
+            admin_token=admin_token,
+            extra_env=extra_env,
+        )
 
     def url(self, service: str) -> str:
         """Base URL of the service's HTTP port."""
@@ -148,13 +186,17 @@ async def wait_until(
     services: ServiceProcesses | None = None,
     interval: float = 0.5,
 ) -> Any:
-    """Poll ``probe`` (run in a thread) until it returns something truthy, which is returned.
+    """Poll ``probe`` (a coroutine function, or a plain one run in a thread) until it returns
+    something truthy, which is returned.
 
     On timeout the assertion message carries the services' log tails.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = await asyncio.to_thread(probe)
+        if asyncio.iscoroutinefunction(probe):
+            result = await probe()
+        else:
+            result = await asyncio.to_thread(probe)
         if result:
             return result
         await asyncio.sleep(interval)

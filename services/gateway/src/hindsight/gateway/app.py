@@ -7,8 +7,10 @@ connects to NATS in the background and never blocks a call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import grpc
 from faststream.nats import NatsBroker
 
 from hindsight.common.broker import create_broker
@@ -21,6 +23,7 @@ from hindsight.gateway.grpc_api import SERVICE_NAME, GatewayPolicy, ScoringGatew
 from hindsight.gateway.http_api import create_app
 from hindsight.gateway.messaging import PredictionLog, RoutingFeed, is_connected
 from hindsight.gateway.shadow import ShadowScorer
+from hindsight.gateway.tls import TlsPort
 from hindsight.gateway.upstream import ScorerPool
 from hindsight.scoring.v1 import scoring_pb2_grpc
 
@@ -46,6 +49,8 @@ class GatewayApp:
     log: PredictionLog | None = None
     feed: RoutingFeed | None = None
     table: RoutingTable = field(default_factory=RoutingTable)
+    tls: TlsPort | None = None
+    """The TLS listener when HINDSIGHT_GATEWAY_TLS_* are set (its bound ``port``)."""
 
     def routes(self) -> RoutingTable:
         """The current routing table (replaced whole after a replay)."""
@@ -134,18 +139,22 @@ def build_app(settings: GatewaySettings) -> GatewayApp:
         max_in_flight=settings.max_in_flight,
     )
     servicer = ScoringGateway(pool, policy, routes=routes, log=log, shadow=shadow)
-    grpc_server = GrpcServer(
-        host=settings.grpc_host,
-        port=settings.grpc_port,
-        register=[lambda server: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, server)],
-        service_names=[SERVICE_NAME],
-    )
+    register: list[Callable[[grpc.aio.Server], None]] = [
+        lambda server: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, server)
+    ]
+    tls = None
+    host, port = settings.grpc_host, settings.grpc_port
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = TlsPort(host, port, cert_file=settings.tls_cert_file, key_file=settings.tls_key_file)
+        register.append(tls)
+        host, port = "127.0.0.1", 0  # plaintext only on an ephemeral loopback port
+    grpc_server = GrpcServer(host=host, port=port, register=register, service_names=[SERVICE_NAME])
     http = HttpServer(
         create_app(pool, routes, routing_status=lambda: holder["app"].routing_status()),
         host=settings.http_host,
         port=settings.http_port,
     )
-    app = GatewayApp(settings, pool, servicer, grpc_server, http, shadow, broker, log)
+    app = GatewayApp(settings, pool, servicer, grpc_server, http, shadow, broker, log, tls=tls)
     holder["app"] = app
     if broker is not None:
         app.feed = RoutingFeed(broker, settings, get_table=app.routes, set_table=app.set_routes)

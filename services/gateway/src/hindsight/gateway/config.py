@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from hindsight.common.settings import BaseServiceSettings
@@ -22,6 +23,10 @@ class GatewaySettings(BaseServiceSettings):
 
     grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC Scoring port.")
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain) for gRPC TLS; with tls_key_file."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key for gRPC TLS.")
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
     http_port: int = Field(default=8085, ge=0, le=65535, description="HTTP port (ops + routes).")
     scorers: Annotated[list[str], NoDecode] = Field(
@@ -64,6 +69,17 @@ class GatewaySettings(BaseServiceSettings):
     log_batch_size: int = Field(
         default=256, ge=1, description="prediction.logged events published per batch."
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "set both HINDSIGHT_GATEWAY_TLS_CERT_FILE and _TLS_KEY_FILE, or neither"
+            )
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"gateway TLS file {path} does not exist")
+        return self
 
     @field_validator("scorers", mode="before")
     @classmethod

@@ -34,6 +34,11 @@ class RegistrySettings(BaseServiceSettings):
         le=1,
         description="Gate: how much lower than production's ROC-AUC on the same block is allowed.",
     )
+    require_recommendation: bool = Field(
+        default=True,
+        description="Gate: the trainer's trading recommendation must not be REJECT. The dev "
+        "stack turns it off so the first run promotes on real data without an edge.",
+    )
     manual_approval: bool = Field(
         default=False,
         description="Versions that pass the gates wait in staging for POST promote. "
@@ -95,4 +100,5 @@ class RegistrySettings(BaseServiceSettings):
             max_ece=self.max_ece,
             min_test_rows=self.min_test_rows,
             max_worse_than_production=self.max_worse_than_production,
+            require_recommendation=self.require_recommendation,
         )

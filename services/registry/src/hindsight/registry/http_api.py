@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, SecretStr
 
+from hindsight.common.errors import InvalidInputError, NotFoundError
 from hindsight.common.http import bearer_auth
 from hindsight.registry.domain import ExperimentKind, Stage
+from hindsight.registry.evaluation_reads import evaluation
 from hindsight.registry.experiments import Experiments
 from hindsight.registry.service import Registry
 
@@ -76,6 +79,24 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_EVALUATION_SPAN = timedelta(days=400)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def evaluation_window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """``[from, to)`` of an evaluation request: default the last 30 days, at most 400."""
+    end = _utc(end) if end else datetime.now(UTC)
+    start = _utc(start) if start else end - timedelta(days=30)
+    if start >= end:
+        raise InvalidInputError("must be before `to`", field="from")
+    if end - start > MAX_EVALUATION_SPAN:
+        raise InvalidInputError("the window is longer than 400 days", field="from")
+    return start, end
+
+
 def build_router(
     registry: Registry, experiments: Experiments, *, admin_token: SecretStr | None
 ) -> APIRouter:
@@ -117,6 +138,18 @@ def build_router(
     ) -> dict[str, Any]:
         reason = (body or ArchiveRequest()).reason
         return _public(await registry.archive(name, version, actor=API_ACTOR, reason=reason))
+
+    @router.get("/models/{name}/evaluation")
+    async def model_evaluation(
+        name: str,
+        start: Annotated[datetime | None, Query(alias="from")] = None,
+        end: Annotated[datetime | None, Query(alias="to")] = None,
+    ) -> dict[str, Any]:
+        """Prediction/outcome aggregates of a model over ``[from, to)`` (see evaluation_reads)."""
+        window = evaluation_window(start, end)
+        if not await registry.storage.version_count(name):
+            raise NotFoundError(f"model {name} has no versions")
+        return await evaluation(registry.storage.db.pool, name, *window)
 
     @router.get("/models/{name}/audit")
     async def audit(name: str) -> list[dict[str, Any]]:

@@ -407,6 +407,14 @@ class Storage:
         )
         return bool(found)
 
+    async def version_count(self, model_name: str) -> int:
+        """How many versions of ``model_name`` are registered (any stage)."""
+        return int(
+            await self.db.pool.fetchval(
+                "SELECT count(*) FROM versions WHERE model_name=$1", model_name
+            )
+        )
+
     async def models(self) -> list[dict[str, Any]]:
         """Every model with its production version and number of versions."""
         rows = await self.db.pool.fetch(

@@ -9,13 +9,13 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 
 from hindsight.common.broker import create_broker
-from hindsight.common.db import create_pool
-from hindsight.common.errors import ConfigurationError
+from hindsight.common.db import DatabasePart
 from hindsight.common.http import HttpServer, Readiness
 from hindsight.common.logs import configure_logging
-from hindsight.common.runtime import BrokerPart, Part, nats_ready, serve
+from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.domain.schedule import Schedule
+from hindsight.trainer.drift import FeatureDrift, RegistryReferences
 from hindsight.trainer.http_api import create_app
 from hindsight.trainer.ingest import Ingestor
 from hindsight.trainer.messaging import make_publisher, register_consumers
@@ -34,24 +34,6 @@ def build_settings(**overrides: Any) -> TrainerSettings:
     return TrainerSettings(**overrides)
 
 
-class _Database:
-    """The asyncpg pool as a part; migrations run on start."""
-
-    def __init__(self, settings: TrainerSettings, storage: Storage) -> None:
-        self.settings = settings
-        self.storage = storage
-
-    async def start(self) -> None:
-        dsn = self.settings.database_dsn()
-        if dsn is None:
-            raise ConfigurationError("HINDSIGHT_DATABASE_URL is not set")
-        self.storage.pool = await create_pool(dsn, schema=SERVICE, migrations_dir=MIGRATIONS)
-
-    async def stop(self) -> None:
-        if self.storage.pool is not None:
-            await self.storage.pool.close()
-
-
 class _Runs:
     """Recovers interrupted runs at start; lets a run in flight finish at stop."""
 
@@ -65,7 +47,7 @@ class _Runs:
         await self.runs.stop()
 
 
-class Trainer:
+class Trainer(PartGroup):
     """Every part of the trainer, in start order."""
 
     def __init__(self, settings: TrainerSettings) -> None:
@@ -78,7 +60,18 @@ class Trainer:
             make_publisher(self.broker),
             RegistryProduction(settings.registry_url, settings.artifact_root),
         )
-        self.ingestor = Ingestor(self.storage, settings)
+        self.drift = FeatureDrift(
+            RegistryReferences(settings.registry_url, settings.artifact_root),
+            model_name=settings.model_name,
+            window=settings.drift_window,
+            min_rows=settings.drift_min_rows,
+            psi_threshold=settings.drift_psi_threshold,
+            refresh_s=settings.drift_refresh_s,
+            export_s=settings.drift_export_s,
+        )
+        self.ingestor = Ingestor(
+            self.storage, settings, observe=self.drift.observe if settings.drift_enabled else None
+        )
         register_consumers(
             self.broker, self.ingestor, self.runs, max_deliveries=settings.max_deliveries
         )
@@ -95,29 +88,17 @@ class Trainer:
             enabled=settings.schedule_enabled,
         )
         self.parts = [
-            Part("database", _Database(settings, self.storage)),
+            Part(
+                "database",
+                DatabasePart(settings, self.storage, schema=SERVICE, migrations_dir=MIGRATIONS),
+            ),
             Part("nats", BrokerPart(self.broker, settings)),
             Part("runs", _Runs(self.runs)),
             Part("http", self.http),
             Part("schedule", self.scheduler),
         ]
-
-    async def start(self) -> None:
-        """Start every part in order (tests; the process uses :func:`main`)."""
-        started: list[Part] = []
-        try:
-            for part in self.parts:
-                await part.component.start()
-                started.append(part)
-        except BaseException:
-            for part in reversed(started):
-                await part.component.stop()
-            raise
-
-    async def stop(self) -> None:
-        """Stop every part in reverse order."""
-        for part in reversed(self.parts):
-            await part.component.stop()
+        if settings.drift_enabled:
+            self.parts.append(Part("drift", self.drift))
 
 
 def build_trainer(settings: TrainerSettings) -> Trainer:

@@ -40,6 +40,15 @@ class TrainerSettings(BaseServiceSettings):
     weekly_full_at: time = time(1, 0)
     weekly_full_weekday: int = Field(default=6, ge=0, le=6, description="0 = Monday, 6 = Sunday")
     min_new_outcomes: int = Field(default=100, ge=0)
+    auto_train_outcomes: int = Field(
+        default=0,
+        ge=0,
+        description="Train when this many new outcomes arrived since the last completed run "
+        "(0 = off: only the schedule and requests start runs).",
+    )
+    auto_train_interval_s: float = Field(
+        default=300.0, ge=1, description="At most one data-triggered run per this many seconds."
+    )
     # Data-quality gate
     min_rows: int = Field(default=500, ge=10)
     max_missing_share: float = Field(default=0.3, ge=0, le=1)
@@ -62,6 +71,16 @@ class TrainerSettings(BaseServiceSettings):
     max_drawdown: float = 0.20
     min_trades: int = 30
     min_improvement: float = 0.05
+
+    # Live drift of signal.features against the production model's reference
+    drift_enabled: bool = True
+    drift_window: int = Field(default=2000, ge=1, description="Live signals in the window.")
+    drift_min_rows: int = Field(default=200, ge=1, description="Signals before drift is reported.")
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    drift_refresh_s: float = Field(
+        default=60.0, gt=0, description="How often the production reference is re-read."
+    )
+    drift_export_s: float = Field(default=15.0, gt=0, description="Gauge refresh period.")
 
     @field_validator("registry_url")
     @classmethod

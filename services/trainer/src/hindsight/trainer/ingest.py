@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
 from hindsight.trainer.config import TrainerSettings
@@ -18,9 +19,16 @@ logger = logging.getLogger(__name__)
 class Ingestor:
     """The handlers' logic; every method is idempotent (at-least-once delivery)."""
 
-    def __init__(self, storage: Storage, settings: TrainerSettings) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        settings: TrainerSettings,
+        *,
+        observe: Callable[[SignalFeatures], None] | None = None,
+    ) -> None:
         self.storage = storage
         self.settings = settings
+        self.observe = observe
 
     def _threshold(self, timeframe: str) -> float:
         return threshold_for(
@@ -31,6 +39,9 @@ class Ingestor:
         """Upsert the signal; derive the result of an outcome that was waiting for it."""
         written = await self.storage.upsert_signal(event)
         ROWS_INGESTED.labels(event.subject, str(written).lower()).inc()
+        if written and self.observe is not None:
+            # Only new rows: a redelivered signal must not count twice in the drift window.
+            self.observe(event)
         await self._derive_pending(event.signal_id)
 
     async def on_outcome(self, event: SignalOutcome) -> None:

@@ -155,6 +155,31 @@ class RunService:
         task.add_done_callback(self._tasks.discard)
         return run
 
+    async def request_if_data_due(self, *, now: datetime | None = None) -> dict[str, Any] | None:
+        """Start a run when ``auto_train_outcomes`` new outcomes arrived since the last
+        completed run (a full run when there is none yet), at most once per
+        ``auto_train_interval_s``; None when nothing is due."""
+        threshold = self.settings.auto_train_outcomes
+        name = self.settings.model_name
+        if threshold <= 0 or name in self._active:
+            return None
+        latest = await self.storage.list_runs(model_name=name, limit=1)
+        now = now or datetime.now(UTC)
+        if latest:
+            age = (now - latest[0]["created_at"]).total_seconds()
+            if age < self.settings.auto_train_interval_s:
+                return None
+        since = await self.storage.last_completed_at(name)
+        new = await self.storage.outcomes_since(since)
+        if new < threshold:
+            return None
+        return await self.request(
+            model_name=name,
+            mode="full" if since is None else "incremental",
+            trigger="data",
+            reason=f"{new} new outcomes since the last completed run (every {threshold})",
+        )
+
     async def get(self, run_id: str) -> dict[str, Any]:
         """One run row or NotFoundError."""
         run = await self.storage.get_run(run_id)

@@ -17,26 +17,42 @@ _MAX_SLEEP_S = 60.0  # re-check the wall clock at least every minute (suspend, c
 
 
 class Scheduler:
-    """Daily incremental / weekly full runs (a Part: start and stop)."""
+    """Daily incremental / weekly full runs, plus runs when enough new outcomes arrived."""
 
     def __init__(self, runs: RunService, schedule: Schedule, *, enabled: bool) -> None:
         self.runs = runs
         self.schedule = schedule
         self.enabled = enabled
         self._task: asyncio.Task[None] | None = None
+        self._data_task: asyncio.Task[None] | None = None
+        self.data_check_s = 10.0
 
     async def start(self) -> None:
-        """Start the loop (no-op when disabled)."""
+        """Start the clock loop (when enabled) and the data trigger (when configured)."""
         if self.enabled:
             self._task = asyncio.create_task(self._loop(), name="trainer-schedule")
+        if self.runs.settings.auto_train_outcomes > 0:
+            self._data_task = asyncio.create_task(self._data_loop(), name="trainer-data-trigger")
 
     async def stop(self) -> None:
-        """Cancel the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Cancel the loops."""
+        for task in (self._task, self._data_task):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._data_task = None
+
+    async def _data_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.data_check_s)
+            try:
+                run = await self.runs.request_if_data_due()
+            except Exception:
+                logger.exception("data-triggered run could not be started")
+                continue
+            if run is not None:
+                logger.info("data-triggered run", extra={"run_id": run["run_id"]})
 
     async def _loop(self) -> None:
         while True:

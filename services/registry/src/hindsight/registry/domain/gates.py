@@ -157,6 +157,8 @@ class GatePolicy:
     max_ece: float = 0.10
     min_test_rows: int = 200
     max_worse_than_production: float = 0.01
+    require_recommendation: bool = True
+    """False: the trainer's trading verdict is shown but does not block (dev stack demo)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +227,16 @@ def _production_margin(
     )
 
 
-def _recommendation(h: Headline) -> GateCheck:
+def _recommendation(h: Headline, *, required: bool = True) -> GateCheck:
     rec = h.get("recommendation")
+    if not required:
+        return GateCheck(
+            "recommendation",
+            True,
+            rec,
+            "not required",
+            f"trainer recommends {rec}; not required (require_recommendation=false)",
+        )
     if rec is None:
         return GateCheck("recommendation", False, None, "not REJECT", "no recommendation")
     ok = rec != "REJECT"
@@ -247,7 +257,7 @@ def evaluate_gates(
             at_least=True,
         ),
         _production_margin(h, policy, current_production),
-        _recommendation(h),
+        _recommendation(h, required=policy.require_recommendation),
     ]
 
 

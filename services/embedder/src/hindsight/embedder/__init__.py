@@ -1,0 +1,1 @@
+"""Hindsight embedder: CLIP image and MiniLM text embeddings (DESIGN.md)."""

@@ -1,0 +1,58 @@
+"""Labeling settings: ``HINDSIGHT_LABELING_*`` plus the shared ``HINDSIGHT_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from hindsight.common.settings import BaseServiceSettings
+from hindsight.labeling.domain.keymap import parse_keymap
+
+__all__ = ["LabelingSettings"]
+
+
+class LabelingSettings(BaseServiceSettings):
+    """What the labeling service reads from the environment (README: Settings)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HINDSIGHT_LABELING_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    labels_dir: Path | None = Field(
+        default=None, description="Where labels/{trade_id}_label.json go; default data_dir/labels."
+    )
+    memory_url: str = Field(
+        default="http://127.0.0.1:8081", description="Memory HTTP API, for 'similar to this'."
+    )
+    memory_health_ttl_s: float = Field(default=5.0, ge=0)
+    keymap: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=lambda: parse_keymap(None),
+        description='JSON object action -> key(s), e.g. {"approve": ["y", "a"]}.',
+    )
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    secure_cookie: bool = Field(
+        default=False, description="Set the Secure flag on the session cookie (behind HTTPS)."
+    )
+    outbox_retry_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("keymap", mode="before")
+    @classmethod
+    def _parse_keymap(cls, value: object) -> dict[str, list[str]]:
+        return parse_keymap(value)
+
+    @field_validator("memory_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def resolved_labels_dir(self) -> Path:
+        """The labels directory (``data_dir/labels`` unless set)."""
+        return self.labels_dir if self.labels_dir is not None else self.data_dir / "labels"

@@ -1,0 +1,1 @@
+"""Pure labeling logic: keymap, agreement, label records, exports, passwords (no I/O)."""

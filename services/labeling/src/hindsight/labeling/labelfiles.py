@@ -1,0 +1,55 @@
+"""``labels/{trade_id}_label.json``: written atomically (tmp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hindsight.common.errors import InvalidInputError
+
+__all__ = ["label_path", "read_label_file", "write_label_file"]
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+
+
+def label_path(labels_dir: Path, trade_id: str) -> Path:
+    """The file of a trade; trade ids that could escape the directory are refused."""
+    if not _SAFE_ID.match(trade_id) or ".." in trade_id:
+        raise InvalidInputError("not usable in a file name", field="trade_id")
+    return labels_dir / f"{trade_id}_label.json"
+
+
+def write_label_file(labels_dir: Path, trade_id: str, record: dict[str, Any]) -> Path:
+    """Write the record so a reader sees the old file or the new one, never half of one."""
+    path = label_path(labels_dir, trade_id)
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode()
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The rename is durable only once the directory entry is on disk.
+    dir_fd = os.open(labels_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def read_label_file(labels_dir: Path, trade_id: str) -> dict[str, Any] | None:
+    """The record of a trade, or ``None`` when it has none."""
+    path = label_path(labels_dir, trade_id)
+    if not path.is_file():
+        return None
+    value: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return value

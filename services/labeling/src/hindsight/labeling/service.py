@@ -1,0 +1,260 @@
+"""Saving labels: file first, then the row (with its outbox event), then publish.
+
+If the file cannot be written nothing else happens and the caller gets an error. If
+publishing fails after the row is committed, the event stays in the outbox and the
+retrier publishes it later (same ``occurred_at``, so JetStream deduplicates a retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hindsight.common.errors import AlreadyExistsError, HindsightError, NotFoundError
+from hindsight.common.events import LabelSaved
+from hindsight.common.vectors import image_vector_id
+from hindsight.labeling.domain.labels import STATUSES, LabelRecord, agreement_rate, llm_agreed
+from hindsight.labeling.labelfiles import label_path, write_label_file
+from hindsight.labeling.metrics import (
+    AGREEMENT_RATIO,
+    LABEL_WRITE_FAILURES,
+    LABELS_TOTAL,
+    QUEUE_ITEMS,
+)
+from hindsight.labeling.storage import Storage
+
+__all__ = ["LabelService", "LabelWriteError", "OutboxRetrier", "Publish", "UNDO_COMMENT"]
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "labeling"
+UNDO_COMMENT = "undo: label withdrawn, back to review"
+# Raw publish of (subject, body, msg id); raises when NATS does not ack.
+Publish = Callable[[LabelSaved], Awaitable[None]]
+
+
+class LabelWriteError(HindsightError):
+    """The label file could not be written; nothing was saved (HTTP 500)."""
+
+
+def _event_from(record: LabelRecord) -> LabelSaved:
+    return LabelSaved.create(
+        source=SOURCE,
+        occurred_at=record.timestamp,
+        trade_id=record.trade_id,
+        label=record.label,
+        labeler_id=record.labeler_id,
+        quality_grade=record.quality_grade,
+        user_comment=record.user_comment,
+        llm_agreed=record.llm_agreed,
+        screenshot=record.screenshot,
+        chroma_vector_id=record.chroma_vector_id,
+    )
+
+
+class LabelService:
+    """Label, bulk label and undo, keeping file, row and event the same."""
+
+    def __init__(self, storage: Storage, publish: Publish, *, labels_dir: Path) -> None:
+        self.storage = storage
+        self.publish = publish
+        self.labels_dir = labels_dir
+        # One save per trade at a time, so the file and the row end in the same order.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def save(
+        self,
+        *,
+        trade_id: str,
+        label: str,
+        labeler_id: str,
+        quality_grade: str | None = None,
+        user_comment: str | None = None,
+        undoable: bool = True,
+    ) -> dict[str, Any]:
+        """Save one label; returns the record as written to the file."""
+        lock = self._locks.setdefault(trade_id, asyncio.Lock())
+        async with lock:
+            return await self._save(
+                trade_id=trade_id,
+                label=label,
+                labeler_id=labeler_id,
+                quality_grade=quality_grade,
+                user_comment=user_comment,
+                undoable=undoable,
+            )
+
+    async def _save(
+        self,
+        *,
+        trade_id: str,
+        label: str,
+        labeler_id: str,
+        quality_grade: str | None,
+        user_comment: str | None,
+        undoable: bool,
+    ) -> dict[str, Any]:
+        item = await self.storage.get_item(trade_id)
+        if item is None:
+            raise NotFoundError(f"unknown trade {trade_id!r}")
+        screenshot = item["original_path"] or item["annotated_path"]
+        record = LabelRecord(
+            trade_id=trade_id,
+            label=label,
+            labeler_id=labeler_id,
+            timestamp=datetime.now(UTC),
+            quality_grade=quality_grade or None,
+            user_comment=user_comment or None,
+            llm_agreed=llm_agreed(label, item["suggestion_label"]),
+            screenshot=screenshot,
+            chroma_vector_id=image_vector_id(item["original_path"])
+            if item["original_path"]
+            else None,
+        )
+        data = record.to_dict()
+        previous = await self.storage.current_label(trade_id)
+        try:
+            await asyncio.to_thread(write_label_file, self.labels_dir, trade_id, data)
+        except OSError as exc:
+            LABEL_WRITE_FAILURES.inc()
+            logger.error("label file not written: %s", exc, extra={"trade_id": trade_id})
+            raise LabelWriteError(
+                f"could not write the label file for {trade_id}: {exc.strerror or exc}"
+            ) from exc
+        event = _event_from(record)
+        try:
+            outbox_id = await self.storage.save_label(
+                record,
+                subject=event.subject,
+                body=event.to_json_bytes().decode(),
+                undoable=undoable,
+            )
+        except BaseException:
+            # The row did not change: put the file back the way it was, then fail.
+            await asyncio.to_thread(self._restore_file, trade_id, previous)
+            raise
+        LABELS_TOTAL.labels(label).inc()
+        try:
+            await self.publish(event)
+        except Exception as exc:  # NATS down or slow: the outbox retrier sends it later
+            logger.warning("label.saved kept in outbox: %s", exc, extra={"trade_id": trade_id})
+            await self.storage.outbox_failed(outbox_id, str(exc))
+        else:
+            await self.storage.outbox_done(outbox_id)
+        return data
+
+    def _restore_file(self, trade_id: str, previous: dict[str, Any] | None) -> None:
+        try:
+            if previous is None:
+                label_path(self.labels_dir, trade_id).unlink(missing_ok=True)
+            else:
+                restored = LabelRecord(
+                    trade_id=trade_id,
+                    label=previous["label"],
+                    labeler_id=previous["labeler_id"],
+                    timestamp=previous["occurred_at"],
+                    quality_grade=previous["quality_grade"],
+                    user_comment=previous["user_comment"],
+                    llm_agreed=previous["llm_agreed"],
+                    screenshot=previous["screenshot"],
+                    chroma_vector_id=previous["chroma_vector_id"],
+                )
+                write_label_file(self.labels_dir, trade_id, restored.to_dict())
+        except OSError:
+            logger.exception("could not restore the label file", extra={"trade_id": trade_id})
+
+    async def undo(self, *, labeler_id: str) -> dict[str, Any]:
+        """Undo the labeler's latest label: restore the trade's previous label.
+
+        A trade that had a label before gets it back (a new ``label.saved`` with the
+        previous label, grade and comment, by this labeler, now). A trade that was
+        unlabeled cannot be "unsaved" downstream, so it goes to ``review`` (a
+        ``label.saved`` with ``label=review`` and ``user_comment`` = UNDO_COMMENT).
+        """
+        entry = await self.storage.last_undoable(labeler_id)
+        if entry is None:
+            raise NotFoundError("nothing to undo")
+        current = await self.storage.current_label(entry["trade_id"])
+        if current is None or current["occurred_at"] != entry["occurred_at"]:
+            await self.storage.mark_undone(entry["id"])
+            raise AlreadyExistsError(
+                f"trade {entry['trade_id']} was labeled again since; nothing undone"
+            )
+        previous = entry["previous"]
+        if previous is None:
+            label, grade, comment = "review", None, UNDO_COMMENT
+        else:
+            label = previous["label"]
+            grade, comment = previous.get("quality_grade"), previous.get("user_comment")
+        saved = await self.save(
+            trade_id=entry["trade_id"],
+            label=label,
+            labeler_id=labeler_id,
+            quality_grade=grade,
+            user_comment=comment,
+            undoable=False,
+        )
+        await self.storage.mark_undone(entry["id"])
+        return {"undone": entry["trade_id"], "restored": saved}
+
+    async def refresh_metrics(self) -> dict[str, int]:
+        """Queue and agreement gauges from the table (cheap: one aggregate query)."""
+        counts = await self.storage.counts()
+        for status in STATUSES:
+            QUEUE_ITEMS.labels(status).set(counts[status])
+        rate = agreement_rate(
+            [True] * counts["agreed"] + [False] * (counts["with_suggestion"] - counts["agreed"])
+        )
+        AGREEMENT_RATIO.set(rate if rate is not None else 0.0)
+        return counts
+
+
+class OutboxRetrier:
+    """Publishes outbox rows left by failed publishes, every ``interval_s``."""
+
+    def __init__(self, storage: Storage, publish: Publish, *, interval_s: float) -> None:
+        self.storage = storage
+        self.publish = publish
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def drain(self) -> int:
+        """Try every pending row once; returns how many were published."""
+        sent = 0
+        for row in await self.storage.pending_outbox():
+            event = LabelSaved.model_validate_json(row.body)
+            try:
+                await self.publish(event)
+            except Exception as exc:
+                await self.storage.outbox_failed(row.id, str(exc))
+                break  # NATS is still down: wait for the next round
+            await self.storage.outbox_done(row.id)
+            sent += 1
+        return sent
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.drain()
+            except Exception:
+                logger.exception("outbox drain failed")
+
+    async def start(self) -> None:
+        """Send what a previous process left, then keep retrying in the background."""
+        with suppress(Exception):
+            await self.drain()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop retrying (rows stay for the next start)."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

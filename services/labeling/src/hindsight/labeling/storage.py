@@ -1,0 +1,403 @@
+"""The labeling service's PostgreSQL repository (schema ``labeling``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hindsight.labeling.domain.labels import LabelRecord
+
+__all__ = ["MIGRATIONS", "ItemFilter", "OutboxRow", "Storage"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_LABEL_COLUMNS = (
+    "trade_id, label, quality_grade, user_comment, llm_agreed, labeler_id, occurred_at, "
+    "screenshot, chroma_vector_id"
+)
+_ITEM_SELECT = """
+    SELECT i.trade_id, i.run_id, i.symbol, i.timeframe, i.setup_id, i.original_path,
+           i.annotated_path, i.trade::text AS trade, i.trade_state,
+           i.suggestion::text AS suggestion,
+           i.suggestion_label, i.trade_time, l.label, l.quality_grade, l.user_comment,
+           l.llm_agreed, l.labeler_id, l.occurred_at AS labeled_at
+    FROM items i LEFT JOIN labels l ON l.trade_id = i.trade_id
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemFilter:
+    """Grid filters; ``None`` means no filter."""
+
+    symbol: str | None = None
+    run_id: str | None = None
+    status: str | None = None
+    disagreement: bool = False
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event waiting to be published."""
+
+    id: int
+    subject: str
+    body: str
+
+
+def _item(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("trade", "suggestion"):
+        out[key] = json.loads(out[key]) if out[key] is not None else None
+    return out
+
+
+def _record_row(record: LabelRecord) -> tuple[Any, ...]:
+    return (
+        record.trade_id,
+        record.label,
+        record.quality_grade,
+        record.user_comment,
+        record.llm_agreed,
+        record.labeler_id,
+        record.timestamp,
+        record.screenshot,
+        record.chroma_vector_id,
+    )
+
+
+def _label_json(row: asyncpg.Record | None) -> str | None:
+    if row is None:
+        return None
+    out = dict(row)
+    out["occurred_at"] = out["occurred_at"].isoformat()
+    return json.dumps(out)
+
+
+class Storage:
+    """Queue items, labels, history, labelers, sessions and the outbox."""
+
+    def __init__(self, pool: asyncpg.Pool | None) -> None:
+        self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("storage used before the database part started")
+        return self._pool
+
+    @pool.setter
+    def pool(self, pool: asyncpg.Pool | None) -> None:
+        self._pool = pool
+
+    async def ping(self) -> None:
+        """Raise when the database does not answer."""
+        await self.pool.fetchval("SELECT 1")
+
+    # --- queue building ----------------------------------------------------------------
+
+    async def upsert_png(
+        self,
+        *,
+        trade_id: str,
+        image_type: str,
+        file_path: str,
+        run_id: str,
+        symbol: str | None,
+        timeframe: str | None,
+        setup_id: str | None,
+        occurred_at: datetime,
+    ) -> None:
+        """Attach a PNG to its trade's item (created when new)."""
+        column = "annotated_path" if image_type == "annotated" else "original_path"
+        await self.pool.execute(
+            f"""INSERT INTO items (trade_id, run_id, symbol, timeframe, setup_id, {column},
+                    trade_time)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (trade_id) DO UPDATE SET
+                    {column} = EXCLUDED.{column},
+                    run_id = COALESCE(items.run_id, EXCLUDED.run_id),
+                    symbol = COALESCE(items.symbol, EXCLUDED.symbol),
+                    timeframe = COALESCE(items.timeframe, EXCLUDED.timeframe),
+                    setup_id = COALESCE(items.setup_id, EXCLUDED.setup_id),
+                    trade_time = COALESCE(items.trade_time, EXCLUDED.trade_time),
+                    updated_at = now()""",
+            trade_id,
+            run_id,
+            symbol,
+            timeframe,
+            setup_id,
+            file_path,
+            occurred_at,
+        )
+
+    async def upsert_trade_meta(
+        self,
+        *,
+        trade_id: str,
+        payload: dict[str, Any],
+        state: str,
+        run_id: str,
+        trade_time: datetime | None,
+    ) -> None:
+        """Store a trade_meta payload; a closed one is never replaced by an open one."""
+        await self.pool.execute(
+            """INSERT INTO items (trade_id, run_id, symbol, timeframe, setup_id, trade,
+                   trade_state, trade_time)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+               ON CONFLICT (trade_id) DO UPDATE SET
+                   trade = CASE WHEN items.trade_state = 'closed' AND EXCLUDED.trade_state = 'open'
+                                THEN items.trade ELSE EXCLUDED.trade END,
+                   trade_state = CASE WHEN items.trade_state = 'closed' THEN 'closed'
+                                      ELSE EXCLUDED.trade_state END,
+                   run_id = COALESCE(items.run_id, EXCLUDED.run_id),
+                   symbol = COALESCE(EXCLUDED.symbol, items.symbol),
+                   timeframe = COALESCE(EXCLUDED.timeframe, items.timeframe),
+                   setup_id = COALESCE(items.setup_id, EXCLUDED.setup_id),
+                   trade_time = COALESCE(EXCLUDED.trade_time, items.trade_time),
+                   updated_at = now()""",
+            trade_id,
+            run_id,
+            payload.get("symbol") if isinstance(payload.get("symbol"), str) else None,
+            payload.get("timeframe") if isinstance(payload.get("timeframe"), str) else None,
+            payload.get("setup") if isinstance(payload.get("setup"), str) else None,
+            json.dumps(payload),
+            state,
+            trade_time,
+        )
+
+    async def upsert_suggestion(
+        self, *, trade_id: str, payload: dict[str, Any], label: str | None, run_id: str
+    ) -> None:
+        """Store the LLM suggestion of a trade (the latest one wins)."""
+        await self.pool.execute(
+            """INSERT INTO items (trade_id, run_id, suggestion, suggestion_label)
+               VALUES ($1, $2, $3::jsonb, $4)
+               ON CONFLICT (trade_id) DO UPDATE SET
+                   suggestion = EXCLUDED.suggestion,
+                   suggestion_label = EXCLUDED.suggestion_label,
+                   run_id = COALESCE(items.run_id, EXCLUDED.run_id),
+                   updated_at = now()""",
+            trade_id,
+            run_id,
+            json.dumps(payload),
+            label,
+        )
+
+    # --- reading the queue -------------------------------------------------------------
+
+    async def get_item(self, trade_id: str) -> dict[str, Any] | None:
+        """One item with its current label, or ``None``."""
+        row = await self.pool.fetchrow(_ITEM_SELECT + " WHERE i.trade_id = $1", trade_id)
+        return None if row is None else _item(row)
+
+    async def list_items(self, flt: ItemFilter, *, limit: int = 500) -> list[dict[str, Any]]:
+        """Items matching ``flt``, oldest trade first."""
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if flt.symbol:
+            where.append(f"i.symbol = {arg(flt.symbol)}")
+        if flt.run_id:
+            where.append(f"i.run_id = {arg(flt.run_id)}")
+        if flt.status == "unlabeled":
+            where.append("l.label IS NULL")
+        elif flt.status == "review":
+            where.append("l.label = 'review'")
+        elif flt.status == "labeled":
+            where.append("l.label IN ('approved', 'rejected')")
+        if flt.disagreement:
+            where.append("l.label IS NOT NULL AND i.suggestion_label IS NOT NULL")
+            where.append("l.label <> i.suggestion_label")
+        if flt.date_from is not None:
+            where.append(f"i.trade_time >= {arg(flt.date_from)}")
+        if flt.date_to is not None:
+            where.append(f"i.trade_time < {arg(flt.date_to)}")
+        sql = _ITEM_SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY i.trade_time NULLS LAST, i.trade_id LIMIT {arg(limit)}"
+        rows = await self.pool.fetch(sql, *args)
+        return [_item(r) for r in rows]
+
+    async def facets(self) -> dict[str, list[str]]:
+        """Known symbols and run ids, for the filter drop-downs."""
+        symbols = await self.pool.fetch(
+            "SELECT DISTINCT symbol FROM items WHERE symbol IS NOT NULL ORDER BY 1"
+        )
+        runs = await self.pool.fetch(
+            "SELECT DISTINCT run_id FROM items WHERE run_id IS NOT NULL ORDER BY 1"
+        )
+        return {"symbols": [r[0] for r in symbols], "run_ids": [r[0] for r in runs]}
+
+    async def counts(self) -> dict[str, int]:
+        """Items per status, plus total and disagreements."""
+        row = await self.pool.fetchrow(
+            """SELECT count(*) AS total,
+                      count(*) FILTER (WHERE l.label IS NULL) AS unlabeled,
+                      count(*) FILTER (WHERE l.label IN ('approved', 'rejected')) AS labeled,
+                      count(*) FILTER (WHERE l.label = 'review') AS review,
+                      count(*) FILTER (WHERE l.label <> i.suggestion_label) AS disagreements,
+                      count(l.llm_agreed) AS with_suggestion,
+                      count(*) FILTER (WHERE l.llm_agreed) AS agreed
+               FROM items i LEFT JOIN labels l ON l.trade_id = i.trade_id"""
+        )
+        assert row is not None
+        return {key: int(row[key]) for key in row.keys()}
+
+    # --- labels ------------------------------------------------------------------------
+
+    async def current_label(self, trade_id: str) -> dict[str, Any] | None:
+        """The trade's labels row, or ``None``."""
+        row = await self.pool.fetchrow(
+            f"SELECT {_LABEL_COLUMNS} FROM labels WHERE trade_id = $1", trade_id
+        )
+        return None if row is None else dict(row)
+
+    async def save_label(
+        self, record: LabelRecord, *, subject: str, body: str, undoable: bool
+    ) -> int:
+        """Upsert the label, log it for undo, queue its event; returns the outbox id."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            previous = await conn.fetchrow(
+                f"SELECT {_LABEL_COLUMNS} FROM labels WHERE trade_id = $1 FOR UPDATE",
+                record.trade_id,
+            )
+            await conn.execute(
+                f"""INSERT INTO labels ({_LABEL_COLUMNS})
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    ON CONFLICT (trade_id) DO UPDATE SET
+                        label = EXCLUDED.label, quality_grade = EXCLUDED.quality_grade,
+                        user_comment = EXCLUDED.user_comment, llm_agreed = EXCLUDED.llm_agreed,
+                        labeler_id = EXCLUDED.labeler_id, occurred_at = EXCLUDED.occurred_at,
+                        screenshot = EXCLUDED.screenshot,
+                        chroma_vector_id = EXCLUDED.chroma_vector_id""",
+                *_record_row(record),
+            )
+            if undoable:
+                await conn.execute(
+                    """INSERT INTO label_history (trade_id, labeler_id, label, occurred_at,
+                           previous)
+                       VALUES ($1, $2, $3, $4, $5::jsonb)""",
+                    record.trade_id,
+                    record.labeler_id,
+                    record.label,
+                    record.timestamp,
+                    _label_json(previous),
+                )
+            outbox_id = await conn.fetchval(
+                "INSERT INTO outbox (subject, body) VALUES ($1, $2) RETURNING id", subject, body
+            )
+        return int(outbox_id)
+
+    async def last_undoable(self, labeler_id: str) -> dict[str, Any] | None:
+        """The labeler's latest label decision not undone yet."""
+        row = await self.pool.fetchrow(
+            """SELECT id, trade_id, label, occurred_at, previous::text AS previous
+               FROM label_history WHERE labeler_id = $1 AND undone_at IS NULL
+               ORDER BY id DESC LIMIT 1""",
+            labeler_id,
+        )
+        if row is None:
+            return None
+        out = dict(row)
+        out["previous"] = json.loads(out["previous"]) if out["previous"] else None
+        return out
+
+    async def mark_undone(self, history_id: int) -> None:
+        """Take a decision off the undo stack."""
+        await self.pool.execute(
+            "UPDATE label_history SET undone_at = now() WHERE id = $1", history_id
+        )
+
+    async def export_rows(self) -> list[dict[str, Any]]:
+        """Every current label with its item's symbol, run and suggestion."""
+        rows = await self.pool.fetch(
+            f"""SELECT l.{_LABEL_COLUMNS.replace(", ", ", l.")}, i.symbol, i.run_id,
+                       i.suggestion_label
+                FROM labels l JOIN items i ON i.trade_id = l.trade_id
+                ORDER BY l.occurred_at, l.trade_id"""
+        )
+        return [dict(r) for r in rows]
+
+    # --- outbox ------------------------------------------------------------------------
+
+    async def pending_outbox(self, *, limit: int = 100) -> list[OutboxRow]:
+        """Events not yet published, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT id, subject, body FROM outbox ORDER BY id LIMIT $1", limit
+        )
+        return [OutboxRow(r["id"], r["subject"], r["body"]) for r in rows]
+
+    async def outbox_done(self, outbox_id: int) -> None:
+        """The event was published (JetStream acked it)."""
+        await self.pool.execute("DELETE FROM outbox WHERE id = $1", outbox_id)
+
+    async def outbox_failed(self, outbox_id: int, error: str) -> None:
+        """Record a failed publish attempt; the row stays for the retrier."""
+        await self.pool.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            outbox_id,
+            error[:2000],
+        )
+
+    # --- labelers and sessions ---------------------------------------------------------
+
+    async def add_labeler(self, labeler_id: str, password_hash: str) -> bool:
+        """Create or reset a labeler's password; True when the labeler is new."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO labelers (labeler_id, password_hash) VALUES ($1, $2)
+               ON CONFLICT (labeler_id) DO UPDATE SET password_hash = EXCLUDED.password_hash
+               RETURNING (xmax = 0) AS inserted""",
+            labeler_id,
+            password_hash,
+        )
+        return bool(row and row["inserted"])
+
+    async def password_hash(self, labeler_id: str) -> str | None:
+        """The stored hash of a labeler, or ``None`` when unknown."""
+        value = await self.pool.fetchval(
+            "SELECT password_hash FROM labelers WHERE labeler_id = $1", labeler_id
+        )
+        return None if value is None else str(value)
+
+    async def list_labelers(self) -> list[str]:
+        """Every labeler id."""
+        rows = await self.pool.fetch("SELECT labeler_id FROM labelers ORDER BY 1")
+        return [r[0] for r in rows]
+
+    async def create_session(
+        self, *, token_hash: str, labeler_id: str, csrf_token: str, expires_at: datetime
+    ) -> None:
+        """Store a new session (its token only hashed)."""
+        await self.pool.execute(
+            """INSERT INTO sessions (token_hash, labeler_id, csrf_token, expires_at)
+               VALUES ($1, $2, $3, $4)""",
+            token_hash,
+            labeler_id,
+            csrf_token,
+            expires_at,
+        )
+
+    async def session(self, token_hash: str) -> tuple[str, str] | None:
+        """(labeler_id, csrf_token) of a live session, or ``None``."""
+        row = await self.pool.fetchrow(
+            """SELECT labeler_id, csrf_token FROM sessions
+               WHERE token_hash = $1 AND expires_at > now()""",
+            token_hash,
+        )
+        return None if row is None else (row["labeler_id"], row["csrf_token"])
+
+    async def delete_session(self, token_hash: str) -> None:
+        """Log out."""
+        await self.pool.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash)

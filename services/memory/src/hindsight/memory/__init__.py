@@ -1,0 +1,1 @@
+"""Hindsight memory: Chroma collections, links, search, retention, backup (DESIGN.md)."""

@@ -1,0 +1,28 @@
+"""The memory service's Prometheus metrics (names fixed by the common brief)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = ["LABEL_UPDATES", "RECORDS", "SEARCH_SECONDS", "UPSERTS"]
+
+RECORDS = Gauge(
+    "hindsight_memory_records",
+    "Searchable (not archived) records per logical collection.",
+    ["collection"],
+)
+UPSERTS = Counter(
+    "hindsight_memory_upserts_total",
+    "Vectors upserted into Chroma, redeliveries included.",
+    ["collection"],
+)
+SEARCH_SECONDS = Histogram(
+    "hindsight_memory_search_seconds",
+    "Time to answer POST /v1/search, query embedding included.",
+    ["mode"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+LABEL_UPDATES = Counter(
+    "hindsight_memory_label_updates_total",
+    "label.saved events applied to the trade's records.",
+)

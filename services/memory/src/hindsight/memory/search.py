@@ -1,0 +1,263 @@
+"""POST /v1/search: vector, text, image or more-like-this; filters, as_of, hybrid (RRF)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from hindsight.common.errors import InvalidInputError, NotFoundError
+from hindsight.common.paths import resolve_in_roots
+from hindsight.memory.config import MemorySettings
+from hindsight.memory.domain.filters import combine, validate_filter
+from hindsight.memory.domain.fusion import reciprocal_rank_fusion
+from hindsight.memory.domain.records import LOGICAL_COLLECTIONS, epoch_seconds, full_metadata
+from hindsight.memory.embed_client import QueryEmbedder, QueryVector, Tower
+from hindsight.memory.metrics import SEARCH_SECONDS
+from hindsight.memory.storage import Storage
+from hindsight.memory.vectors import PhysicalCollection, QueryHit, VectorStore
+
+__all__ = ["SearchRequest", "Searcher", "parse_search_request", "public_record"]
+
+logger = logging.getLogger(__name__)
+
+
+class SearchRequest(BaseModel):
+    """Body of POST /v1/search (contract in the common brief)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, min_length=1, max_length=8000)
+    image_path: str | None = Field(default=None, min_length=1)
+    vector: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1
+    )
+    model: str | None = Field(default=None, min_length=1)
+    vector_id: str | None = Field(default=None, min_length=1)
+    collections: list[str] = Field(default_factory=lambda: ["trade_cases"], min_length=1)
+    filter: dict[str, Any] | None = None
+    k: int = Field(default=10, ge=1, le=200, strict=True)
+    as_of: AwareDatetime | None = None
+    hybrid: bool = False
+
+
+def parse_search_request(body: Any) -> tuple[SearchRequest, dict[str, Any] | None]:
+    """Validate the body → (request, Chroma where); InvalidInputError names the field."""
+    try:
+        request = SearchRequest.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(part) for part in error["loc"]) or "body"
+        raise InvalidInputError(error["msg"], field=loc) from exc
+    given = [
+        name
+        for name in ("text", "image_path", "vector", "vector_id")
+        if getattr(request, name) is not None
+    ]
+    if len(given) != 1:
+        raise InvalidInputError(
+            "give exactly one of text, image_path, vector, vector_id"
+            + (f" (got {', '.join(given)})" if given else ""),
+            field="query",
+        )
+    if request.vector is not None and request.model is None:
+        raise InvalidInputError(
+            "a vector search needs the model that made the vector", field="model"
+        )
+    unknown = [c for c in request.collections if c not in LOGICAL_COLLECTIONS]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown collection {unknown[0]!r} (known: {', '.join(LOGICAL_COLLECTIONS)})",
+            field="collections",
+        )
+    if request.hybrid and request.text is None:
+        raise InvalidInputError("hybrid search needs a text query", field="hybrid")
+    where = validate_filter(request.filter)
+    if request.as_of is not None:
+        where = combine(where, {"ts": {"$lt": epoch_seconds(request.as_of)}})
+    return request, where
+
+
+def public_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A link-table row as the API shows it."""
+    metadata = full_metadata(row["metadata"])
+    metadata["user_label"] = row.get("user_label")
+    metadata["quality_grade"] = row.get("quality_grade")
+    return {
+        "id": row["vector_id"],
+        "collection": row["collection"],
+        "modality": row["modality"],
+        "model": row["model"],
+        "document": row.get("document"),
+        "metadata": metadata,
+        "thumbnail_b64": row.get("thumbnail_b64"),
+        "archived": row.get("archived_at") is not None,
+    }
+
+
+class Searcher:
+    """Answers searches from Chroma (vectors) and PostgreSQL (keywords, record details)."""
+
+    def __init__(
+        self,
+        settings: MemorySettings,
+        storage: Storage,
+        vectors: VectorStore,
+        embedder: QueryEmbedder,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.vectors = vectors
+        self.embedder = embedder
+
+    async def search(self, body: Any) -> dict[str, Any]:
+        """Run one search; returns the response body."""
+        started = time.perf_counter()
+        request, where = parse_search_request(body)
+        results = await self._search(request, where)
+        elapsed = time.perf_counter() - started
+        SEARCH_SECONDS.labels("hybrid" if request.hybrid else "vector").observe(elapsed)
+        return {"results": results, "took_ms": round(elapsed * 1000, 3)}
+
+    async def _targets(self, collections: Sequence[str]) -> list[PhysicalCollection]:
+        found = [p for p in self.vectors.physical() if p.collection in collections]
+        if not found:  # another replica may have created collections since
+            found = [p for p in await self.vectors.refresh() if p.collection in collections]
+        return sorted(found, key=lambda p: p.name)
+
+    async def _query_vectors(
+        self, request: SearchRequest, targets: list[PhysicalCollection]
+    ) -> tuple[list[QueryVector], str | None]:
+        """Query vectors for the request (+ a vector id to leave out of the results)."""
+        if request.vector is not None:
+            assert request.model is not None
+            return [QueryVector(request.vector, request.model)], None
+        if request.vector_id is not None:
+            row = await self.storage.get(request.vector_id)
+            if row is None or row["archived_at"] is not None:
+                raise NotFoundError(f"no searchable record {request.vector_id!r}")
+            got = await self.vectors.get(row["physical"], ids=[request.vector_id])
+            if not got["embeddings"]:
+                raise NotFoundError(f"record {request.vector_id!r} has no vector in Chroma")
+            return [QueryVector(got["embeddings"][0], row["model"])], request.vector_id
+        if request.image_path is not None:
+            path = resolve_in_roots(
+                request.image_path, self.settings.image_roots, field="image_path"
+            )
+            return [await self.embedder.embed(tower="clip", image_path=str(path))], None
+        assert request.text is not None
+        towers: list[Tower] = []
+        if any(p.modality == "image" for p in targets):
+            towers.append("clip")
+        if any(p.modality == "text" for p in targets):
+            towers.append("text")
+        if not towers:
+            return [], None
+        replies = await asyncio.gather(
+            *(self.embedder.embed(tower=t, text=request.text) for t in towers),
+            return_exceptions=True,
+        )
+        vectors = [r for r in replies if isinstance(r, QueryVector)]
+        errors = [r for r in replies if isinstance(r, BaseException)]
+        if not vectors:
+            raise errors[0]
+        for error in errors:
+            logger.warning("one query tower failed, searching with the others: %s", error)
+        return vectors, None
+
+    async def _search(
+        self, request: SearchRequest, where: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        targets = await self._targets(request.collections)
+        query_vectors, exclude = await self._query_vectors(request, targets)
+        k = request.k
+        jobs = []
+        for qv in query_vectors:
+            for physical in targets:
+                if physical.model != qv.model:
+                    continue
+                if physical.dimension and physical.dimension != len(qv.embedding):
+                    raise InvalidInputError(
+                        f"{len(qv.embedding)} dimensions, model {qv.model!r} has "
+                        f"{physical.dimension}",
+                        field="vector",
+                    )
+                jobs.append(
+                    self.vectors.query(
+                        physical.name, qv.embedding, k=k + (1 if exclude else 0), where=where
+                    )
+                )
+        hit_lists: list[list[QueryHit]] = list(await asyncio.gather(*jobs))
+        # Lists of one model share a vector space: merge them by distance. Different
+        # models (CLIP images, MiniLM texts) and keywords are only comparable by rank.
+        per_model: dict[str, list[QueryHit]] = {}
+        index = 0
+        for qv in query_vectors:
+            for physical in targets:
+                if physical.model == qv.model:
+                    per_model.setdefault(qv.model, []).extend(hit_lists[index])
+                    index += 1
+        distance: dict[str, float] = {}
+        rankings: list[list[str]] = []
+        for model in sorted(per_model):
+            hits = sorted(per_model[model], key=lambda h: (h.distance, h.vector_id))
+            ranking = []
+            for hit in hits:
+                if hit.vector_id == exclude or hit.vector_id in distance:
+                    continue
+                ranking.append(hit.vector_id)
+                distance[hit.vector_id] = hit.distance
+            rankings.append(ranking[:k])
+        if request.hybrid:
+            assert request.text is not None
+            rankings.append(await self._keyword(request, where))
+        rankings = [r for r in rankings if r]
+        if len(rankings) == 1 and all(vid in distance for vid in rankings[0]):
+            # One ranked list: the score is the cosine similarity itself.
+            scored = [(vid, 1.0 - distance[vid]) for vid in rankings[0]]
+        else:
+            scored = reciprocal_rank_fusion(rankings)
+        scored = scored[:k]
+        rows = await self.storage.get_many([vid for vid, _ in scored])
+        results = []
+        for vid, score in scored:
+            row = rows.get(vid)
+            if row is None:
+                continue
+            record = public_record(row)
+            record.pop("archived")
+            results.append(
+                {
+                    **record,
+                    "score": round(score, 6),
+                    "distance": None if vid not in distance else round(distance[vid], 6),
+                }
+            )
+        return results
+
+    async def _keyword(self, request: SearchRequest, where: dict[str, Any] | None) -> list[str]:
+        """Full-text hits (PostgreSQL), filtered by the same ``where`` in Chroma."""
+        assert request.text is not None
+        before: datetime | None = request.as_of
+        hits = await self.storage.keyword_search(
+            request.text,
+            collections=request.collections,
+            before=before,
+            limit=self.settings.keyword_candidates,
+        )
+        if where is not None and hits:
+            by_physical: dict[str, list[str]] = {}
+            for vid, physical in hits:
+                by_physical.setdefault(physical, []).append(vid)
+            known = {p.name for p in self.vectors.physical()}
+            allowed: set[str] = set()
+            for physical, ids in by_physical.items():
+                if physical in known:
+                    allowed |= await self.vectors.matching(physical, ids, where=where)
+            hits = [(vid, p) for vid, p in hits if vid in allowed]
+        return [vid for vid, _ in hits[: request.k]]

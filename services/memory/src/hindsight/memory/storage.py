@@ -1,0 +1,385 @@
+"""PostgreSQL schema ``memory``: the link table (vector ↔ file ↔ run ↔ trade) and labels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hindsight.common.errors import UnavailableError
+
+__all__ = ["MIGRATIONS", "RecordRow", "Storage"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_COLUMNS = (
+    "vector_id, collection, physical, modality, model, file_path, run_id, trade_id, "
+    'setup_id, "timestamp", document, metadata, thumbnail_b64, user_label, quality_grade, '
+    "archived_at, archived_embedding, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """What memory writes for one vector (the link table's columns)."""
+
+    vector_id: str
+    collection: str
+    physical: str
+    modality: str
+    model: str
+    timestamp: datetime
+    metadata: dict[str, Any]
+    file_path: str | None = None
+    run_id: str | None = None
+    trade_id: str | None = None
+    setup_id: str | None = None
+    document: str | None = None
+    thumbnail_b64: str | None = None
+    user_label: str | None = None
+    quality_grade: str | None = None
+
+
+def _row(record: asyncpg.Record) -> dict[str, Any]:
+    out = dict(record)
+    if isinstance(out.get("metadata"), str):
+        out["metadata"] = json.loads(out["metadata"])
+    return out
+
+
+class Storage:
+    """asyncpg repository; ``pool`` is set by the app when the database part starts."""
+
+    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
+        self.pool = pool
+
+    def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise UnavailableError("database not connected")
+        return self.pool
+
+    async def ping(self) -> None:
+        """Readiness: one round trip."""
+        await self._pool().fetchval("SELECT 1")
+
+    # --- records ---------------------------------------------------------------------
+
+    async def upsert(self, row: RecordRow) -> tuple[bool, str | None]:
+        """Insert or replace by vector_id → (inserted, previous physical collection)."""
+        result = await self._pool().fetchrow(
+            """
+            WITH old AS (SELECT physical FROM records WHERE vector_id = $1)
+            INSERT INTO records (vector_id, collection, physical, modality, model, file_path,
+                                 run_id, trade_id, setup_id, "timestamp", document, metadata,
+                                 thumbnail_b64, user_label, quality_grade)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15)
+            ON CONFLICT (vector_id) DO UPDATE SET
+                collection = EXCLUDED.collection, physical = EXCLUDED.physical,
+                modality = EXCLUDED.modality, model = EXCLUDED.model,
+                file_path = EXCLUDED.file_path, run_id = EXCLUDED.run_id,
+                trade_id = EXCLUDED.trade_id, setup_id = EXCLUDED.setup_id,
+                "timestamp" = EXCLUDED."timestamp", document = EXCLUDED.document,
+                metadata = EXCLUDED.metadata, thumbnail_b64 = EXCLUDED.thumbnail_b64,
+                user_label = EXCLUDED.user_label, quality_grade = EXCLUDED.quality_grade,
+                archived_at = NULL, archived_embedding = NULL, updated_at = now()
+            RETURNING (xmax = 0) AS inserted, (SELECT physical FROM old) AS old_physical
+            """,
+            row.vector_id,
+            row.collection,
+            row.physical,
+            row.modality,
+            row.model,
+            row.file_path,
+            row.run_id,
+            row.trade_id,
+            row.setup_id,
+            row.timestamp,
+            row.document,
+            json.dumps(row.metadata),
+            row.thumbnail_b64,
+            row.user_label,
+            row.quality_grade,
+        )
+        assert result is not None
+        return bool(result["inserted"]), result["old_physical"]
+
+    async def get_many(self, vector_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Rows by vector_id (missing ids are absent)."""
+        if not vector_ids:
+            return {}
+        rows = await self._pool().fetch(
+            f"SELECT {_COLUMNS} FROM records WHERE vector_id = ANY($1::text[])", list(vector_ids)
+        )
+        return {r["vector_id"]: _row(r) for r in rows}
+
+    async def get(self, vector_id: str) -> dict[str, Any] | None:
+        """One row, or None."""
+        return (await self.get_many([vector_id])).get(vector_id)
+
+    async def find(
+        self,
+        *,
+        run_id: str | None = None,
+        trade_id: str | None = None,
+        collection: str | None = None,
+        include_archived: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Rows of a run and/or a trade, oldest first."""
+        rows = await self._pool().fetch(
+            f"""SELECT {_COLUMNS} FROM records
+                WHERE ($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR trade_id = $2)
+                  AND ($3::text IS NULL OR collection = $3)
+                  AND ($4 OR archived_at IS NULL)
+                ORDER BY "timestamp", vector_id LIMIT $5 OFFSET $6""",
+            run_id,
+            trade_id,
+            collection,
+            include_archived,
+            limit,
+            offset,
+        )
+        return [_row(r) for r in rows]
+
+    async def keyword_search(
+        self,
+        text: str,
+        *,
+        collections: Sequence[str],
+        before: datetime | None,
+        limit: int,
+    ) -> list[tuple[str, str]]:
+        """Full-text hits (vector_id, physical), best first; archived records excluded."""
+        rows = await self._pool().fetch(
+            """SELECT vector_id, physical FROM records,
+                      websearch_to_tsquery('english', $1) AS q
+               WHERE document_tsv @@ q AND collection = ANY($2::text[])
+                 AND archived_at IS NULL AND ($3::timestamptz IS NULL OR "timestamp" < $3)
+               ORDER BY ts_rank_cd(document_tsv, q) DESC, "timestamp" DESC, vector_id
+               LIMIT $4""",
+            text,
+            list(collections),
+            before,
+            limit,
+        )
+        return [(r["vector_id"], r["physical"]) for r in rows]
+
+    async def delete_rows(self, vector_ids: Sequence[str]) -> int:
+        """Remove rows for good."""
+        status = await self._pool().execute(
+            "DELETE FROM records WHERE vector_id = ANY($1::text[])", list(vector_ids)
+        )
+        return int(status.split()[-1])
+
+    async def ids_with_prefix_key(self, collection: str, doc_key: str) -> list[str]:
+        """Vector ids of an ingested document's chunks (metadata ``doc_key``)."""
+        rows = await self._pool().fetch(
+            "SELECT vector_id FROM records WHERE collection = $1 AND metadata->>'doc_key' = $2",
+            collection,
+            doc_key,
+        )
+        return [r["vector_id"] for r in rows]
+
+    async def counts(self) -> list[dict[str, Any]]:
+        """Active and archived rows per logical and physical collection."""
+        rows = await self._pool().fetch(
+            """SELECT collection, physical, modality, model,
+                      count(*) FILTER (WHERE archived_at IS NULL) AS records,
+                      count(*) FILTER (WHERE archived_at IS NOT NULL) AS archived
+               FROM records GROUP BY collection, physical, modality, model
+               ORDER BY collection, physical"""
+        )
+        return [dict(r) for r in rows]
+
+    async def list_prompts(self, *, limit: int, trade_id: str | None) -> list[dict[str, Any]]:
+        """prompts_history rows, newest first."""
+        rows = await self._pool().fetch(
+            f"""SELECT {_COLUMNS} FROM records
+                WHERE collection = 'prompts_history' AND archived_at IS NULL
+                  AND ($2::text IS NULL OR trade_id = $2)
+                ORDER BY "timestamp" DESC, vector_id LIMIT $1""",
+            limit,
+            trade_id,
+        )
+        return [_row(r) for r in rows]
+
+    # --- labels ----------------------------------------------------------------------
+
+    async def save_label(
+        self,
+        *,
+        trade_id: str,
+        labeler_id: str,
+        label: str,
+        quality_grade: str | None,
+        occurred_at: datetime,
+    ) -> bool:
+        """Keep the label when it is not older than the stored one; True when kept."""
+        status = await self._pool().execute(
+            """INSERT INTO labels (trade_id, labeler_id, label, quality_grade, occurred_at)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (trade_id, labeler_id) DO UPDATE SET
+                   label = EXCLUDED.label, quality_grade = EXCLUDED.quality_grade,
+                   occurred_at = EXCLUDED.occurred_at
+               WHERE labels.occurred_at <= EXCLUDED.occurred_at""",
+            trade_id,
+            labeler_id,
+            label,
+            quality_grade,
+            occurred_at,
+        )
+        return bool(str(status).split()[-1] != "0")
+
+    async def effective_label(self, trade_id: str) -> tuple[str, str | None] | None:
+        """The trade's most recent label over all labelers, or None."""
+        row = await self._pool().fetchrow(
+            """SELECT label, quality_grade FROM labels WHERE trade_id = $1
+               ORDER BY occurred_at DESC, labeler_id LIMIT 1""",
+            trade_id,
+        )
+        return None if row is None else (row["label"], row["quality_grade"])
+
+    async def apply_label(
+        self, trade_id: str, label: str, quality_grade: str | None
+    ) -> list[dict[str, Any]]:
+        """Write the label onto every row of the trade; returns the active rows changed."""
+        rows = await self._pool().fetch(
+            f"""UPDATE records SET user_label = $2, quality_grade = $3,
+                       metadata = metadata || jsonb_build_object(
+                           'user_label', $2::text, 'quality_grade', $3::text),
+                       updated_at = now()
+                WHERE trade_id = $1
+                RETURNING {_COLUMNS}""",
+            trade_id,
+            label,
+            quality_grade,
+        )
+        return [_row(r) for r in rows if r["archived_at"] is None]
+
+    # --- retention -------------------------------------------------------------------
+
+    async def expired(
+        self, before: datetime, *, limit: int, include_archived: bool = False
+    ) -> list[dict[str, Any]]:
+        """Rows older than ``before`` (active ones; archived too when asked)."""
+        rows = await self._pool().fetch(
+            f"""SELECT {_COLUMNS} FROM records
+                WHERE ($3 OR archived_at IS NULL) AND "timestamp" < $1
+                ORDER BY "timestamp" LIMIT $2""",
+            before,
+            limit,
+            include_archived,
+        )
+        return [_row(r) for r in rows]
+
+    async def mark_archived(self, items: Sequence[tuple[str, list[float]]]) -> None:
+        """Archive rows, keeping each vector so the record can be restored."""
+        await self._pool().executemany(
+            """UPDATE records SET archived_at = now(), archived_embedding = $2::real[],
+                      updated_at = now() WHERE vector_id = $1""",
+            [(vid, emb) for vid, emb in items],
+        )
+
+    async def archived(self, vector_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        """Archived rows (all, or the given ids)."""
+        rows = await self._pool().fetch(
+            f"""SELECT {_COLUMNS} FROM records WHERE archived_at IS NOT NULL
+                AND ($1::text[] IS NULL OR vector_id = ANY($1::text[]))
+                ORDER BY "timestamp", vector_id""",
+            None if vector_ids is None else list(vector_ids),
+        )
+        return [_row(r) for r in rows]
+
+    async def mark_restored(self, vector_ids: Sequence[str]) -> None:
+        """Un-archive rows (their vectors are back in Chroma)."""
+        await self._pool().execute(
+            """UPDATE records SET archived_at = NULL, archived_embedding = NULL,
+                      updated_at = now() WHERE vector_id = ANY($1::text[])""",
+            list(vector_ids),
+        )
+
+    # --- backup ----------------------------------------------------------------------
+
+    async def export_records(self, *, batch: int = 2000) -> AsyncIterator[dict[str, Any]]:
+        """Every row, by vector_id (keyset pagination: no long-lived cursor)."""
+        last = ""
+        while True:
+            rows = await self._pool().fetch(
+                f"SELECT {_COLUMNS} FROM records WHERE vector_id > $1 ORDER BY vector_id LIMIT $2",
+                last,
+                batch,
+            )
+            for r in rows:
+                yield _row(r)
+            if len(rows) < batch:
+                return
+            last = rows[-1]["vector_id"]
+
+    async def export_labels(self) -> list[dict[str, Any]]:
+        """Every stored label."""
+        rows = await self._pool().fetch("SELECT * FROM labels ORDER BY trade_id, labeler_id")
+        return [dict(r) for r in rows]
+
+    async def wipe(self) -> None:
+        """Empty both tables (restore starts from nothing)."""
+        await self._pool().execute("TRUNCATE records, labels")
+
+    async def import_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert exported rows as they were."""
+        await self._pool().executemany(
+            """INSERT INTO records (vector_id, collection, physical, modality, model, file_path,
+                   run_id, trade_id, setup_id, "timestamp", document, metadata, thumbnail_b64,
+                   user_label, quality_grade, archived_at, archived_embedding, created_at,
+                   updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15,
+                       $16, $17::real[], $18, $19)""",
+            [
+                (
+                    r["vector_id"],
+                    r["collection"],
+                    r["physical"],
+                    r["modality"],
+                    r["model"],
+                    r["file_path"],
+                    r["run_id"],
+                    r["trade_id"],
+                    r["setup_id"],
+                    r["timestamp"],
+                    r["document"],
+                    json.dumps(r["metadata"]),
+                    r["thumbnail_b64"],
+                    r["user_label"],
+                    r["quality_grade"],
+                    r["archived_at"],
+                    r["archived_embedding"],
+                    r["created_at"],
+                    r["updated_at"],
+                )
+                for r in rows
+            ],
+        )
+
+    async def import_labels(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert exported labels as they were."""
+        await self._pool().executemany(
+            """INSERT INTO labels (trade_id, labeler_id, label, quality_grade, occurred_at)
+               VALUES ($1, $2, $3, $4, $5)""",
+            [
+                (r["trade_id"], r["labeler_id"], r["label"], r["quality_grade"], r["occurred_at"])
+                for r in rows
+            ],
+        )
+
+    async def count_rows(self) -> tuple[int, int]:
+        """(records, labels) row counts."""
+        row = await self._pool().fetchrow(
+            "SELECT (SELECT count(*) FROM records) AS r, (SELECT count(*) FROM labels) AS l"
+        )
+        assert row is not None
+        return int(row["r"]), int(row["l"])
