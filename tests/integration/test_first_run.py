@@ -4,7 +4,8 @@ Real EURUSD hourly bars → ``python -m hindsight.devstack.replay --fast`` (sign
 Score, charts, trade docs, outcomes, over the public contracts only) → the seven services
 as processes. Then the counts must agree end to end: signals = scored = outcomes at the
 trainer; PNGs = image records in memory; every trade in the labeling queue; the trainer
-trains by itself once enough outcomes are in, the registry promotes, the scorer serves.
+trains by itself once enough outcomes are in (or
+the flow went quiet), the registry promotes, the scorer serves.
 The honest test ROC-AUC on real EURUSD is printed (it is near 0.5: the rules have no edge,
 which is what an honest evaluation should say). A second replay of the same run adds
 nothing.
@@ -51,6 +52,7 @@ async def stack(
             # only EURUSD here (388 signals).
             "HINDSIGHT_TRAINER_AUTO_TRAIN_OUTCOMES": "250",
             "HINDSIGHT_TRAINER_AUTO_TRAIN_INTERVAL_S": "120",
+            "HINDSIGHT_TRAINER_AUTO_TRAIN_QUIET_S": "30",
             "HINDSIGHT_TRAINER_MIN_ROWS": "200",
             "HINDSIGHT_REGISTRY_MIN_TEST_ROWS": "50",
             "HINDSIGHT_REGISTRY_MIN_TEST_ROC_AUC": "0.40",
@@ -124,6 +126,23 @@ def _labeling_items(url: str) -> float:
     )
 
 
+def _learning_summary(trainer: str, registry: str) -> str:
+    """The training runs and the registry's versions with their gate verdicts, one line each
+    (what to read first when no model reached production)."""
+    lines = ["training runs:"]
+    for r in get_json(f"{trainer}/v1/runs") or []:
+        head = r.get("headline") or {}
+        lines.append(
+            f"  {r['run_id'][:8]} {r['trigger']}/{r['mode']} {r['status']} "
+            f"rows={r.get('dataset_size')} version={r.get('version')} "
+            f"test_rows={head.get('test_rows')} auc={head.get('roc_auc')} "
+            f"reason={r.get('reason')!r} error={r.get('error')!r}"
+        )
+    versions = get_json(f"{registry}/v1/models/{MODEL}/versions") or []
+    lines.append("registry versions: " + json.dumps(versions, default=str)[:4000])
+    return "\n".join(lines)
+
+
 def _image_records(memory: str) -> int:
     stats = get_json(f"{memory}/v1/collections") or {}
     return sum(p["records"] for p in stats.get("physical", []) if p["modality"] == "image")
@@ -171,36 +190,28 @@ async def test_fast_replay_of_eurusd_flows_through_every_service(
     )
     assert _labeling_items(labeling) == signals
 
-    # Nobody asked for training: enough outcomes did. The registry promotes, the scorer loads.
+    # Nobody asked for training: enough outcomes did (250 of them, or all of them once the
+    # flow went quiet). The registry promotes, the scorer loads.
     registry = stack.url("registry")
-    [run] = await wait_until(
-        "a data-triggered training run to end",
-        lambda: [
-            r
-            for r in (get_json(f"{trainer}/v1/runs") or [])
-            if r["trigger"] == "data" and r["status"] != "running"
-        ],
-        timeout=300,
-        services=stack,
-    )
+    print(f"{time.strftime('%X')} step: training", flush=True)
+    try:
+        [deployment] = await wait_until(
+            "a production model",
+            lambda: [
+                d
+                for d in (get_json(f"{registry}/v1/deployments") or [])
+                if d["model_name"] == MODEL
+            ],
+            timeout=600,
+            services=stack,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{_learning_summary(trainer, registry)}\n{exc}") from None
+    print(_learning_summary(trainer, registry))
+    runs = get_json(f"{trainer}/v1/runs") or []
+    assert runs and all(r["trigger"] == "data" for r in runs), runs
+    [run] = [r for r in runs if r["version"] == deployment["version"]]
     assert run["status"] == "completed", run
-    versions = await wait_until(
-        "the registry to register the version",
-        lambda: get_json(f"{registry}/v1/models/{MODEL}/versions"),
-        timeout=60,
-        services=stack,
-    )
-    print(json.dumps(versions, default=str)[:3000])
-    print(f"{time.strftime('%X')} step: registry", flush=True)
-    [deployment] = await wait_until(
-        "a production model",
-        lambda: [
-            d for d in (get_json(f"{registry}/v1/deployments") or []) if d["model_name"] == MODEL
-        ],
-        timeout=420,
-        services=stack,
-    )
-    assert run["version"] == deployment["version"]
     headline = run["headline"]
     print(
         f"honest test ROC-AUC on real EURUSD ({headline['test_rows']} test rows, "

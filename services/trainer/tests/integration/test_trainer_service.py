@@ -305,3 +305,62 @@ async def test_enough_new_outcomes_start_a_run_by_themselves(
             assert len(await _get(client, f"{base}/v1/runs")) == 1
     finally:
         await app.stop()
+
+
+async def test_a_quiet_flow_trains_on_fewer_outcomes_than_the_threshold(
+    nats_url: str, fresh_database: str, jetstream_reset: None, tmp_path: Path
+) -> None:
+    """A burst of 300 outcomes (threshold 400) then silence: the quiet trigger trains on
+    them; 150 (under min_rows) then silence would not."""
+    settings = build_settings(
+        nats_url=nats_url,
+        database_url=fresh_database,
+        artifact_root=tmp_path / "artifacts",
+        admin_token=TOKEN,
+        http_port=0,
+        schedule_enabled=False,
+        registry_url="",
+        num_boost_round=30,
+        early_stopping_rounds=10,
+        cv_folds=0,
+        bootstrap_resamples=0,
+        min_rows=200,
+        auto_train_outcomes=400,
+        auto_train_interval_s=3600,
+        auto_train_quiet_s=2.0,
+    )
+    app = build_trainer(settings)
+    app.scheduler.data_check_s = 0.2
+    await app.start()
+    base = f"http://127.0.0.1:{app.http.port}"
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            pairs = generate(300, seed=5)
+            await publish(nats_url, pairs[:150], ensure_streams=False)
+            await _until(
+                lambda: _stat(client, base, "signals_with_outcome", 150),
+                timeout=30,
+                what="150 outcomes",
+            )
+            await asyncio.sleep(3.0)  # quiet for longer than 2 s, but 150 < min_rows
+            assert await _get(client, f"{base}/v1/runs") == []
+
+            await publish(nats_url, pairs[150:], ensure_streams=False)
+
+            async def started() -> Any:
+                runs = await _get(client, f"{base}/v1/runs")
+                return runs or None
+
+            runs = await _until(started, timeout=60, what="a quiet-triggered run")
+            assert runs[0]["trigger"] == "data" and runs[0]["mode"] == "full"
+            assert "then none for 2 s" in runs[0]["reason"], runs[0]["reason"]
+            run = await _ended(client, base, runs[0]["run_id"])
+            assert run["status"] == "completed", run["error"]
+            assert run["dataset_size"] == 300
+    finally:
+        await app.stop()
+
+
+async def _stat(client: httpx.AsyncClient, base: str, key: str, want: int) -> bool:
+    stats = await _get(client, f"{base}/v1/stats")
+    return bool(stats) and stats.get(key, 0) >= want

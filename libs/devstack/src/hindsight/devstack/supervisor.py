@@ -49,16 +49,18 @@ SERVICE_ENTRY_POINT_GROUP = "hindsight.services"
 #
 # The first run should reach "model promoted and serving" by itself within minutes: the
 # replay plays both real data sets (556 signals), the trainer trains once 250 new outcomes
-# are in, and the promotion gates are the demo's. On real EURUSD/GOOG the replay's simple
-# rules have no edge (honest test ROC-AUC ~0.50, the trainer's trading verdict REJECT), so
-# production's gates would (rightly) refuse every version; the dev stack relaxes them and
-# says so (README, First run). The verdict and AUC stay visible in the registry and report.
+# are in (and on the rest once the replay has gone quiet for 30 s), and the promotion gates
+# are the demo's. On real EURUSD/GOOG the replay's simple rules have no edge (honest test
+# ROC-AUC ~0.50, the trainer's trading verdict REJECT), so production's gates would
+# (rightly) refuse every version; the dev stack relaxes them and says so (README, First
+# run). The verdict and AUC stay visible in the registry and report.
 DEV_DEFAULTS: Mapping[str, str] = {
     "HINDSIGHT_EMBEDDER_ALLOW_RANDOM_WEIGHTS": "true",
     "HINDSIGHT_REPLAY_DATA": "eurusd,goog",
     "HINDSIGHT_REPLAY_BARS_PER_SECOND": "40",
     "HINDSIGHT_TRAINER_AUTO_TRAIN_OUTCOMES": "250",
     "HINDSIGHT_TRAINER_AUTO_TRAIN_INTERVAL_S": "120",
+    "HINDSIGHT_TRAINER_AUTO_TRAIN_QUIET_S": "30",
     "HINDSIGHT_TRAINER_MIN_ROWS": "200",
     "HINDSIGHT_REGISTRY_MIN_TEST_ROWS": "50",
     "HINDSIGHT_REGISTRY_MIN_TEST_ROC_AUC": "0.40",

@@ -49,6 +49,14 @@ class TrainerSettings(BaseServiceSettings):
     auto_train_interval_s: float = Field(
         default=300.0, ge=1, description="At most one data-triggered run per this many seconds."
     )
+    auto_train_quiet_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Also train on fewer than auto_train_outcomes new outcomes (at least "
+        "min_new_outcomes, and min_rows before the first completed run) once no outcome "
+        "arrived for this many seconds: a burst ended (a replay, a trading session), so learn "
+        "from what came in instead of waiting for the next burst (0 = off).",
+    )
     # Data-quality gate
     min_rows: int = Field(default=500, ge=10)
     max_missing_share: float = Field(default=0.3, ge=0, le=1)

@@ -157,27 +157,40 @@ class RunService:
 
     async def request_if_data_due(self, *, now: datetime | None = None) -> dict[str, Any] | None:
         """Start a run when ``auto_train_outcomes`` new outcomes arrived since the last
-        completed run (a full run when there is none yet), at most once per
-        ``auto_train_interval_s``; None when nothing is due."""
-        threshold = self.settings.auto_train_outcomes
-        name = self.settings.model_name
+        completed run (a full run when there is none yet), or, with ``auto_train_quiet_s``,
+        when fewer (but enough to train on) arrived and then none for that long; at most once
+        per ``auto_train_interval_s``. None when nothing is due."""
+        settings = self.settings
+        threshold = settings.auto_train_outcomes
+        name = settings.model_name
         if threshold <= 0 or name in self._active:
             return None
         latest = await self.storage.list_runs(model_name=name, limit=1)
         now = now or datetime.now(UTC)
         if latest:
             age = (now - latest[0]["created_at"]).total_seconds()
-            if age < self.settings.auto_train_interval_s:
+            if age < settings.auto_train_interval_s:
                 return None
         since = await self.storage.last_completed_at(name)
         new = await self.storage.outcomes_since(since)
-        if new < threshold:
-            return None
+        if new >= threshold:
+            reason = f"{new} new outcomes since the last completed run (every {threshold})"
+        else:
+            enough = settings.min_new_outcomes if since is not None else settings.min_rows
+            if settings.auto_train_quiet_s <= 0 or new == 0 or new < enough:
+                return None
+            newest = await self.storage.latest_outcome_at()
+            if newest is None or (now - newest).total_seconds() < settings.auto_train_quiet_s:
+                return None
+            reason = (
+                f"{new} new outcomes since the last completed run, then none for "
+                f"{settings.auto_train_quiet_s:g} s"
+            )
         return await self.request(
             model_name=name,
             mode="full" if since is None else "incremental",
             trigger="data",
-            reason=f"{new} new outcomes since the last completed run (every {threshold})",
+            reason=reason,
         )
 
     async def get(self, run_id: str) -> dict[str, Any]:

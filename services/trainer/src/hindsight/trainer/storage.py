@@ -331,6 +331,13 @@ class Storage:
         )
         return value
 
+    async def latest_outcome_at(self) -> datetime | None:
+        """When the newest outcome with a known result was received (None when none)."""
+        value: datetime | None = await self.pool.fetchval(
+            "SELECT max(received_at) FROM outcomes WHERE result IS NOT NULL"
+        )
+        return value
+
     async def outcomes_since(self, since: datetime | None) -> int:
         """Outcomes with a known result received after ``since`` (all when None)."""
         value = await self.pool.fetchval(
