@@ -368,8 +368,16 @@ async def _exercise_memory(stack: ServiceProcesses, nats_client: Any, prometheus
     assert created.returncode == 0, created.stderr
     base = stack.url("labeling")
     with httpx.Client(base_url=base, timeout=10) as client:
+        form = client.get("/login").text  # sets the login CSRF cookie; the form carries it
+        marker = 'name="csrf_token" value="'
+        login_token = form[form.index(marker) + len(marker) :].split('"', 1)[0]
         login = client.post(
-            "/login", data={"username": "ops-test", "password": "deploy-test-password"}
+            "/login",
+            data={
+                "username": "ops-test",
+                "password": "deploy-test-password",
+                "csrf_token": login_token,
+            },
         )
         assert login.status_code == 303, login.text
         page = client.get("/").text

@@ -214,11 +214,28 @@ class Harness:
 
         await self.wait_for(probe, what=f"{n} queue items")
 
+    async def login_form(self, client: httpx.AsyncClient) -> str:
+        """GET the sign-in page (sets the pre-session cookie); returns its form's CSRF token."""
+        page = await client.get(f"{self.base_url}/login")
+        assert page.status_code == 200, page.text
+        marker = 'name="csrf_token" value="'
+        start = page.text.index(marker) + len(marker)
+        return page.text[start : page.text.index('"', start)]
+
+    async def post_login(
+        self, client: httpx.AsyncClient, name: str, password: str, **kwargs: Any
+    ) -> httpx.Response:
+        """Sign in the way a browser does: the form's page first, then the form."""
+        token = await self.login_form(client)
+        return await client.post(
+            f"{self.base_url}/login",
+            data={"username": name, "password": password, "csrf_token": token},
+            **kwargs,
+        )
+
     async def login(self, client: httpx.AsyncClient, name: str, password: str) -> str:
         """Log ``client`` in through the form; returns the page's CSRF token."""
-        response = await client.post(
-            f"{self.base_url}/login", data={"username": name, "password": password}
-        )
+        response = await self.post_login(client, name, password)
         assert response.status_code == 303, response.text
         page = await client.get(f"{self.base_url}/")
         assert page.status_code == 200
@@ -279,6 +296,7 @@ async def labeling_factory(
         images = tmp_path / "images"
         images.mkdir(exist_ok=True)
         labels_dir = overrides.pop("labels_dir", tmp_path / "labels")
+        throttle = overrides.pop("login_throttle", None)  # e.g. one on a test clock
         settings = build_settings(
             nats_url=nats_url,
             database_url=fresh_database,
@@ -290,7 +308,7 @@ async def labeling_factory(
             outbox_retry_s=overrides.pop("outbox_retry_s", 0.5),
             **overrides,
         )
-        service = Labeling(settings)
+        service = Labeling(settings, login_throttle=throttle)
         await service.start()
         started.append(service)
         return Harness(

@@ -138,17 +138,21 @@ async def test_auth_csrf_forged_labeler_and_unknown_trade(harness: Any) -> None:
         assert (await anon.get(f"{url}/images/{trade}/original")).status_code == 401
         page = await anon.get(f"{url}/")
         assert page.status_code == 303 and page.headers["location"] == "/login"
-        wrong = await anon.post(f"{url}/login", data={"username": "alice", "password": "nope"})
+        wrong = await harness.post_login(anon, "alice", "nope")
         assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
-        ghost = await anon.post(f"{url}/login", data={"username": "ghost", "password": "x"})
+        ghost = await harness.post_login(anon, "ghost", "x")
         assert ghost.status_code == 401
         # A cookie that is no session is no session.
         anon.cookies.set("hindsight_session", "forged")
         assert (await anon.post(f"{url}/api/labels", json=body)).status_code == 401
 
     async with httpx.AsyncClient(timeout=10) as client:
-        login = await client.post(f"{url}/login", data={"username": "alice", "password": PASSWORD})
-        cookie = login.headers["set-cookie"].lower()
+        login = await harness.post_login(client, "alice", PASSWORD)
+        (cookie,) = [
+            c.lower()
+            for c in login.headers.get_list("set-cookie")
+            if c.startswith("hindsight_session=")
+        ]
         assert "httponly" in cookie and "samesite=strict" in cookie
         csrf = await harness.login(client, "alice", PASSWORD)
         no_csrf = await client.post(

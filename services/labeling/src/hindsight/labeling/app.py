@@ -23,6 +23,7 @@ from hindsight.labeling.auth import Auth
 from hindsight.labeling.config import LabelingSettings
 from hindsight.labeling.http_api import api_router
 from hindsight.labeling.ingest import QueueBuilder
+from hindsight.labeling.login_throttle import InMemoryLoginThrottle, LoginThrottle
 from hindsight.labeling.memory import MemoryClient
 from hindsight.labeling.messaging import make_publisher, register_consumers
 from hindsight.labeling.metrics import REQUEST_SECONDS
@@ -93,7 +94,9 @@ def _route_timing(app: FastAPI) -> None:
 class Labeling(PartGroup):
     """Every part of the labeling service, in start order."""
 
-    def __init__(self, settings: LabelingSettings) -> None:
+    def __init__(
+        self, settings: LabelingSettings, *, login_throttle: LoginThrottle | None = None
+    ) -> None:
         self.settings = settings
         self.broker: NatsBroker = create_broker(settings, client_name=SERVICE)
         self.storage = Storage(None)
@@ -104,6 +107,14 @@ class Labeling(PartGroup):
         register_consumers(self.broker, self.queue, max_deliveries=settings.max_deliveries)
         self.memory = MemoryClient(settings.memory_url, health_ttl_s=settings.memory_health_ttl_s)
         self.auth = Auth(self.storage, ttl_s=settings.session_ttl_s)
+        # In-process, like the per-trade save lock: one replica (README: Sign-in).
+        self.login_throttle: LoginThrottle = login_throttle or InMemoryLoginThrottle(
+            max_failures=settings.login_max_failures,
+            address_max_failures=settings.login_address_max_failures,
+            window_s=settings.login_window_s,
+            lockout_s=settings.login_lockout_s,
+            max_keys=settings.login_throttle_max_keys,
+        )
         readiness = Readiness(SERVICE)
         readiness.register("database", self.storage.ping)
         readiness.register("nats", nats_ready(self.broker))
@@ -123,6 +134,7 @@ class Labeling(PartGroup):
             web_router(
                 storage=self.storage,
                 auth=self.auth,
+                login_throttle=self.login_throttle,
                 memory=self.memory,
                 keymap=settings.keymap,
                 secure_cookie=settings.secure_cookie,

@@ -1,9 +1,10 @@
-"""Labeler sessions: scrypt passwords, server-side sessions, CSRF tokens."""
+"""Labeler sessions: scrypt passwords, server-side sessions, CSRF tokens (login included)."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -13,10 +14,21 @@ from hindsight.common.errors import PermissionDeniedError, UnauthenticatedError
 from hindsight.labeling.domain.passwords import hash_token, new_token, verify_password
 from hindsight.labeling.storage import Storage
 
-__all__ = ["COOKIE", "CSRF_HEADER", "Auth", "Principal"]
+__all__ = [
+    "COOKIE",
+    "CSRF_HEADER",
+    "LOGIN_CSRF_FIELD",
+    "Auth",
+    "Principal",
+    "login_csrf_cookie",
+    "login_csrf_ok",
+    "login_csrf_token",
+]
 
 COOKIE = "hindsight_session"
 CSRF_HEADER = "X-CSRF-Token"
+LOGIN_CSRF_FIELD = "csrf_token"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what new_token() makes
 # Verified against when the user is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
 
@@ -37,12 +49,18 @@ class Auth:
         self.storage = storage
         self.ttl_s = ttl_s
 
-    async def login(self, labeler_id: str, password: str) -> str:
-        """A new session token, or :class:`UnauthenticatedError`."""
+    async def login(self, labeler_id: str, password: str, *, previous: str | None = None) -> str:
+        """A new session token, or :class:`UnauthenticatedError`.
+
+        The token is always new (never one the browser brought: no session fixation);
+        ``previous``, the session cookie the request came with, is ended.
+        """
         stored = await self.storage.password_hash(labeler_id)
         ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
         if stored is None or not ok:
             raise UnauthenticatedError("wrong name or password")
+        if previous:
+            await self.storage.delete_session(hash_token(previous))
         token = new_token()
         await self.storage.create_session(
             token_hash=hash_token(token),
@@ -77,3 +95,26 @@ class Auth:
         if not given or not hmac.compare_digest(given.encode(), principal.csrf_token.encode()):
             raise PermissionDeniedError(f"missing or wrong {CSRF_HEADER} header")
         return principal
+
+
+def login_csrf_cookie(secure: bool) -> str:
+    """Name of the pre-session CSRF cookie.
+
+    Behind HTTPS the ``__Host-`` prefix means only this host can set it, so a sibling
+    subdomain cannot plant a cookie matching a form of its own (double-submit's weak spot).
+    """
+    return "__Host-hindsight_login_csrf" if secure else "hindsight_login_csrf"
+
+
+def login_csrf_token(cookie_value: str | None) -> str:
+    """The login form's token: the browser's own when it has one (open tabs stay valid)."""
+    if cookie_value and _TOKEN.fullmatch(cookie_value):
+        return cookie_value
+    return new_token()
+
+
+def login_csrf_ok(cookie_value: str | None, form_value: str | None) -> bool:
+    """Double-submit check: cookie and form field present and equal (constant time)."""
+    if not cookie_value or not form_value:
+        return False
+    return hmac.compare_digest(cookie_value.encode(), form_value.encode())

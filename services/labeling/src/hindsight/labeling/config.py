@@ -42,6 +42,21 @@ class LabelingSettings(BaseServiceSettings):
         default=False, description="Set the Secure flag on the session cookie (behind HTTPS)."
     )
     outbox_retry_s: float = Field(default=2.0, gt=0)
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins per account within the window before a lockout.",
+    )
+    login_address_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins per client address (IPv6: per /64) before a lockout.",
+    )
+    login_window_s: float = Field(default=300.0, gt=0, description="Sliding window of failures.")
+    login_lockout_s: float = Field(default=900.0, gt=0, description="How long a lockout lasts.")
+    login_throttle_max_keys: int = Field(
+        default=10_000, ge=1, description="Accounts and addresses remembered each (memory bound)."
+    )
 
     @field_validator("keymap", mode="before")
     @classmethod

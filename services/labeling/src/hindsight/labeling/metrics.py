@@ -8,6 +8,7 @@ __all__ = [
     "AGREEMENT_RATIO",
     "LABELS_TOTAL",
     "LABEL_WRITE_FAILURES",
+    "LOGIN_FAILURES",
     "QUEUE_ITEMS",
     "REQUEST_SECONDS",
 ]
@@ -30,3 +31,10 @@ LABEL_WRITE_FAILURES = Counter(
     "hindsight_labeling_label_write_failures_total",
     "Label saves refused because labels/{trade_id}_label.json could not be written.",
 )
+LOGIN_FAILURES = Counter(
+    "hindsight_labeling_login_failures_total",
+    "Refused sign-ins: credentials (wrong name or password), throttled (locked), csrf.",
+    ["reason"],
+)
+for _reason in ("credentials", "throttled", "csrf"):
+    LOGIN_FAILURES.labels(_reason)  # exported at 0 from the start, so rate() sees the first

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,14 +13,57 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from hindsight.common.errors import UnauthenticatedError
-from hindsight.labeling.auth import COOKIE, CSRF_HEADER, Auth
+from hindsight.labeling.auth import (
+    COOKIE,
+    CSRF_HEADER,
+    LOGIN_CSRF_FIELD,
+    Auth,
+    login_csrf_cookie,
+    login_csrf_ok,
+    login_csrf_token,
+)
 from hindsight.labeling.http_api import item_public, parse_filter
+from hindsight.labeling.login_throttle import (
+    Attempt,
+    LoginThrottle,
+    account_key,
+    address_key,
+)
 from hindsight.labeling.memory import MemoryClient
+from hindsight.labeling.metrics import LOGIN_FAILURES
 from hindsight.labeling.storage import Storage
 
 __all__ = ["TEMPLATES", "web_router"]
 
 TEMPLATES = Path(__file__).parent / "templates"
+logger = logging.getLogger(__name__)
+_WRONG = "Wrong name or password."
+_CSRF_ERROR = (
+    "This sign-in form has expired or was not sent by this site. Sign in again with the form below."
+)
+
+
+def _locked_error(seconds: float) -> str:
+    # The same words whether or not the account exists: the lock says nothing about it.
+    if seconds < 90:
+        wait = f"{max(1, math.ceil(seconds))} seconds"
+    else:
+        wait = f"{math.ceil(seconds / 60)} minutes"
+    return f"Too many failed sign-in attempts. Try again in {wait}."
+
+
+def _log_lockout(attempt: Attempt, *, account: str, address: str) -> None:
+    # Never the password; the name is logged (operators need it), bounded by account_key.
+    logger.warning(
+        "sign-in locked after repeated failures",
+        extra={
+            "event": "login_lockout",
+            "scopes": list(attempt.locks),
+            "account": account,
+            "client_address": address,
+            "lockout_s": attempt.lockout_s,
+        },
+    )
 
 
 def _script_json(value: Any) -> str:
@@ -30,6 +75,7 @@ def web_router(
     *,
     storage: Storage,
     auth: Auth,
+    login_throttle: LoginThrottle,
     memory: MemoryClient,
     keymap: dict[str, list[str]],
     secure_cookie: bool,
@@ -40,25 +86,81 @@ def web_router(
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["script_json"] = _script_json
 
+    csrf_cookie = login_csrf_cookie(secure_cookie)
+
+    def login_page_response(
+        request: Request,
+        *,
+        status_code: int = 200,
+        error: str | None = None,
+        username: str = "",
+        retry_after_s: float = 0.0,
+    ) -> Response:
+        """The sign-in page, its form carrying the pre-session CSRF token of the cookie."""
+        token = login_csrf_token(request.cookies.get(csrf_cookie))
+        context = {
+            "error": error,
+            "username": username,
+            "csrf_field": LOGIN_CSRF_FIELD,
+            "csrf_token": token,
+        }
+        response = templates.TemplateResponse(
+            request, "login.html", context, status_code=status_code
+        )
+        # A browser-session cookie: nothing to read for scripts, never sent cross-site.
+        response.set_cookie(
+            csrf_cookie, token, httponly=True, samesite="strict", secure=secure_cookie, path="/"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        if retry_after_s > 0:
+            response.headers["Retry-After"] = str(math.ceil(retry_after_s))
+        return response
+
     @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "login.html", {"error": None})
+        return login_page_response(request)
 
     @router.post("/login", include_in_schema=False)
     async def login(
         request: Request,
         username: Annotated[str, Form()],
         password: Annotated[str, Form()],
+        csrf_token: Annotated[str, Form()] = "",
     ) -> Response:
-        try:
-            token = await auth.login(username.strip(), password)
-        except UnauthenticatedError:
-            return templates.TemplateResponse(
+        name = username.strip()
+        if not login_csrf_ok(request.cookies.get(csrf_cookie), csrf_token):
+            LOGIN_FAILURES.labels("csrf").inc()
+            return login_page_response(request, status_code=403, error=_CSRF_ERROR, username=name)
+        account = account_key(name)
+        address = address_key(request.client.host if request.client else None)
+        attempt = await login_throttle.attempt(account=account, address=address)
+        if not attempt.allowed:
+            LOGIN_FAILURES.labels("throttled").inc()
+            return login_page_response(
                 request,
-                "login.html",
-                {"error": "Wrong name or password.", "username": username},
-                status_code=401,
+                status_code=429,
+                error=_locked_error(attempt.retry_after_s),
+                username=name,
+                retry_after_s=attempt.retry_after_s,
             )
+        try:
+            token = await auth.login(name, password, previous=request.cookies.get(COOKIE))
+        except UnauthenticatedError:
+            LOGIN_FAILURES.labels("credentials").inc()
+            if not attempt.locks:
+                return login_page_response(request, status_code=401, error=_WRONG, username=name)
+            _log_lockout(attempt, account=account, address=address)
+            return login_page_response(
+                request,
+                status_code=429,
+                error=f"{_WRONG} {_locked_error(attempt.lockout_s)}",
+                username=name,
+                retry_after_s=attempt.lockout_s,
+            )
+        except BaseException:
+            await login_throttle.abandoned(account=account, address=address)
+            raise
+        await login_throttle.succeeded(account=account, address=address)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -68,6 +170,10 @@ def web_router(
             samesite="strict",
             secure=secure_cookie,
             path="/",
+        )
+        # Spent: the next sign-in form gets a new token.
+        response.delete_cookie(
+            csrf_cookie, path="/", secure=secure_cookie, httponly=True, samesite="strict"
         )
         return response
 
