@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from hindsight.common.grpc_server import GrpcServer
+from hindsight.common.tls import ServerTls
 from hindsight.gateway.domain.routing import RoutingTable
 from hindsight.gateway.grpc_api import ScoringGateway
 from hindsight.gateway.messaging import Record
@@ -123,11 +124,16 @@ GatewayFactory = Callable[..., Any]
 """The ``gateway_factory`` fixture: ``await make([targets], breaker=..., policy=...)``."""
 
 
-async def start_fake(port: int = 0) -> Fake:
+async def start_fake(port: int = 0, *, tls: ServerTls | None = None) -> Fake:
+    """A fake scorer on 127.0.0.1; with ``tls``, on a TLS (or mutual TLS) port."""
     scorer = FakeScorer()
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     scoring_pb2_grpc.add_ScoringServicer_to_server(scorer, server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    address = f"127.0.0.1:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, tls.credentials())
     await server.start()
     return Fake(scorer, server, bound)
 

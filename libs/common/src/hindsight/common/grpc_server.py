@@ -2,7 +2,9 @@
 
 Servicers raise :mod:`hindsight.common.errors`; :class:`ErrorInterceptor` turns them into
 status codes in one table, so no servicer sets codes by hand. :class:`GrpcServer` adds the
-standard ``grpc.health.v1`` service and server reflection, and shuts down gracefully.
+standard ``grpc.health.v1`` service and server reflection, and shuts down gracefully. Given a
+:class:`~hindsight.common.tls.ServerTls`, its one port speaks TLS only (health and reflection
+included); there is never a second, plaintext listener.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hindsight.common.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from hindsight.common.tls import ServerTls
 
 __all__ = [
     "INTERNAL_ERROR_MESSAGE",
@@ -150,6 +153,8 @@ class GrpcServer:
 
     Nothing is built or bound before :meth:`start`, so it can be created outside the
     event loop (the composition root does) and started inside it. It cannot be restarted.
+    With ``tls`` the port is bound with ``add_secure_port`` (mutual TLS when it has a client
+    CA); without, it is plaintext.
     """
 
     def __init__(
@@ -162,6 +167,7 @@ class GrpcServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         options: Iterable[tuple[str, Any]] = (),
         maximum_concurrent_rpcs: int | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"gRPC port must be in 0..65535, got {port}")
@@ -176,6 +182,7 @@ class GrpcServer:
         # half the traffic; a port in use must be an error at start.
         self._options = tuple({"grpc.so_reuseport": 0, **dict(options)}.items())
         self._maximum_concurrent_rpcs = maximum_concurrent_rpcs
+        self._tls = tls
         self._serving = dict.fromkeys(("", *self._service_names), True)
         self._server: grpc.aio.Server | None = None
         self._health: grpc_health.aio.HealthServicer | None = None
@@ -187,6 +194,11 @@ class GrpcServer:
         if self._port is None:
             raise RuntimeError("the gRPC server is not started")
         return self._port
+
+    @property
+    def tls(self) -> ServerTls | None:
+        """The TLS material the port is bound with; None for plaintext."""
+        return self._tls
 
     @property
     def service_names(self) -> tuple[str, ...]:
@@ -211,15 +223,27 @@ class GrpcServer:
         )
         address = f"{self._host}:{self._requested_port}"
         try:
-            port: int = server.add_insecure_port(address)
+            if self._tls is None:
+                port: int = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self._tls.credentials())
         except RuntimeError as exc:
-            raise ConfigurationError(f"cannot bind the gRPC server to {address}") from exc
+            # grpc says no more than "failed to bind"; with TLS a key that does not match
+            # its certificate (or an unparsable PEM) fails here too.
+            hint = "" if self._tls is None else " (port in use, or TLS certificate and key differ)"
+            raise ConfigurationError(f"cannot bind the gRPC server to {address}{hint}") from exc
         # Statuses are in place before the first call can arrive.
         for name, serving in self._serving.items():
             await health.set(name, _health_status(serving=serving))
         await server.start()
         self._server, self._health, self._port = server, health, port
-        logger.info("gRPC server listening on %s:%d (%s)", self._host, port, self._service_names)
+        logger.info(
+            "gRPC server listening on %s:%d with %s (%s)",
+            self._host,
+            port,
+            _security(self._tls),
+            self._service_names,
+        )
 
     async def set_serving(self, service: str, serving: bool) -> None:
         """Flip one service's health status ("" is the whole server); before start too."""
@@ -245,6 +269,12 @@ class GrpcServer:
             raise RuntimeError("the gRPC server is not started")
         terminated: bool = await self._server.wait_for_termination(timeout)
         return terminated
+
+
+def _security(tls: ServerTls | None) -> str:
+    if tls is None:
+        return "plaintext"
+    return "mutual TLS" if tls.mutual else "TLS"
 
 
 def _health_status(*, serving: bool) -> Any:

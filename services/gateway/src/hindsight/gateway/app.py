@@ -23,7 +23,7 @@ from hindsight.gateway.grpc_api import SERVICE_NAME, GatewayPolicy, ScoringGatew
 from hindsight.gateway.http_api import create_app
 from hindsight.gateway.messaging import PredictionLog, RoutingFeed, is_connected
 from hindsight.gateway.shadow import ShadowScorer
-from hindsight.gateway.tls import TlsPort
+from hindsight.gateway.tls import scorer_tls, server_tls
 from hindsight.gateway.upstream import ScorerPool
 from hindsight.scoring.v1 import scoring_pb2_grpc
 
@@ -49,8 +49,6 @@ class GatewayApp:
     log: PredictionLog | None = None
     feed: RoutingFeed | None = None
     table: RoutingTable = field(default_factory=RoutingTable)
-    tls: TlsPort | None = None
-    """The TLS listener when HINDSIGHT_GATEWAY_TLS_* are set (its bound ``port``)."""
 
     def routes(self) -> RoutingTable:
         """The current routing table (replaced whole after a replay)."""
@@ -112,7 +110,7 @@ class _Core:
 
 def build_app(settings: GatewaySettings) -> GatewayApp:
     """Wire the gateway from its settings; nothing starts or binds here."""
-    pool = ScorerPool(settings.scorers, settings.breaker_config())
+    pool = ScorerPool(settings.scorers, settings.breaker_config(), tls=scorer_tls(settings))
     broker = create_broker(settings, client_name="gateway") if settings.nats_servers else None
     log = (
         PredictionLog(broker, capacity=settings.log_queue_size, batch_size=settings.log_batch_size)
@@ -142,19 +140,19 @@ def build_app(settings: GatewaySettings) -> GatewayApp:
     register: list[Callable[[grpc.aio.Server], None]] = [
         lambda server: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, server)
     ]
-    tls = None
-    host, port = settings.grpc_host, settings.grpc_port
-    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-        tls = TlsPort(host, port, cert_file=settings.tls_cert_file, key_file=settings.tls_key_file)
-        register.append(tls)
-        host, port = "127.0.0.1", 0  # plaintext only on an ephemeral loopback port
-    grpc_server = GrpcServer(host=host, port=port, register=register, service_names=[SERVICE_NAME])
+    grpc_server = GrpcServer(
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+        register=register,
+        service_names=[SERVICE_NAME],
+        tls=server_tls(settings),
+    )
     http = HttpServer(
         create_app(pool, routes, routing_status=lambda: holder["app"].routing_status()),
         host=settings.http_host,
         port=settings.http_port,
     )
-    app = GatewayApp(settings, pool, servicer, grpc_server, http, shadow, broker, log, tls=tls)
+    app = GatewayApp(settings, pool, servicer, grpc_server, http, shadow, broker, log)
     holder["app"] = app
     if broker is not None:
         app.feed = RoutingFeed(broker, settings, get_table=app.routes, set_table=app.set_routes)

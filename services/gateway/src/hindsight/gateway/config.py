@@ -9,24 +9,32 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.common.tls import (
+    check_client_tls_settings,
+    check_server_tls_settings,
+    empty_is_unset,
+)
 from hindsight.gateway.domain.breaker import BreakerConfig
 
 __all__ = ["GatewaySettings"]
+
+_PREFIX = "HINDSIGHT_GATEWAY_"
 
 
 class GatewaySettings(BaseServiceSettings):
     """Everything the gateway reads from the environment."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="HINDSIGHT_GATEWAY_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore", populate_by_name=True)
 
     grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC Scoring port.")
     tls_cert_file: Path | None = Field(
-        default=None, description="PEM certificate (chain) for gRPC TLS; with tls_key_file."
+        default=None, description="PEM certificate (chain): the gRPC port speaks TLS only."
     )
     tls_key_file: Path | None = Field(default=None, description="PEM private key for gRPC TLS.")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="PEM CA: callers must show a client certificate it signed."
+    )
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
     http_port: int = Field(default=8085, ge=0, le=65535, description="HTTP port (ops + routes).")
     scorers: Annotated[list[str], NoDecode] = Field(
@@ -69,16 +77,48 @@ class GatewaySettings(BaseServiceSettings):
     log_batch_size: int = Field(
         default=256, ge=1, description="prediction.logged events published per batch."
     )
+    scorer_tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA of the scorers' certificates: TLS to the scorers."
+    )
+    scorer_tls_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate shown to scorers (mutual TLS)."
+    )
+    scorer_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of the scorer client certificate."
+    )
+    scorer_tls_server_name: str | None = Field(
+        default=None, description="Name the scorer certificate must match (default: target host)."
+    )
+
+    @field_validator(
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_client_ca_file",
+        "scorer_tls_ca_file",
+        "scorer_tls_cert_file",
+        "scorer_tls_key_file",
+        "scorer_tls_server_name",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return empty_is_unset(value)
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> Self:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError(
-                "set both HINDSIGHT_GATEWAY_TLS_CERT_FILE and _TLS_KEY_FILE, or neither"
-            )
-        for path in (self.tls_cert_file, self.tls_key_file):
-            if path is not None and not path.is_file():
-                raise ValueError(f"gateway TLS file {path} does not exist")
+    def _tls_files(self) -> Self:
+        check_server_tls_settings(
+            f"{_PREFIX}TLS_",
+            cert_file=self.tls_cert_file,
+            key_file=self.tls_key_file,
+            client_ca_file=self.tls_client_ca_file,
+        )
+        check_client_tls_settings(
+            f"{_PREFIX}SCORER_TLS_",
+            ca_file=self.scorer_tls_ca_file,
+            cert_file=self.scorer_tls_cert_file,
+            key_file=self.scorer_tls_key_file,
+            server_name=self.scorer_tls_server_name,
+        )
         return self
 
     @field_validator("scorers", mode="before")

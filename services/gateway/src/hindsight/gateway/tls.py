@@ -1,37 +1,35 @@
-"""Optional TLS on the gateway's gRPC Scoring port.
+"""The gateway's gRPC TLS material, read from the files its settings name.
 
-The shared :class:`~hindsight.common.grpc_server.GrpcServer` binds one plaintext port. With
-TLS configured, the composition root binds that plaintext port to an ephemeral loopback
-port (unreachable from outside the pod) and this registration binds the configured
-``host:port`` with the certificate, so every remote client must speak TLS.
+``HINDSIGHT_GATEWAY_TLS_*`` make the one Scoring port TLS only (mutual with a client CA);
+``HINDSIGHT_GATEWAY_SCORER_TLS_*`` make the channels to the scorers TLS (mutual with a client
+certificate). The settings validators already checked the files; reading them happens here,
+once, when the app is built.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from hindsight.common.tls import ClientTls, ServerTls
+from hindsight.gateway.config import GatewaySettings
 
-import grpc
-
-from hindsight.common.errors import ConfigurationError
-
-__all__ = ["TlsPort"]
+__all__ = ["scorer_tls", "server_tls"]
 
 
-class TlsPort:
-    """A GrpcServer registration that adds the TLS listener; ``port`` once bound."""
+def server_tls(settings: GatewaySettings) -> ServerTls | None:
+    """TLS of the gateway's own gRPC port; None for plaintext."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return ServerTls.from_files(
+        settings.tls_cert_file, settings.tls_key_file, client_ca_file=settings.tls_client_ca_file
+    )
 
-    def __init__(self, host: str, port: int, *, cert_file: Path, key_file: Path) -> None:
-        try:
-            self._cert = cert_file.read_bytes()
-            self._key = key_file.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(f"gateway TLS files unreadable: {exc}") from exc
-        self.address = f"{host}:{port}"
-        self.port: int | None = None
 
-    def __call__(self, server: grpc.aio.Server) -> None:
-        credentials = grpc.ssl_server_credentials([(self._key, self._cert)])
-        try:
-            self.port = server.add_secure_port(self.address, credentials)
-        except RuntimeError as exc:
-            raise ConfigurationError(f"cannot bind the gRPC TLS port {self.address}") from exc
+def scorer_tls(settings: GatewaySettings) -> ClientTls | None:
+    """TLS of the gateway → scorer channels; None for plaintext."""
+    if settings.scorer_tls_ca_file is None:
+        return None
+    return ClientTls.from_files(
+        settings.scorer_tls_ca_file,
+        cert_file=settings.scorer_tls_cert_file,
+        key_file=settings.scorer_tls_key_file,
+        server_name=settings.scorer_tls_server_name,
+    )

@@ -3,7 +3,9 @@
 :meth:`ScorerPool.call` tries the endpoints whose breaker admits a call, least loaded
 first (round-robin among equals), each with what is left of the budget as its gRPC
 timeout, and moves on to the next endpoint only while budget remains. Every admitted
-call ends in exactly one breaker record (success, failure or release).
+call ends in exactly one breaker record (success, failure or release). Channels are
+plaintext, or TLS (mutual with a client certificate) when the pool is given a
+:class:`~hindsight.common.tls.ClientTls`; a refused handshake reads as UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Final
 
 import grpc
 
+from hindsight.common.tls import ClientTls
 from hindsight.gateway.domain.breaker import BreakerConfig, CircuitBreaker, Transition
 from hindsight.gateway.domain.fallback import (
     Attempt,
@@ -61,6 +64,13 @@ def channel_options(target: str) -> list[tuple[str, Any]]:
     if target.startswith("dns:"):
         options.append(("grpc.lb_policy_name", "round_robin"))
     return options
+
+
+def _channel(target: str, tls: ClientTls | None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=channel_options(target))
+    options = channel_options(target) + tls.channel_options()
+    return grpc.aio.secure_channel(target, tls.credentials(), options=options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +124,11 @@ class ScorerPool:
         targets: Sequence[str],
         breaker: BreakerConfig,
         *,
+        tls: ClientTls | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._targets = list(targets)
+        self._tls = tls
         self._breaker_config = breaker
         self._clock = clock
         self.endpoints: list[Endpoint] = []
@@ -126,7 +138,7 @@ class ScorerPool:
         """Open one channel per endpoint (inside the serving event loop: grpc.aio channels
         belong to the loop that creates them)."""
         for target in self._targets:
-            channel = grpc.aio.insecure_channel(target, options=channel_options(target))
+            channel = _channel(target, self._tls)
             stub = scoring_pb2_grpc.ScoringStub(channel)
             self.endpoints.append(
                 Endpoint(
@@ -144,6 +156,8 @@ class ScorerPool:
                 )
             )
             BREAKER_STATE.labels(target).set(0)
+        security = "plaintext" if self._tls is None else "mutual TLS" if self._tls.mutual else "TLS"
+        logger.info("scorer channels (%s): %s", security, ", ".join(self._targets))
 
     async def stop(self) -> None:
         """Close every channel."""

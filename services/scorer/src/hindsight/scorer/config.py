@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.common.tls import check_server_tls_settings, empty_is_unset
 
 __all__ = ["ScorerSettings"]
+
+_PREFIX = "HINDSIGHT_SCORER_"
 
 
 class ScorerSettings(BaseServiceSettings):
     """Everything the scorer reads from the environment."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="HINDSIGHT_SCORER_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore", populate_by_name=True)
 
     grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
     grpc_port: int = Field(default=50052, ge=0, le=65535, description="gRPC Scoring port.")
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain): the gRPC port speaks TLS only."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key for gRPC TLS.")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="PEM CA: callers must show a client certificate it signed."
+    )
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
     http_port: int = Field(default=8086, ge=0, le=65535, description="HTTP port (ops + models).")
     default_model: str = Field(
@@ -61,6 +70,21 @@ class ScorerSettings(BaseServiceSettings):
     drift_export_s: float = Field(
         default=5.0, gt=0, description="How often the drift gauges are refreshed."
     )
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return empty_is_unset(value)
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        check_server_tls_settings(
+            f"{_PREFIX}TLS_",
+            cert_file=self.tls_cert_file,
+            key_file=self.tls_key_file,
+            client_ca_file=self.tls_client_ca_file,
+        )
+        return self
 
     @property
     def cache_path(self) -> Path:
