@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scorer_testkit import make_model, reference_distributions
 
-from hindsight.scorer.domain.drift import DriftMonitor, parse_reference, psi
+from hindsight.common.drift import parse_references, psi
+from hindsight.scorer.domain.drift import DriftMonitor
 from hindsight.scorer.domain.scoring import BatchItem, score_batch, score_one
 
 pytestmark = pytest.mark.unit
@@ -122,8 +123,12 @@ def test_pending_rows_are_binned_on_flush_and_only_the_newest_window_kept() -> N
 def test_card_without_reference_disables_drift() -> None:
     assert DriftMonitor.from_card(NAMES, {}, window=10, min_rows=1) is None
     assert DriftMonitor.from_card(NAMES, None, window=10, min_rows=1) is None
-    broken = {"reference_distributions": {"a": {"edges": [0, 1], "counts": [1, 2, 3]}}}
-    assert parse_reference(broken, NAMES) == {}
+    broken = {"a": {"edges": [0, 1], "counts": [1, 2, 3]}}
+    assert parse_references(broken, NAMES) == {}
+    assert (
+        DriftMonitor.from_card(NAMES, {"reference_distributions": broken}, window=10, min_rows=1)
+        is None
+    )
     # Features with a usable reference are monitored, the others skipped.
     partial = reference_distributions(train(1000), NAMES)
     del partial["b"]

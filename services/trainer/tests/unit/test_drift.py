@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from hindsight.trainer.domain.drift import LiveDrift, parse_references
+from hindsight.common.drift import parse_references
+from hindsight.trainer.domain.drift import LiveDrift
 from hindsight.trainer.domain.training import reference_distributions
 
 pytestmark = pytest.mark.unit
@@ -82,6 +83,23 @@ def test_nothing_is_reported_before_min_rows_and_the_window_rolls() -> None:
     feed(drift, np.random.default_rng(7).normal(0, 1, (100, 3)))  # pushes the 5.0 rows out
     report = drift.report()
     assert report.rows == 100 and report.out_of_range_share == {"a": 0.0, "b": 0.0, "c": 0.0}
+
+
+def test_all_missing_and_constant_features_in_training_are_watched() -> None:
+    train = np.column_stack([np.random.default_rng(8).normal(0, 1, 1000), np.full(1000, 2.5)])
+    train = np.column_stack([train, np.full(1000, np.nan)])
+    references = parse_references(reference_distributions(train, NAMES), NAMES)
+    assert list(references) == NAMES and references["c"].missing_share == 1.0
+    drift = LiveDrift(references, window=100, min_rows=10)
+    rows = np.random.default_rng(9).normal(0, 1, (100, 3))
+    rows[:, 1] = 2.5
+    rows[:60, 2] = np.nan  # "c" never had a value in training; 40 % of live rows have one
+    feed(drift, rows, none_in="c")
+    report = drift.report()
+    assert report.psi is not None and report.out_of_range_share is not None
+    assert report.psi["b"] == 0.0 and report.out_of_range_share["b"] == 0.0
+    assert report.psi["c"] > 0.2 and report.out_of_range_share["c"] == pytest.approx(0.4)
+    assert report.missing_share is not None and report.missing_share["c"] == pytest.approx(0.6)
 
 
 def test_malformed_references_are_skipped() -> None:

@@ -21,8 +21,9 @@ from typing import Protocol
 import httpx
 
 from hindsight.common.artifacts import load_card, resolve_artifact
+from hindsight.common.drift import FeatureReference, parse_references
 from hindsight.common.events import SignalFeatures
-from hindsight.trainer.domain.drift import FeatureReference, LiveDrift, parse_references
+from hindsight.trainer.domain.drift import LiveDrift
 from hindsight.trainer.service_metrics import (
     DRIFT_FEATURES_OVER,
     DRIFT_REFERENCE,
@@ -78,11 +79,16 @@ class RegistryReferences:
         directory = resolve_artifact(self.artifact_root, str(mine[0]["artifact_uri"]))
         card = await asyncio.to_thread(load_card, directory)
         raw = (card.model_extra or {}).get("reference_distributions")
-        references = parse_references(raw, card.feature_names)
+        references = parse_references(raw, card.feature_names, on_skip=_skipped)
         if not references:
             return None
         self._cached = ProductionReference(version, references)
         return self._cached
+
+
+def _skipped(name: str, reason: str) -> None:
+    # Once per production version: the reference is read once and cached.
+    logger.warning("no usable reference distribution for feature %s (%s); no drift", name, reason)
 
 
 class FeatureDrift:

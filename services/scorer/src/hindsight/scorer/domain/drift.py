@@ -1,14 +1,14 @@
 """Online feature drift: PSI of the last N scored rows against the card's reference.
 
-The trainer writes, per feature, ``reference_distributions`` in metrics.json: decile
-``edges``, ``counts`` per bin on the train block (bin = ``searchsorted(edges[1:-1], x,
-side="right")``) and a ``missing`` count. A :class:`DriftMonitor` (one per loaded model
-version) bins live rows the same way, with missing (NaN) as one more bin, over a rolling
-window of the last ``window`` rows, and computes per feature
+The reference parsing, the binning and the PSI are :mod:`hindsight.common.drift`'s (the
+trainer's live drift uses the same functions, so both report the same PSI for the same
+rows): per feature, decile value bins of the train block plus one missing (NaN) bin, and
 
     PSI = sum_i (a_i - e_i) * ln(a_i / e_i)
 
 over the bins (``a`` = live share, ``e`` = reference share, both floored at ``EPSILON``).
+A :class:`DriftMonitor` (one per loaded model version) keeps those bins over a rolling
+window of the last ``window`` scored rows.
 
 The hot path only copies the already-validated float32 row into a small ring of pending
 rows (:meth:`DriftMonitor.record`, no allocation); a periodic task takes them
@@ -31,86 +31,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [
-    "EPSILON",
-    "DriftMonitor",
-    "DriftReport",
-    "FeatureReference",
-    "parse_reference",
-    "psi",
-]
+from hindsight.common.drift import FeatureReference, bin_indices, parse_references, psi
+
+__all__ = ["DriftMonitor", "DriftReport"]
 
 logger = logging.getLogger(__name__)
 
-EPSILON = 1e-4
-"""Floor of a bin's share (empty bins), so that ln(a/e) stays finite."""
 
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureReference:
-    """One feature's training distribution: inner bin edges and bin shares (missing last)."""
-
-    name: str
-    inner_edges: FloatArray
-    """``edges[1:-1]``: a value's bin is ``searchsorted(inner_edges, x, side="right")``."""
-    expected: FloatArray
-    """Reference shares per value bin, then the missing share (sums to 1)."""
-
-    @property
-    def value_bins(self) -> int:
-        """Number of value bins (the missing bin is index ``value_bins``)."""
-        return len(self.expected) - 1
-
-
-def _reference_of(name: str, raw: Any) -> FeatureReference | None:
-    if not isinstance(raw, Mapping):
-        return None
-    edges = np.asarray(raw.get("edges") or [], dtype=np.float64)
-    counts = np.asarray(raw.get("counts") or [], dtype=np.float64)
-    missing = float(raw.get("missing") or 0)
-    if edges.ndim != 1 or counts.ndim != 1 or np.any(counts < 0) or missing < 0:
-        return None
-    inner = edges[1:-1] if len(edges) >= 2 else np.empty(0, dtype=np.float64)
-    if len(counts) == 0 and len(edges) == 0:
-        counts = np.zeros(1)  # all missing in training: present values land in an empty bin
-    if len(counts) != len(inner) + 1 or not np.all(np.isfinite(inner)):
-        return None
-    total = float(counts.sum()) + missing
-    if total <= 0:
-        return None
-    expected = np.append(counts, missing) / total
-    return FeatureReference(name, inner, expected)
-
-
-def parse_reference(
-    card_extra: Mapping[str, Any] | None, feature_names: Sequence[str]
-) -> dict[str, FeatureReference]:
-    """The usable references of the card's ``reference_distributions``, by feature name.
-
-    Features without a well-formed entry are left out (and logged); an absent or
-    malformed ``reference_distributions`` gives an empty dict.
-    """
-    raw = (card_extra or {}).get("reference_distributions")
-    if not isinstance(raw, Mapping):
-        return {}
-    out: dict[str, FeatureReference] = {}
-    for name in feature_names:
-        ref = _reference_of(name, raw.get(name))
-        if ref is None:
-            logger.warning("no usable reference distribution for feature %s; no PSI", name)
-        else:
-            out[name] = ref
-    return out
-
-
-def psi(actual: FloatArray, expected: FloatArray, *, epsilon: float = EPSILON) -> FloatArray:
-    """PSI per row of two share matrices (rows = features, columns = bins)."""
-    a = np.maximum(actual, epsilon)
-    e = np.maximum(expected, epsilon)
-    result: FloatArray = np.sum((a - e) * np.log(a / e), axis=-1)
-    return result
+def _skipped(name: str, reason: str) -> None:
+    logger.warning("no usable reference distribution for feature %s (%s); no PSI", name, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +83,8 @@ class DriftMonitor:
         self.window = window
         self.min_rows = min_rows
         refs = [references[n] for n in self.features]
+        self._references = refs
         self._columns = np.array([names.index(n) for n in self.features], dtype=np.intp)
-        self._inner = [r.inner_edges for r in refs]
-        self._missing_bin = np.array([r.value_bins for r in refs], dtype=np.int64)
         self._bins = int(max(r.value_bins for r in refs)) + 1
         self._expected = np.zeros((len(refs), self._bins))
         for j, r in enumerate(refs):
@@ -184,7 +112,8 @@ class DriftMonitor:
         min_rows: int,
     ) -> DriftMonitor | None:
         """A monitor for a card, or None when it carries no usable reference."""
-        references = parse_reference(card_extra, feature_names)
+        raw = (card_extra or {}).get("reference_distributions")
+        references = parse_references(raw, feature_names, on_skip=_skipped)
         if not references:
             return None
         return cls(feature_names, references, window=window, min_rows=min_rows)
@@ -239,11 +168,8 @@ class DriftMonitor:
             return
         values = rows[:, self._columns]
         bins = np.empty((n, len(self.features)), dtype=np.int64)
-        for j, inner in enumerate(self._inner):
-            column = values[:, j]
-            b = np.searchsorted(inner, column, side="right")
-            b[np.isnan(column)] = self._missing_bin[j]
-            bins[:, j] = b
+        for j, reference in enumerate(self._references):
+            bins[:, j] = bin_indices(reference, values[:, j])
         flat = bins + self._offsets
         positions = (self._head + np.arange(n)) % self.window
         size = len(self._counts)

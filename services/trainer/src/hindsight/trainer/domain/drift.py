@@ -1,81 +1,30 @@
 """Drift and data quality of live feature rows against a model's training reference.
 
 The reference is the card's ``reference_distributions`` (written by
-:func:`hindsight.trainer.domain.training.reference_distributions`): per feature the decile
-``edges`` of the train block, ``counts`` per bin (bin = ``searchsorted(edges[1:-1], x,
-side="right")``) and a ``missing`` count. Over a rolling window of the last ``window`` rows,
-per feature:
+:func:`hindsight.trainer.domain.training.reference_distributions`), parsed, binned and
+compared with :mod:`hindsight.common.drift`, the same code as the scorer's drift monitor,
+so the two report the same PSI for the same rows. Over a rolling window of the last
+``window`` rows, per feature:
 
 - PSI = sum_i (a_i - e_i) ln(a_i / e_i) over the value bins plus one missing bin (shares
-  floored at ``EPSILON``), the same definition as the scorer's, so the numbers compare;
-- missing share: rows where the feature is absent or null;
-- out-of-range share: present values outside the reference's [min, max] (first and last
-  edge), i.e. values the model never saw in training.
+  floored at ``EPSILON``);
+- missing share: rows where the feature is absent, null or NaN;
+- out-of-range share: present values outside the reference's [low, high] (first and last
+  edge), i.e. values the model never saw in training (every present value, for a
+  feature that was all-missing in training).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-__all__ = ["EPSILON", "FeatureReference", "LiveDrift", "LiveDriftReport", "parse_references"]
+from hindsight.common.drift import FeatureReference, bin_counts, out_of_range, psi
 
-EPSILON = 1e-4
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureReference:
-    """One feature's training distribution."""
-
-    name: str
-    inner_edges: FloatArray
-    expected: FloatArray
-    """Shares per value bin, then the missing share (sums to 1)."""
-    low: float
-    high: float
-
-    @property
-    def missing_share(self) -> float:
-        """Share of rows without the feature in training."""
-        return float(self.expected[-1])
-
-
-def _reference(name: str, raw: Any) -> FeatureReference | None:
-    if not isinstance(raw, Mapping):
-        return None
-    try:
-        edges = np.asarray(raw.get("edges") or [], dtype=np.float64)
-        counts = np.asarray(raw.get("counts") or [], dtype=np.float64)
-        missing = float(raw.get("missing") or 0)
-    except (TypeError, ValueError):
-        return None
-    if len(edges) < 2 or len(counts) != len(edges) - 1 or not np.all(np.isfinite(edges)):
-        return None
-    if np.any(counts < 0) or missing < 0 or counts.sum() + missing <= 0:
-        return None
-    expected = np.append(counts, missing) / (counts.sum() + missing)
-    return FeatureReference(name, edges[1:-1], expected, float(edges[0]), float(edges[-1]))
-
-
-def parse_references(
-    raw: Any, feature_names: Sequence[str] | None = None
-) -> dict[str, FeatureReference]:
-    """Usable references by feature (of ``feature_names`` when given); malformed ones skipped."""
-    if not isinstance(raw, Mapping):
-        return {}
-    names = list(feature_names) if feature_names is not None else [str(k) for k in raw]
-    out = {}
-    for name in names:
-        ref = _reference(name, raw.get(name))
-        if ref is not None:
-            out[name] = ref
-    return out
+__all__ = ["LiveDrift", "LiveDriftReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +79,14 @@ class LiveDrift:
         if n < self.min_rows:
             return LiveDriftReport(n, None, None, None)
         values = self._ring[:n]
-        psi: dict[str, float] = {}
+        psi_of: dict[str, float] = {}
         missing: dict[str, float] = {}
-        out_of_range: dict[str, float] = {}
+        outside: dict[str, float] = {}
         for j, name in enumerate(self.features):
-            ref = self.references[name]
+            reference = self.references[name]
             column = values[:, j]
-            absent = np.isnan(column)
-            present = column[~absent]
-            bins = np.searchsorted(ref.inner_edges, present, side="right")
-            counts = np.bincount(bins, minlength=len(ref.expected) - 1).astype(np.float64)
-            actual = np.append(counts, float(absent.sum())) / n
-            a = np.maximum(actual, EPSILON)
-            e = np.maximum(ref.expected, EPSILON)
-            psi[name] = float(np.sum((a - e) * np.log(a / e)))
-            missing[name] = float(absent.sum()) / n
-            out_of_range[name] = float(np.sum((present < ref.low) | (present > ref.high))) / n
-        return LiveDriftReport(n, psi, missing, out_of_range)
+            counts = bin_counts(reference, column)
+            psi_of[name] = float(psi(counts / n, reference.expected))
+            missing[name] = float(counts[reference.missing_bin]) / n
+            outside[name] = float(np.count_nonzero(out_of_range(reference, column))) / n
+        return LiveDriftReport(n, psi_of, missing, outside)
