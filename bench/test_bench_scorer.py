@@ -228,5 +228,5 @@ def test_bench_score_batch(artifact: Artifact, scorer: int) -> None:
         f"\nScoreBatch {BATCH_ROWS} rows: {BATCH_ROWS / grpc_s:,.0f} rows/s "
         f"({grpc_s * 1000:.1f} ms per call, server part {server_ms:.1f} ms); "
         f"in-process ORT same matrix: {BATCH_ROWS / ort_s:,.0f} rows/s ({ort_s * 1000:.2f} ms); "
-        f"ratio {grpc_s / ort_s:.0f}x"
+        f"ratio {grpc_s / ort_s:.1f}x"
     )

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scorer_testkit import make_model
 
+from hindsight.common.artifacts import IntervalBin
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.scorer.domain.deployments import Deployment, DeploymentState
 from hindsight.scorer.domain.features import FeatureIndex
 from hindsight.scorer.domain.intervals import IntervalTable, wilson_interval
-from hindsight.scorer.domain.models import ModelStore
-from hindsight.scorer.domain.scoring import BatchItem, score_batch, score_one
+from hindsight.scorer.domain.models import LoadedModel, ModelStore
+from hindsight.scorer.domain.scoring import BatchItem, score_batch, score_columns, score_one
 from hindsight.scorer.loader import ArtifactLoader
+from hindsight.scoring.v1 import scoring_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -172,3 +176,96 @@ def test_contributions_sum_to_the_booster_raw_score(model_v1, shared_root: Path)
     assert one.contributions is not None
     assert set(one.contributions) == {*model_v1.feature_names, "bias"}
     assert sum(one.contributions.values()) == pytest.approx(raw[0], abs=1e-9)
+
+
+def _proto_maps(rows: Sequence[dict[str, float]]) -> list[Mapping[str, float]]:
+    """Real protobuf maps: reading a missing key of these inserts a default entry."""
+    return [scoring_pb2.ScoreRequest(features=row).features for row in rows]
+
+
+def test_batch_matrix_from_protobuf_maps_is_in_column_order() -> None:
+    rows = _proto_maps([{"c": 3.0 * i, "a": 1.0 * i, "b": 2.0 * i} for i in range(5)])
+    matrix = FeatureIndex.of(NAMES).matrix(rows, range(5))
+    expected = np.array([[i, 2 * i, 3 * i] for i in range(5)], dtype=np.float32)
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix.dtype == np.float32
+    assert [len(r) for r in rows] == [3] * 5  # reading added no entry
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"a": 1.0, "b": 2.0}, "features.c"),  # fewer keys: reading c would insert 0.0
+        ({"a": 1.0, "b": 2.0, "x": 3.0}, "features.x"),  # as many keys, one unknown
+        ({"a": 1.0, "b": 2.0, "c": 3.0, "x": 4.0}, "features.x"),  # one too many
+    ],
+)
+def test_batch_matrix_names_the_first_bad_row(bad: dict[str, float], field: str) -> None:
+    good = {"c": 3.0, "a": 1.0, "b": 2.0}
+    index = FeatureIndex.of(NAMES)
+    for rows in (_proto_maps([good, good, bad, good, bad]), [good, good, bad, good, bad]):
+        assert index.fill(rows) is None
+        with pytest.raises(InvalidInputError) as info:
+            index.matrix(rows, range(10, 15))
+        assert info.value.field == f"requests[12].{field}"
+        # The single-row reader agrees, on protobuf maps and on dicts.
+        with pytest.raises(InvalidInputError) as info:
+            index.values_in_order(rows[4])
+        assert info.value.field == field
+
+
+def test_score_batch_error_names_the_first_bad_request_across_models() -> None:
+    m1, m2 = make_model("v1"), make_model("v2")
+    good = {"a": 1.0, "b": 1.0, "c": 1.0}
+    rows = [dict(good) for _ in range(8)]
+    rows[5] = {"a": 1.0, "b": 1.0, "zz": 1.0}  # model v1 (odd positions)
+    rows[6] = {"a": 1.0, "b": 1.0, "yy": 1.0}  # model v2
+    models = [m1 if i % 2 else m2 for i in range(8)]
+    with pytest.raises(InvalidInputError) as info:
+        score_columns(models, _proto_maps(rows), [False] * 8)
+    assert info.value.field == "requests[5].features.zz"
+
+
+class _ColumnC:
+    """p = column c as given (may lie outside [0, 1] or be NaN: c may be missing)."""
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix[:, 2].astype(np.float32)
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        return np.hstack([matrix.astype(np.float64), np.full((len(matrix), 1), 0.5)])
+
+
+def _model_with_bins(bins: list[tuple[float, float, int]]) -> LoadedModel:
+    base = make_model()
+    card = base.card.model_copy(
+        update={
+            "interval_bins": [IntervalBin(lo=lo, hi=hi, n=n, positives=0) for lo, hi, n in bins]
+        }
+    )
+    return LoadedModel.build(base.deployment, card, _ColumnC(), loaded_at=datetime.now(UTC))
+
+
+@pytest.mark.parametrize(
+    "bins",
+    [
+        [(i / 10, (i + 1) / 10, n) for i, n in enumerate([0, 3, 40, 1, 0, 250, 9, 1000, 2, 0])],
+        [(0.0, 1.0, 17)],
+        [],
+    ],
+)
+def test_batch_scores_equal_single_scores_bit_for_bit(bins: list[tuple[float, float, int]]) -> None:
+    model = _model_with_bins(bins)
+    edges = [-0.5, -0.0, 0.0, 1e-9, 0.05, 0.1, 0.2999, 0.3, 0.5, 0.7, 0.99, 0.999999, 1.0, 1.5]
+    ps = [*edges, math.nan, *np.random.default_rng(4).random(200).tolist()]
+    rows = [{"a": 0.25, "b": -1.0, "c": p} for p in ps]
+    explain = [i % 7 == 0 for i in range(len(rows))]
+    batch = score_batch([BatchItem(model, r, e) for r, e in zip(rows, explain, strict=True)])
+    for row, flag, got in zip(rows, explain, batch, strict=True):
+        one = score_one(model, row, explain=flag)
+        assert (got.p_success, got.ci_low, got.ci_high) == (one.p_success, one.ci_low, one.ci_high)
+        assert [math.copysign(1.0, v) for v in (got.ci_low, got.ci_high)] == [
+            math.copysign(1.0, v) for v in (one.ci_low, one.ci_high)
+        ]
+        assert repr(got.contributions) == repr(one.contributions)  # NaN-safe equality
+    assert batch[0].p_success == 0.0 and batch[12].p_success == 1.0 and batch[13].p_success == 1.0

@@ -137,10 +137,24 @@ async def test_invalid_argument_names_the_field(served, model_v1, mutate, field)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(f"{field}:")
     good = request(features_of(model_v1, np.zeros(6)))
+    for requests, index in (([good, good, bad], 2), ([good] * 40 + [bad] + [good] * 59, 40)):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client.ScoreBatch(scoring_pb2.ScoreBatchRequest(requests=requests))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith(f"requests[{index}].{field}:")
+
+
+async def test_score_batch_names_the_first_of_several_bad_requests(served, model_v1) -> None:  # type: ignore[no-untyped-def]
+    _, client = served
+    rows = [features_of(model_v1, np.full(6, 0.1 * i)) for i in range(30)]
+    rows[12]["rsi_14"] = 1.0
+    rows[12].pop("f00")
+    del rows[21]["f04"]
+    batch = scoring_pb2.ScoreBatchRequest(requests=[request(r) for r in rows])
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await client.ScoreBatch(scoring_pb2.ScoreBatchRequest(requests=[good, good, bad]))
+        await client.ScoreBatch(batch)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert info.value.details().startswith(f"requests[2].{field}:")
+    assert info.value.details().startswith("requests[12].features.rsi_14:")
 
 
 async def test_pinned_versions_and_refused_artifacts(served, model_v1, shared_root) -> None:  # type: ignore[no-untyped-def]
@@ -153,6 +167,26 @@ async def test_pinned_versions_and_refused_artifacts(served, model_v1, shared_ro
     assert default.model_version == model_v1.version
     assert pinned.model_version == v2.version
     assert abs(pinned.p_success - float(v2.p_success(row.reshape(1, -1))[0])) <= 1e-6
+    # One batch may mix versions: each row answers with its own, in order.
+    pinned_rows = {1, 2, 4}
+    batch = scoring_pb2.ScoreBatchRequest(
+        requests=[
+            request(
+                features_of(model_v1, row),
+                signal_id=f"m{i}",
+                **({"model_version": v2.version} if i in pinned_rows else {}),
+            )
+            for i in range(6)
+        ]
+    )
+    answer = await client.ScoreBatch(batch)
+    assert [r.signal_id for r in answer.responses] == [f"m{i}" for i in range(6)]
+    assert [r.model_version for r in answer.responses] == [
+        v2.version if i in pinned_rows else model_v1.version for i in range(6)
+    ]
+    assert [r.p_success for r in answer.responses] == [
+        pinned.p_success if i in pinned_rows else default.p_success for i in range(6)
+    ]
     # A production deployment whose sha256 does not match is refused; v1 keeps serving.
     bad = {**v2.deployment(), "sha256": "f" * 64}
     await app.reconciler.apply(Deployment(**bad))

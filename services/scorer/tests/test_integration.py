@@ -23,6 +23,7 @@ from hindsight.common.events import ModelDeployed
 from hindsight.common.http import HttpServer
 from hindsight.devstack.servers import NatsServer, start_server
 from hindsight.scorer.metrics import LOAD_FAILURES
+from hindsight.scoring.v1 import scoring_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +168,17 @@ async def test_prediction_logged_only_for_calls_the_gateway_did_not_log(  # type
         request(features(model_v1), signal_id="via-gateway"),
         metadata=(("x-hindsight-logged-by", "gateway"),),
     )
+    await client.ScoreBatch(
+        scoring_pb2.ScoreBatchRequest(
+            requests=[request(features(model_v1), signal_id=f"gw-batch-{i}") for i in range(2)]
+        ),
+        metadata=(("x-hindsight-logged-by", "gateway"),),
+    )
+    batch = await client.ScoreBatch(
+        scoring_pb2.ScoreBatchRequest(
+            requests=[request(features(model_v1), signal_id=f"batch-{i}") for i in range(3)]
+        )
+    )
     await client.Score(request(features(model_v1), signal_id="direct"))
 
     seen: dict[str, dict[str, Any]] = {}
@@ -177,7 +189,8 @@ async def test_prediction_logged_only_for_calls_the_gateway_did_not_log(  # type
     )
     try:
         deadline = time.monotonic() + 10
-        while "direct" not in seen and time.monotonic() < deadline:
+        wanted = {"direct", "batch-0", "batch-1", "batch-2"}
+        while not wanted <= set(seen) and time.monotonic() < deadline:
             try:
                 msg = await sub.next_msg(timeout=1)
             except TimeoutError:
@@ -188,6 +201,11 @@ async def test_prediction_logged_only_for_calls_the_gateway_did_not_log(  # type
         await sub.unsubscribe()
     assert "direct" in seen
     assert "via-gateway" not in seen
+    assert not {"gw-batch-0", "gw-batch-1"} & set(seen)
+    for i, answer in enumerate(batch.responses):  # one record per batch row
+        assert seen[f"batch-{i}"]["p_success"] == answer.p_success
+        assert seen[f"batch-{i}"]["model_version"] == model_v1.version
+        assert seen[f"batch-{i}"]["latency_ms"] > 0
     logged = seen["direct"]
     assert logged["model_version"] == model_v1.version
     assert logged["fallback"] is False

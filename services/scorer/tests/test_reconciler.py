@@ -92,3 +92,18 @@ async def test_prediction_log_drops_oldest_and_counts_while_nats_is_down() -> No
     await log.start()
     await log.stop(flush_timeout=0.1)
     assert PREDICTIONS_UNLOGGED.labels("shutdown")._value.get() - shutdown_before == 2
+
+
+async def test_prediction_log_records_a_batch_in_one_call() -> None:
+    broker = NatsBroker("nats://127.0.0.1:1")  # never connected
+    log = PredictionLog(broker, capacity=4, batch_size=10)
+    before = PREDICTIONS_UNLOGGED.labels("queue_full")._value.get()
+    log.record_many(["a", "b", "c"], ["v1", "v1", "v2"], [0.1, 0.2, 0.3], 0.5)
+    assert log.backlog == 3
+    log.record_many([f"s{i}" for i in range(3)], ["v1"] * 3, [0.5] * 3, 0.5)
+    assert log.backlog == 4
+    assert PREDICTIONS_UNLOGGED.labels("queue_full")._value.get() - before == 2
+    shutdown_before = PREDICTIONS_UNLOGGED.labels("shutdown")._value.get()
+    await log.start()
+    await log.stop(flush_timeout=0.1)
+    assert PREDICTIONS_UNLOGGED.labels("shutdown")._value.get() - shutdown_before == 4

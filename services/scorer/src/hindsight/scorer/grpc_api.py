@@ -7,13 +7,14 @@ codes. Nothing here awaits between filling a model's input row and running it.
 from __future__ import annotations
 
 import time
+from operator import attrgetter
 from typing import Any
 
 import grpc
 
 from hindsight.common.errors import HindsightError, InvalidInputError, UnavailableError
-from hindsight.scorer.domain.models import ModelStore
-from hindsight.scorer.domain.scoring import BatchItem, Score, score_batch, score_one
+from hindsight.scorer.domain.models import LoadedModel, ModelStore
+from hindsight.scorer.domain.scoring import BatchScores, Score, score_columns, score_one
 from hindsight.scorer.messaging import PredictionLog
 from hindsight.scorer.metrics import REQUESTS, SCORE_SECONDS
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
@@ -23,6 +24,14 @@ __all__ = ["LOGGED_BY_HEADER", "SERVICE_NAME", "ScoringServicer"]
 SERVICE_NAME = "hindsight.scoring.v1.Scoring"
 LOGGED_BY_HEADER = "x-hindsight-logged-by"
 SIDES = frozenset({"buy", "sell", "hold"})
+
+# Field readers for whole batches: map() over a repeated field runs without bytecode per row.
+_SIGNAL_ID = attrgetter("signal_id")
+_SIDE = attrgetter("side")
+_MODEL_NAME = attrgetter("model_name")
+_MODEL_VERSION = attrgetter("model_version")
+_FEATURES = attrgetter("features")
+_EXPLAIN = attrgetter("explain")
 
 _CODE_BY_ERROR = (
     (InvalidInputError, "INVALID_ARGUMENT"),
@@ -64,6 +73,34 @@ def _response(
     )
 
 
+def _batch_response(
+    signal_ids: list[str], scores: BatchScores, versions: list[str], elapsed_ms: float
+) -> scoring_pb2.ScoreBatchResponse:
+    """One ScoreResponse per row, in order (fields set one by one: cheaper than kwargs)."""
+    answer = scoring_pb2.ScoreBatchResponse()
+    add = answer.responses.add
+    for signal_id, p, low, high, contributions, version in zip(
+        signal_ids,
+        scores.p_success,
+        scores.ci_low,
+        scores.ci_high,
+        scores.contributions,
+        versions,
+        strict=True,
+    ):
+        one = add()
+        one.signal_id = signal_id
+        one.p_success = p
+        one.p_failure = 1.0 - p
+        one.ci_low = low
+        one.ci_high = high
+        if contributions is not None:
+            one.contributions.update(contributions)
+        one.model_version = version
+        one.prediction_time_ms = elapsed_ms
+    return answer
+
+
 class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     """Implements ``Score`` and ``ScoreBatch`` on the loaded models."""
 
@@ -71,6 +108,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         self._store = store
         self._log = log
         self._score_ok = REQUESTS.labels("Score", "OK")
+        self._batch_ok = REQUESTS.labels("ScoreBatch", "OK")
         self._latency: dict[tuple[str, str], Any] = {}
 
     async def Score(  # noqa: N802  (gRPC method name)
@@ -98,34 +136,27 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     ) -> scoring_pb2.ScoreBatchResponse:
         """Score several signals; one invalid request fails the whole call."""
         started = time.perf_counter()
+        requests = request.requests
         try:
-            items = self._resolve_batch(request.requests)
-            scores = score_batch(items)
+            signal_ids: list[str] = list(map(_SIGNAL_ID, requests))
+            models = self._resolve_batch(requests, signal_ids)
+            scores = score_columns(
+                models, list(map(_FEATURES, requests)), list(map(_EXPLAIN, requests))
+            )
         except Exception as exc:
             REQUESTS.labels("ScoreBatch", _code(exc)).inc()
             raise
         elapsed = time.perf_counter() - started
-        REQUESTS.labels("ScoreBatch", "OK").inc()
+        self._batch_ok.inc()
         elapsed_ms = elapsed * 1000.0
-        per_row_ms = elapsed_ms / max(1, len(items))
-        log = None if self._log is None or _logged_by_gateway(context) else self._log
-        answer = scoring_pb2.ScoreBatchResponse()
-        add = answer.responses.add
-        for one, item, score in zip(request.requests, items, scores, strict=True):
-            version = item.model.version
-            add(
-                signal_id=one.signal_id,
-                p_success=score.p_success,
-                p_failure=1.0 - score.p_success,
-                ci_low=score.ci_low,
-                ci_high=score.ci_high,
-                contributions=score.contributions,
-                model_version=version,
-                prediction_time_ms=elapsed_ms,
-            )
-            if log is not None:
-                log.record(one.signal_id, version, score.p_success, per_row_ms)
-        for name, version in {(item.model.name, item.model.version) for item in items}:
+        single = bool(models) and all(m is models[0] for m in models)
+        versions = [models[0].version] * len(models) if single else [m.version for m in models]
+        answer = _batch_response(signal_ids, scores, versions, elapsed_ms)
+        if self._log is not None and not _logged_by_gateway(context):
+            per_row_ms = elapsed_ms / max(1, len(models))
+            self._log.record_many(signal_ids, versions, scores.p_success, per_row_ms)
+        distinct = {(m.name, m.version) for m in (models[:1] if single else models)}
+        for name, version in distinct:
             self._latency_of(name, version).observe(elapsed)
         return answer
 
@@ -135,10 +166,23 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
             child = self._latency[(name, version)] = SCORE_SECONDS.labels(name, version)
         return child
 
-    def _resolve_batch(self, requests: Any) -> list[BatchItem]:
-        """Check every request and find its model (resolved once per name/version pair)."""
-        items = []
-        resolved: dict[tuple[str, str], Any] = {}
+    def _resolve_batch(self, requests: Any, signal_ids: list[str]) -> list[LoadedModel]:
+        """Check every request and find its model; errors name ``requests[i].``.
+
+        The usual batch (every signal_id set, valid sides, one model) is checked with C
+        loops and one resolve; otherwise each request is checked in order.
+        """
+        keys = set(zip(map(_MODEL_NAME, requests), map(_MODEL_VERSION, requests), strict=True))
+        if len(keys) == 1 and all(signal_ids) and set(map(_SIDE, requests)) <= SIDES:
+            name, version = keys.pop()
+            try:
+                only = self._store.resolve(name or None, version or None)
+            except InvalidInputError:
+                pass  # named with its index below
+            else:
+                return [only] * len(signal_ids)
+        models: list[LoadedModel] = []
+        resolved: dict[tuple[str, str], LoadedModel] = {}
         for i, one in enumerate(requests):
             if not one.signal_id or one.side not in SIDES:
                 _check_request(one, f"requests[{i}].")
@@ -150,5 +194,5 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
                 except InvalidInputError as exc:
                     raise InvalidInputError(exc.reason, field=f"requests[{i}].{exc.field}") from exc
                 resolved[key] = model
-            items.append(BatchItem(model, one.features, one.explain))
-        return items
+            models.append(model)
+        return models

@@ -7,38 +7,56 @@ Scoring contract says: ``features.<name>`` (prefixed ``requests[i].`` in a batch
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from hindsight.common.errors import InvalidInputError
 
-__all__ = ["FeatureIndex"]
+__all__ = ["FeatureIndex", "Matrix"]
 
 Matrix = npt.NDArray[np.float32]
+
+_Getter = Callable[[Mapping[str, float]], Sequence[float]]
+
+
+def _getter(names: tuple[str, ...]) -> _Getter:
+    """One C-level call reading every name of a map, in order (itemgetter, as a sequence)."""
+    if len(names) == 1:
+        only = names[0]
+        return lambda features: (features[only],)
+    if not names:
+        return lambda features: ()
+    return itemgetter(*names)
 
 
 @dataclass(slots=True)
 class FeatureIndex:
-    """A model's feature list: name → column, which may be NaN, and a fast path cache.
+    """A model's feature list: name → column, which may be NaN, and a fast reader.
 
-    The cache remembers the last key order seen in a request map with exactly the model's
-    names; a request with the same key order is known to hold exactly those names.
+    The fast path never lists a request's keys (that costs a str per key): a map of
+    exactly ``width`` entries in which every name is found holds exactly the model's names.
+    Reading a missing key of a protobuf map inserts a default entry, so "found" is checked
+    as "the map did not grow"; a plain dict raises ``KeyError`` instead. Either way a failed
+    fast path falls back to the per-key check, which names the field.
     """
 
     names: tuple[str, ...]
     nan_allowed: frozenset[str]
     column: dict[str, int] = field(init=False)
     nan_ok: npt.NDArray[np.bool_] = field(init=False)
-    _order_keys: list[str] | None = field(init=False, default=None)
+    _values: _Getter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(set(self.names)) != len(self.names):
             raise ValueError("duplicate feature names")
         self.column = {name: i for i, name in enumerate(self.names)}
         self.nan_ok = np.array([n in self.nan_allowed for n in self.names], dtype=np.bool_)
+        self._values = _getter(self.names)
 
     @classmethod
     def of(cls, names: Sequence[str], nan_allowed: Sequence[str] = ()) -> FeatureIndex:
@@ -54,12 +72,61 @@ class FeatureIndex:
         """The request's values in column order, or InvalidInputError naming the field.
 
         Checks names (unknown, missing) here; finiteness is checked on the whole matrix by
-        :meth:`check_finite`. Only keys known to be present are read: a protobuf map
-        inserts a default value when a missing key is read.
+        :meth:`check_finite`.
+        """
+        width = len(self.names)
+        if len(features) == width:
+            try:
+                values = self._values(features)
+            except KeyError:
+                pass
+            else:
+                if len(features) == width:  # nothing inserted: every name was there
+                    return list(values)
+        return self._checked(features, prefix)
+
+    def matrix(self, rows: Sequence[Mapping[str, float]], positions: Sequence[int]) -> Matrix:
+        """The rows as a float32 ``(len(rows), width)`` matrix, or InvalidInputError.
+
+        ``positions[r]`` is the batch index of ``rows[r]``; an error names the first
+        invalid row as ``requests[i].features.<name>``. Finiteness is not checked here.
+        """
+        matrix = self.fill(rows)
+        if matrix is not None:
+            return matrix
+        checked = [
+            self._checked(r, f"requests[{i}].") for r, i in zip(rows, positions, strict=True)
+        ]
+        return np.array(checked, dtype=np.float32).reshape(len(rows), self.width)
+
+    def fill(self, rows: Sequence[Mapping[str, float]]) -> Matrix | None:
+        """The rows as a float32 matrix when every row holds exactly the names; else None.
+
+        No Python bytecode runs per value: lengths, reads and the conversion are C loops.
+        """
+        width = len(self.names)
+        n = len(rows)
+        if n == 0:
+            return np.empty((0, width), dtype=np.float32)
+        if set(map(len, rows)) != {width}:
+            return None
+        try:
+            flat = np.fromiter(
+                chain.from_iterable(map(self._values, rows)), dtype=np.float32, count=n * width
+            )
+        except KeyError:
+            return None
+        if set(map(len, rows)) != {width}:  # a protobuf map grew: some name was missing
+            return None
+        return flat.reshape(n, width)
+
+    def _checked(self, features: Mapping[str, float], prefix: str) -> list[float]:
+        """Per-key check: the first unknown key, else the first missing name, is an error.
+
+        Only keys known to be present are read: a protobuf map inserts a default value
+        when a missing key is read.
         """
         keys = list(features)
-        if keys == self._order_keys:
-            return [features[name] for name in self.names]
         row = [math.nan] * len(self.names)
         column = self.column
         for key in keys:
@@ -71,9 +138,6 @@ class FeatureIndex:
             present = set(keys)
             missing = next(name for name in self.names if name not in present)
             raise InvalidInputError("missing", field=f"{prefix}features.{missing}")
-        # Every name present exactly once: the next request with this key order takes
-        # the fast path above (one list comparison instead of a lookup per key).
-        self._order_keys = keys
         return row
 
     def check_finite(self, matrix: Matrix, request_index: Sequence[int] | None = None) -> None:
