@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import grpc
 import httpx
 import nats
 import pytest
@@ -26,6 +27,7 @@ from nats.aio.client import Client as NatsClient
 from hindsight.devstack.ports import free_port, tcp_open
 from hindsight.devstack.process import pid_alive
 from hindsight.devstack.supervisor import discover_services
+from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +117,9 @@ class Stack:
         )
 
 
-def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+def stack_env(
+    data_dir: Path, ports: dict[str, int], replay: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -125,8 +129,12 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
     env["HINDSIGHT_DEV_NATS_PORT"] = str(ports["nats"])
     env["HINDSIGHT_DEV_NATS_MONITOR_PORT"] = str(ports["monitor"])
     env["HINDSIGHT_DEV_PG_PORT"] = str(ports["postgres"])
-    # The stack's own behaviour is under test here; the replay has its own end-to-end test.
-    env["HINDSIGHT_REPLAY"] = "off"
+    # The stack's own behaviour is under test here, without the replay unless asked for.
+    if replay is None:
+        env["HINDSIGHT_REPLAY"] = "off"
+    else:
+        env.pop("HINDSIGHT_REPLAY", None)
+        env.update(replay)
     # The installed services too (as they read it): never the defaults a developer's own
     # stack may be using.
     for service in discover_services():
@@ -135,9 +143,14 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
-def start_stack(data_dir: Path, ports: dict[str, int]) -> Stack:
+def start_stack(
+    data_dir: Path,
+    ports: dict[str, int],
+    replay: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Stack:
     """Run `hindsight up` and wait for its endpoint table (fails with its output if not)."""
-    env = stack_env(data_dir, ports)
+    env = env if env is not None else stack_env(data_dir, ports, replay)
     proc = subprocess.Popen(
         [*CLI, "up"],
         env=env,
@@ -297,3 +310,196 @@ async def test_second_up_keeps_the_data_and_down_stops_it(stack_dir: Path) -> No
             second.proc.kill()
             second.proc.wait()
     assert_nothing_left(second, pids)
+
+
+# --- (4) the first run: `hindsight up` with the market replay, as a newcomer sees it ----
+
+FIRST_RUN = {
+    # EURUSD only, replayed as fast as it goes, and the small CLIP: the same path as
+    # `make run` (DEV_DEFAULTS for everything else), in a CI-sized time.
+    "HINDSIGHT_REPLAY_DATA": "eurusd",
+    "HINDSIGHT_REPLAY_FAST": "true",
+    "HINDSIGHT_EMBEDDER_CLIP_ARCH": "hindsight-tiny-clip",
+}
+
+
+def _service_url(stack: Stack, service: str) -> str:
+    return f"http://127.0.0.1:{stack.env[f'HINDSIGHT_{service.upper()}_HTTP_PORT']}"
+
+
+def _json(url: str) -> object:
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def _wait(what: str, probe: object, timeout: float, stack: Stack) -> object:
+    assert callable(probe)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(1.0)
+    tail = "\n".join(stack.lines[-40:])
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; `hindsight up` said:\n{tail}")
+
+
+async def _stream_messages(nats_url: str) -> int:
+    client = await nats.connect(nats_url, connect_timeout=5)
+    try:
+        info = await client.jetstream().stream_info("HINDSIGHT")
+        return int(info.state.messages)
+    finally:
+        await client.close()
+
+
+async def _last_signal(nats_url: str) -> dict[str, object]:
+    client = await nats.connect(nats_url, connect_timeout=5)
+    try:
+        msg = await client.jetstream().get_last_msg("HINDSIGHT", "signal.features")
+        event: dict[str, object] = json.loads(msg.data)
+        return event
+    finally:
+        await client.close()
+
+
+def _stop(stack: Stack) -> list[int]:
+    pids = recorded_pids(stack.data_dir)
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=180) == 0, stack.output
+    return pids
+
+
+@pytest.mark.timeout(1500)
+async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
+    stack_dir: Path,
+) -> None:
+    """Issue 8's first run through `hindsight up` itself: replay → memories, labeling queue,
+    a data-triggered training run, a promoted model that the gateway serves; then Ctrl-C and
+    a second `hindsight up` adds no message at all."""
+    ports = free_ports()
+    started = time.monotonic()
+    stack = start_stack(stack_dir, ports, replay=FIRST_RUN)
+    try:
+        assert "Market replay" in stack.output and "Labeling UI" in stack.output
+        registry = _service_url(stack, "registry")
+        deployments = _wait(
+            "a model promoted to production",
+            lambda: [
+                d
+                for d in (_json(f"{registry}/v1/deployments") or [])  # type: ignore[attr-defined]
+                if d["model_name"] == "trade_success"
+            ],
+            600,
+            stack,
+        )
+        assert isinstance(deployments, list)
+        version = deployments[0]["version"]
+        promoted_after = time.monotonic() - started
+        _wait(
+            "the status line to show the production model",
+            lambda: any(f"production trade_success {version}" in line for line in stack.lines),
+            60,
+            stack,
+        )
+        progress = json.loads(next((stack_dir / "replay").glob("*.progress.json")).read_text())
+        counters = progress["counters"]
+        if not progress["finished"]:  # promoted before the replay's last outcome: wait
+            _wait(
+                "the replay to finish",
+                lambda: json.loads(
+                    next((stack_dir / "replay").glob("*.progress.json")).read_text()
+                )["finished"],
+                300,
+                stack,
+            )
+            progress = json.loads(next((stack_dir / "replay").glob("*.progress.json")).read_text())
+            counters = progress["counters"]
+        signals = counters["signals"]
+        assert signals == counters["scored"] == counters["outcomes"] > 300, counters
+        assert counters["pngs"] == 2 * signals
+
+        # What the newcomer is told to look at shows the replayed trades.
+        memory = _service_url(stack, "memory")
+        _wait(
+            f"memory to hold the {2 * signals} charts",
+            lambda: (
+                sum(
+                    p["records"]
+                    for p in (_json(f"{memory}/v1/collections") or {}).get("physical", [])  # type: ignore[attr-defined]
+                    if p["modality"] == "image"
+                )
+                >= 2 * signals
+            ),
+            420,
+            stack,
+        )
+        search = httpx.post(
+            f"{memory}/v1/search", json={"text": "breakout long EURUSD", "k": 5}, timeout=60
+        )
+        assert search.status_code == 200, search.text
+        assert search.json()["results"], search.json()
+        labeling = httpx.get(f"{_service_url(stack, 'labeling')}/metrics", timeout=5).text
+        queued = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in labeling.splitlines()
+            if line.startswith("hindsight_labeling_queue_items{")
+        )
+        assert queued == signals
+        status = _json(f"{registry}/v1/status")
+        assert isinstance(status, dict)
+        assert any(p["version"] == version for p in status["production"]), status
+
+        # The trading engine's view: a real score from that version through the gateway.
+        nats_url = stack.endpoint(r"nats://127\.0\.0\.1:\d+")
+        event = await _last_signal(nats_url)
+        gateway = f"127.0.0.1:{stack.env['HINDSIGHT_GATEWAY_GRPC_PORT']}"
+        async with grpc.aio.insecure_channel(gateway) as channel:
+            answer = await scoring_pb2_grpc.ScoringStub(channel).Score(
+                scoring_pb2.ScoreRequest(
+                    signal_id="first-run-check",
+                    symbol=str(event["symbol"]),
+                    timeframe=str(event["timeframe"]),
+                    side=str(event["side"]),
+                    features={
+                        k: float("nan") if v is None else float(v)
+                        for k, v in event["features"].items()  # type: ignore[attr-defined]
+                    },
+                ),
+                timeout=10,
+            )
+        assert not answer.fallback, answer.fallback_reason
+        assert answer.model_version == version and 0.0 <= answer.p_success <= 1.0
+        before = await _stream_messages(nats_url)
+        print(
+            f"\nfirst run: {signals} signals; promoted {version} "
+            f"{promoted_after:.0f} s after `hindsight up`; stream {before} messages"
+        )
+        pids = _stop(stack)
+    finally:
+        if stack.proc.poll() is None:
+            stack.proc.kill()
+            stack.proc.wait()
+    assert_nothing_left(stack, pids)
+
+    # The second `make run`: the replay says it already finished, nothing is published again.
+    again = start_stack(stack_dir, ports, env=stack.env)
+    try:
+        replay_log = stack_dir / "logs" / "replay.log"
+        _wait(
+            "the replay to say it already finished",
+            lambda: "already finished" in replay_log.read_text(errors="replace"),
+            120,
+            again,
+        )
+        time.sleep(10)  # let every service settle: redeliveries would show up as messages
+        assert await _stream_messages(again.endpoint(r"nats://127\.0\.0\.1:\d+")) == before
+        pids = _stop(again)
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+            again.proc.wait()
+    assert_nothing_left(again, pids)

@@ -353,6 +353,30 @@ def test_service_env_and_spec(tmp_path: Path) -> None:
     }
 
 
+def test_a_moved_port_moves_its_clients_unless_they_are_set(tmp_path: Path) -> None:
+    # Found by the first-run test: with the scorer on another port, the gateway kept
+    # dialling 50052 and answered fallbacks forever.
+    moved = {
+        "HINDSIGHT_SCORER_GRPC_PORT": "6000",
+        "HINDSIGHT_REGISTRY_HTTP_PORT": "6001",
+        "HINDSIGHT_MEMORY_HTTP_PORT": "6002",
+    }
+    env = service_env(nats_url="n", database_url="d", data_dir=tmp_path, base=moved)
+    assert env["HINDSIGHT_GATEWAY_SCORERS"] == "127.0.0.1:6000"
+    assert env["HINDSIGHT_TRAINER_REGISTRY_URL"] == "http://127.0.0.1:6001"
+    assert env["HINDSIGHT_SCORER_REGISTRY_URL"] == "http://127.0.0.1:6001"
+    assert env["HINDSIGHT_LABELING_MEMORY_URL"] == "http://127.0.0.1:6002"
+    default = service_env(nats_url="n", database_url="d", data_dir=tmp_path, base={})
+    assert default["HINDSIGHT_GATEWAY_SCORERS"] == "127.0.0.1:50052"
+    explicit = service_env(
+        nats_url="n",
+        database_url="d",
+        data_dir=tmp_path,
+        base={**moved, "HINDSIGHT_GATEWAY_SCORERS": "scorer-a:50052,scorer-b:50052"},
+    )
+    assert explicit["HINDSIGHT_GATEWAY_SCORERS"] == "scorer-a:50052,scorer-b:50052"
+
+
 @pytest.mark.unit
 def test_mask_url_and_table() -> None:
     assert mask_url("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"

@@ -35,6 +35,7 @@ __all__ = [
     "discover_services",
     "service_env",
     "service_spec",
+    "wiring_env",
 ]
 
 logger = logging.getLogger("hindsight.devstack.supervisor")
@@ -285,6 +286,23 @@ def service_ports(name: str, environ: Mapping[str, str] | None = None) -> dict[s
     return ports
 
 
+def wiring_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """How the services find one another (registry, scorer, memory), from their ports as
+    resolved from ``environ``: a port moved with ``HINDSIGHT_<NAME>_<KIND>_PORT`` moves its
+    clients too."""
+
+    def at(name: str, kind: str) -> str:
+        return f"127.0.0.1:{service_ports(name, environ)[kind]}"
+
+    registry = f"http://{at('registry', 'http')}"
+    return {
+        "HINDSIGHT_TRAINER_REGISTRY_URL": registry,
+        "HINDSIGHT_SCORER_REGISTRY_URL": registry,
+        "HINDSIGHT_GATEWAY_SCORERS": at("scorer", "grpc"),
+        "HINDSIGHT_LABELING_MEMORY_URL": f"http://{at('memory', 'http')}",
+    }
+
+
 def discover_services(environ: Mapping[str, str] | None = None) -> list[Service]:
     """Every ``hindsight.services`` entry point of the installed distributions, by name."""
     found = {
@@ -323,7 +341,7 @@ def service_env(
     if not env.get("HINDSIGHT_IMAGE_ROOTS"):
         # Chart PNGs of the dev stack (the replay feeder writes under images/replay/).
         env["HINDSIGHT_IMAGE_ROOTS"] = str(data_dir / "images")
-    for name, value in DEV_DEFAULTS.items():
+    for name, value in {**DEV_DEFAULTS, **wiring_env(env)}.items():
         env.setdefault(name, value)
     return env
 

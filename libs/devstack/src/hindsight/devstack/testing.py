@@ -18,6 +18,7 @@ import httpx
 from .ports import free_port
 from .process import ChildSpec, start_child, stop_child
 from .pytest_plugin import with_database
+from .supervisor import wiring_env
 
 __all__ = ["PLATFORM", "ServiceProcesses", "create_database", "get_json", "wait_until"]
 
@@ -86,7 +87,6 @@ class ServiceProcesses:
         (root / "logs").mkdir(parents=True, exist_ok=True)
         (root / "images").mkdir(parents=True, exist_ok=True)
         ports = {f"{svc}_{kind}": free_port() for svc, kinds in PLATFORM.items() for kind in kinds}
-        registry_url = f"http://127.0.0.1:{ports['registry_http']}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
         env |= {f"HINDSIGHT_{name.upper()}_PORT": str(port) for name, port in ports.items()}
         env |= {
@@ -96,11 +96,8 @@ class ServiceProcesses:
             "HINDSIGHT_DATA_DIR": str(root),
             "HINDSIGHT_ADMIN_TOKEN": admin_token,
             "HINDSIGHT_TRAINER_SCHEDULE_ENABLED": "false",
-            "HINDSIGHT_TRAINER_REGISTRY_URL": registry_url,
-            "HINDSIGHT_SCORER_REGISTRY_URL": registry_url,
-            "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{ports['scorer_grpc']}",
+            **wiring_env(env),
             "HINDSIGHT_IMAGE_ROOTS": str(root / "images"),
-            "HINDSIGHT_LABELING_MEMORY_URL": f"http://127.0.0.1:{ports['memory_http']}",
             # No pretrained CLIP weights can be fetched offline; vectors say so in metadata.
             "HINDSIGHT_EMBEDDER_ALLOW_RANDOM_WEIGHTS": "true",
             **(extra_env or {}),
