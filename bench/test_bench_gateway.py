@@ -1,4 +1,5 @@
-"""Gateway figures: overhead over a direct scorer call, breaker-open answers, throughput.
+"""Gateway figures: overhead over a direct scorer call, breaker-open answers, throughput,
+and ScoreBatch rows/s (map and packed forms) direct and through the gateway.
 
 A real scorer process (36 features x 100 trees, loaded from its cache file, NATS unset)
 and two gateway processes: one in front of that scorer, one in front of a dead port
@@ -235,3 +236,73 @@ def test_bench_gateway(artifact: Artifact, ports: dict[str, int]) -> None:
         + "\n"
         + "\n".join(upstream)
     )
+
+
+BATCH_ROWS = 1000
+BATCH_CALLS = 15
+
+
+def _batches(artifact: Artifact) -> dict[str, scoring_pb2.ScoreBatchRequest]:
+    """The same 1,000 rows as a map batch and as a packed batch."""
+    names = artifact.feature_names
+    matrix = np.random.default_rng(3).normal(size=(BATCH_ROWS, len(names)))
+    return {
+        "map   ": scoring_pb2.ScoreBatchRequest(
+            requests=[
+                scoring_pb2.ScoreRequest(
+                    signal_id=f"gb-{i}", side="buy", features=dict(zip(names, row, strict=True))
+                )
+                for i, row in enumerate(matrix.tolist())
+            ]
+        ),
+        "packed": scoring_pb2.ScoreBatchRequest(
+            feature_names=names,
+            requests=[
+                scoring_pb2.ScoreRequest(signal_id=f"gb-{i}", side="buy", feature_values=row)
+                for i, row in enumerate(matrix.tolist())
+            ],
+        ),
+    }
+
+
+def test_bench_gateway_batch(artifact: Artifact, ports: dict[str, int]) -> None:
+    batches = _batches(artifact)
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    channels = [
+        grpc.insecure_channel(f"127.0.0.1:{ports[n]}", options=options) for n in ("scorer", "gw")
+    ]
+    direct, gateway = (scoring_pb2_grpc.ScoringStub(ch) for ch in channels)
+    answers = {}
+    for _ in range(3):
+        for form, batch in batches.items():
+            direct.ScoreBatch(batch, timeout=5.0)
+            answers[form] = gateway.ScoreBatch(batch, timeout=5.0)
+    for answer in answers.values():
+        assert not any(r.fallback for r in answer.responses)
+    expected = [r.p_success for r in direct.ScoreBatch(batches["map   "], timeout=5.0).responses]
+    assert [r.p_success for r in answers["packed"].responses] == expected
+    samples: dict[tuple[str, str], list[float]] = {}
+    for _ in range(BATCH_CALLS):  # interleaved: every figure sees the same machine load
+        for form, batch in batches.items():
+            for via, stub in (("direct ", direct), ("gateway", gateway)):
+                start = time.perf_counter()
+                stub.ScoreBatch(batch, timeout=5.0)
+                samples.setdefault((form, via), []).append(time.perf_counter() - start)
+    for channel in channels:
+        channel.close()
+    median = {key: statistics.median(s) for key, s in samples.items()}
+    lines = [f"\nScoreBatch {BATCH_ROWS} rows x {N_FEATURES} features, median of {BATCH_CALLS}:"]
+    for (form, via), s in median.items():
+        lines.append(
+            f"  {form} {via}: {BATCH_ROWS / s:,.0f} rows/s ({s * 1000:.1f} ms per call)"
+            + (
+                f"; gateway / direct {s / median[(form, 'direct ')]:.2f}x"
+                if via == "gateway"
+                else ""
+            )
+        )
+    lines.append(
+        "  packed / map via the gateway: "
+        f"{median[('map   ', 'gateway')] / median[('packed', 'gateway')]:.2f}x throughput"
+    )
+    print("\n".join(lines))

@@ -201,32 +201,66 @@ def test_bench_score_concurrent(artifact: Artifact, scorer: int) -> None:
     )
 
 
+def _packed_batch(artifact: Artifact, matrix: np.ndarray) -> scoring_pb2.ScoreBatchRequest:
+    """The packed form: names once, each row's values in that order (here: model order)."""
+    return scoring_pb2.ScoreBatchRequest(
+        feature_names=artifact.feature_names,
+        requests=[
+            scoring_pb2.ScoreRequest(signal_id=f"bench-{i}", side="buy", feature_values=row)
+            for i, row in enumerate(matrix.tolist())
+        ],
+    )
+
+
 def test_bench_score_batch(artifact: Artifact, scorer: int) -> None:
     session = _session(artifact)
     matrix = _rows(artifact, BATCH_ROWS, seed=2)
     ort_s = statistics.median(
         _time_each(lambda: session.run(["probabilities"], {"input": matrix}), 20)
     )
-    batch = scoring_pb2.ScoreBatchRequest(
-        requests=[_request(artifact, row, i) for i, row in enumerate(matrix)]
-    )
+    expected = session.run(["probabilities"], {"input": matrix})[0][:, 1]
+    forms = {
+        "map   ": scoring_pb2.ScoreBatchRequest(
+            requests=[_request(artifact, row, i) for i, row in enumerate(matrix)]
+        ),
+        "packed": _packed_batch(artifact, matrix),
+    }
     channel = grpc.insecure_channel(
         f"127.0.0.1:{scorer}", options=[("grpc.max_receive_message_length", 64 << 20)]
     )
     client = scoring_pb2_grpc.ScoringStub(channel)
+    answers = {}
     for _ in range(3):
-        answer = client.ScoreBatch(batch)
-    grpc_s = statistics.median(_time_each(lambda: client.ScoreBatch(batch), BATCHES))
-    server_ms = statistics.median(
-        [client.ScoreBatch(batch).responses[0].prediction_time_ms for _ in range(5)]
-    )
+        for form, batch in forms.items():
+            answers[form] = client.ScoreBatch(batch)
+    # Interleaved rounds, so that both forms see the same machine load.
+    samples: dict[str, list[float]] = {form: [] for form in forms}
+    for _ in range(BATCHES):
+        for form, batch in forms.items():
+            samples[form] += _time_each(lambda b=batch: client.ScoreBatch(b), 1)
+    server_ms = {
+        form: statistics.median(
+            [client.ScoreBatch(batch).responses[0].prediction_time_ms for _ in range(5)]
+        )
+        for form, batch in forms.items()
+    }
     channel.close()
-    expected = session.run(["probabilities"], {"input": matrix})[0][:, 1]
-    got = np.array([r.p_success for r in answer.responses])
-    assert float(np.max(np.abs(got - expected))) < 1e-6
-    print(
-        f"\nScoreBatch {BATCH_ROWS} rows: {BATCH_ROWS / grpc_s:,.0f} rows/s "
-        f"({grpc_s * 1000:.1f} ms per call, server part {server_ms:.1f} ms); "
-        f"in-process ORT same matrix: {BATCH_ROWS / ort_s:,.0f} rows/s ({ort_s * 1000:.2f} ms); "
-        f"ratio {grpc_s / ort_s:.1f}x"
-    )
+    for answer in answers.values():
+        got = np.array([r.p_success for r in answer.responses])
+        assert float(np.max(np.abs(got - expected))) < 1e-6
+    assert [r.p_success for r in answers["packed"].responses] == [
+        r.p_success for r in answers["map   "].responses
+    ]
+    lines = [
+        f"\nScoreBatch {BATCH_ROWS} rows x {N_FEATURES} features, median of {BATCHES} calls; "
+        f"in-process ORT same matrix: {BATCH_ROWS / ort_s:,.0f} rows/s ({ort_s * 1000:.2f} ms)"
+    ]
+    grpc_s = {form: statistics.median(samples[form]) for form in forms}
+    for form in forms:
+        lines.append(
+            f"  {form} form: {BATCH_ROWS / grpc_s[form]:,.0f} rows/s "
+            f"({grpc_s[form] * 1000:.1f} ms per call, server part {server_ms[form]:.1f} ms); "
+            f"ratio to ORT {grpc_s[form] / ort_s:.1f}x"
+        )
+    lines.append(f"  packed / map throughput: {grpc_s['map   '] / grpc_s['packed']:.2f}x")
+    print("\n".join(lines))

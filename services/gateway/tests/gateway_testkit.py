@@ -37,6 +37,8 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
     def __init__(self) -> None:
         self.behaviour = Behaviour()
         self.requests: list[Any] = []
+        self.batches: list[Any] = []
+        """Every ScoreBatchRequest as received (its requests are also in ``requests``)."""
         self.metadata: list[dict[str, str]] = []
         self.pinned_done: list[str] = []
 
@@ -75,6 +77,7 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
         )
 
     async def ScoreBatch(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        self.batches.append(request)
         answer = scoring_pb2.ScoreBatchResponse()
         for i, one in enumerate(request.requests):
             p, version = await self._answer(one, context)

@@ -180,6 +180,23 @@ async def test_prediction_logged_only_for_calls_the_gateway_did_not_log(  # type
         )
     )
     await client.Score(request(features(model_v1), signal_id="direct"))
+    # The packed form logs exactly like the map form: one record per row, unless marked.
+    packed = [
+        scoring_pb2.ScoreBatchRequest(
+            feature_names=model_v1.feature_names,
+            requests=[
+                scoring_pb2.ScoreRequest(
+                    signal_id=f"{prefix}-{i}",
+                    side="buy",
+                    feature_values=[0.1 * i] * len(model_v1.feature_names),
+                )
+                for i in range(2)
+            ],
+        )
+        for prefix in ("packed", "gw-packed")
+    ]
+    await client.ScoreBatch(packed[1], metadata=(("x-hindsight-logged-by", "gateway"),))
+    packed_answer = await client.ScoreBatch(packed[0])  # logged after the marked one would be
 
     seen: dict[str, dict[str, Any]] = {}
     sub = await nats_client.jetstream().subscribe(
@@ -189,7 +206,7 @@ async def test_prediction_logged_only_for_calls_the_gateway_did_not_log(  # type
     )
     try:
         deadline = time.monotonic() + 10
-        wanted = {"direct", "batch-0", "batch-1", "batch-2"}
+        wanted = {"direct", "batch-0", "batch-1", "batch-2", "packed-0", "packed-1"}
         while not wanted <= set(seen) and time.monotonic() < deadline:
             try:
                 msg = await sub.next_msg(timeout=1)
@@ -201,7 +218,10 @@ async def test_prediction_logged_only_for_calls_the_gateway_did_not_log(  # type
         await sub.unsubscribe()
     assert "direct" in seen
     assert "via-gateway" not in seen
-    assert not {"gw-batch-0", "gw-batch-1"} & set(seen)
+    assert not {"gw-batch-0", "gw-batch-1", "gw-packed-0", "gw-packed-1"} & set(seen)
+    for i, answer in enumerate(packed_answer.responses):
+        assert seen[f"packed-{i}"]["p_success"] == answer.p_success
+        assert seen[f"packed-{i}"]["model_version"] == model_v1.version
     for i, answer in enumerate(batch.responses):  # one record per batch row
         assert seen[f"batch-{i}"]["p_success"] == answer.p_success
         assert seen[f"batch-{i}"]["model_version"] == model_v1.version

@@ -14,7 +14,13 @@ import grpc
 
 from hindsight.common.errors import HindsightError, InvalidInputError, UnavailableError
 from hindsight.scorer.domain.models import LoadedModel, ModelStore
-from hindsight.scorer.domain.scoring import BatchScores, Score, score_columns, score_one
+from hindsight.scorer.domain.scoring import (
+    BatchScores,
+    Score,
+    score_columns,
+    score_one,
+    score_packed,
+)
 from hindsight.scorer.messaging import PredictionLog
 from hindsight.scorer.metrics import REQUESTS, SCORE_SECONDS
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
@@ -31,6 +37,7 @@ _SIDE = attrgetter("side")
 _MODEL_NAME = attrgetter("model_name")
 _MODEL_VERSION = attrgetter("model_version")
 _FEATURES = attrgetter("features")
+_VALUES = attrgetter("feature_values")
 _EXPLAIN = attrgetter("explain")
 
 _CODE_BY_ERROR = (
@@ -56,6 +63,15 @@ def _check_request(request: Any, prefix: str = "") -> None:
         raise InvalidInputError("must not be empty", field=f"{prefix}signal_id")
     if request.side not in SIDES:
         raise InvalidInputError("must be one of buy, sell, hold", field=f"{prefix}side")
+
+
+def _no_packed_values(requests: Any) -> None:
+    """A map batch (no ``feature_names``): no request may carry ``feature_values``."""
+    if any(map(len, map(_VALUES, requests))):
+        i = next(i for i, one in enumerate(requests) if one.feature_values)
+        raise InvalidInputError(
+            "set in a batch without feature_names", field=f"requests[{i}].feature_values"
+        )
 
 
 def _response(
@@ -118,6 +134,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         started = time.perf_counter()
         try:
             _check_request(request)
+            if request.feature_values:
+                raise InvalidInputError(
+                    "packed values are for ScoreBatch (with feature_names) only",
+                    field="feature_values",
+                )
             model = self._store.resolve(request.model_name or None, request.model_version or None)
             score = score_one(model, request.features, explain=request.explain)
         except Exception as exc:
@@ -134,15 +155,25 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     async def ScoreBatch(  # noqa: N802  (gRPC method name)
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.ScoreBatchResponse:
-        """Score several signals; one invalid request fails the whole call."""
+        """Score several signals (map or packed form); one invalid request fails the call."""
         started = time.perf_counter()
         requests = request.requests
         try:
             signal_ids: list[str] = list(map(_SIGNAL_ID, requests))
             models = self._resolve_batch(requests, signal_ids)
-            scores = score_columns(
-                models, list(map(_FEATURES, requests)), list(map(_EXPLAIN, requests))
-            )
+            explain = list(map(_EXPLAIN, requests))
+            feature_names = request.feature_names
+            if feature_names:
+                scores = score_packed(
+                    models,
+                    feature_names=feature_names,
+                    values=list(map(_VALUES, requests)),
+                    map_sizes=list(map(len, map(_FEATURES, requests))),
+                    explain=explain,
+                )
+            else:
+                _no_packed_values(requests)
+                scores = score_columns(models, list(map(_FEATURES, requests)), explain)
         except Exception as exc:
             REQUESTS.labels("ScoreBatch", _code(exc)).inc()
             raise

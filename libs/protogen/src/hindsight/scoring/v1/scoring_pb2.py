@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hindsight/scoring/v1/scoring.proto\x12\x14hindsight.scoring.v1\"\xae\x02\n\x0cScoreRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x42\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x30.hindsight.scoring.v1.ScoreRequest.FeaturesEntry\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12\x17\n\nmodel_name\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rmodel_version\x18\x08 \x01(\tH\x01\x88\x01\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\r\n\x0b_model_nameB\x10\n\x0e_model_version\"\xd9\x02\n\rScoreResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x11\n\tp_success\x18\x02 \x01(\x01\x12\x11\n\tp_failure\x18\x03 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x04 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x05 \x01(\x01\x12M\n\rcontributions\x18\x06 \x03(\x0b\x32\x36.hindsight.scoring.v1.ScoreResponse.ContributionsEntry\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0b\n\x03\x61rm\x18\x08 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\t \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\n \x01(\t\x12\x1a\n\x12prediction_time_ms\x18\x0b \x01(\x01\x1a\x34\n\x12\x43ontributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"I\n\x11ScoreBatchRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".hindsight.scoring.v1.ScoreRequest\"L\n\x12ScoreBatchResponse\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.hindsight.scoring.v1.ScoreResponse2\xbc\x01\n\x07Scoring\x12P\n\x05Score\x12\".hindsight.scoring.v1.ScoreRequest\x1a#.hindsight.scoring.v1.ScoreResponse\x12_\n\nScoreBatch\x12\'.hindsight.scoring.v1.ScoreBatchRequest\x1a(.hindsight.scoring.v1.ScoreBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hindsight/scoring/v1/scoring.proto\x12\x14hindsight.scoring.v1\"\xc6\x02\n\x0cScoreRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x42\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x30.hindsight.scoring.v1.ScoreRequest.FeaturesEntry\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12\x17\n\nmodel_name\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rmodel_version\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x16\n\x0e\x66\x65\x61ture_values\x18\t \x03(\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\r\n\x0b_model_nameB\x10\n\x0e_model_version\"\xd9\x02\n\rScoreResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x11\n\tp_success\x18\x02 \x01(\x01\x12\x11\n\tp_failure\x18\x03 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x04 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x05 \x01(\x01\x12M\n\rcontributions\x18\x06 \x03(\x0b\x32\x36.hindsight.scoring.v1.ScoreResponse.ContributionsEntry\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0b\n\x03\x61rm\x18\x08 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\t \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\n \x01(\t\x12\x1a\n\x12prediction_time_ms\x18\x0b \x01(\x01\x1a\x34\n\x12\x43ontributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"`\n\x11ScoreBatchRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".hindsight.scoring.v1.ScoreRequest\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"L\n\x12ScoreBatchResponse\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.hindsight.scoring.v1.ScoreResponse2\xbc\x01\n\x07Scoring\x12P\n\x05Score\x12\".hindsight.scoring.v1.ScoreRequest\x1a#.hindsight.scoring.v1.ScoreResponse\x12_\n\nScoreBatch\x12\'.hindsight.scoring.v1.ScoreBatchRequest\x1a(.hindsight.scoring.v1.ScoreBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._loaded_options = None
   _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._serialized_options = b'8\001'
   _globals['_SCOREREQUEST']._serialized_start=61
-  _globals['_SCOREREQUEST']._serialized_end=363
-  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_start=283
-  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_end=330
-  _globals['_SCORERESPONSE']._serialized_start=366
-  _globals['_SCORERESPONSE']._serialized_end=711
-  _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._serialized_start=659
-  _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._serialized_end=711
-  _globals['_SCOREBATCHREQUEST']._serialized_start=713
-  _globals['_SCOREBATCHREQUEST']._serialized_end=786
-  _globals['_SCOREBATCHRESPONSE']._serialized_start=788
-  _globals['_SCOREBATCHRESPONSE']._serialized_end=864
-  _globals['_SCORING']._serialized_start=867
-  _globals['_SCORING']._serialized_end=1055
+  _globals['_SCOREREQUEST']._serialized_end=387
+  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_start=307
+  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_end=354
+  _globals['_SCORERESPONSE']._serialized_start=390
+  _globals['_SCORERESPONSE']._serialized_end=735
+  _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._serialized_start=683
+  _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._serialized_end=735
+  _globals['_SCOREBATCHREQUEST']._serialized_start=737
+  _globals['_SCOREBATCHREQUEST']._serialized_end=833
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=835
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=911
+  _globals['_SCORING']._serialized_start=914
+  _globals['_SCORING']._serialized_end=1102
 # @@protoc_insertion_point(module_scope)

@@ -76,6 +76,7 @@ class ScoreRequest(_message.Message):
     EXPLAIN_FIELD_NUMBER: _builtins.int
     MODEL_NAME_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    FEATURE_VALUES_FIELD_NUMBER: _builtins.int
     signal_id: _builtins.str
     """The signal's id: the same id as in the `signal.features` and `signal.outcome`
     events, so that the prediction can be joined to the trade's outcome. Must not be
@@ -109,6 +110,20 @@ class ScoreRequest(_message.Message):
         accepted only where the model's schema allows missing values.
         """
 
+    @_builtins.property
+    def feature_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The packed form of `features`, for `ScoreBatch` only (added to v1 as an additive
+        change: decoding and reading a map costs far more than a packed array per row).
+        Set it only when the batch sets `ScoreBatchRequest.feature_names`: then it holds
+        exactly one value per name, in that order, and `features` stays empty. NaN means
+        "missing value" exactly as in `features` (and an error about a value names it the
+        same way, `requests[i].features.<name>`); +-inf is never accepted.
+        INVALID_ARGUMENT when: the count differs from `feature_names`
+        (`requests[i].feature_values`); the row also sets `features`
+        (`requests[i].features`); the batch has no `feature_names`
+        (`requests[i].feature_values`); it is sent to `Score` (`feature_values`).
+        """
+
     def __init__(
         self,
         *,
@@ -120,10 +135,11 @@ class ScoreRequest(_message.Message):
         explain: _builtins.bool = ...,
         model_name: _builtins.str | None = ...,
         model_version: _builtins.str | None = ...,
+        feature_values: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_model_name", b"_model_name", "_model_version", b"_model_version", "model_name", b"model_name", "model_version", b"model_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model_name", b"_model_name", "_model_version", b"_model_version", "explain", b"explain", "features", b"features", "model_name", b"model_name", "model_version", b"model_version", "side", b"side", "signal_id", b"signal_id", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model_name", b"_model_name", "_model_version", b"_model_version", "explain", b"explain", "feature_values", b"feature_values", "features", b"features", "model_name", b"model_name", "model_version", b"model_version", "side", b"side", "signal_id", b"signal_id", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__model_name: _TypeAlias = _typing.Literal["model_name"]  # noqa: Y015
     _WhichOneofArgType__model_name: _TypeAlias = _typing.Literal["_model_name", b"_model_name"]  # noqa: Y015
@@ -243,18 +259,31 @@ class ScoreBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTS_FIELD_NUMBER: _builtins.int
+    FEATURE_NAMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreRequest]:
-        """The requests, each scored as by `Score`."""
+        """The requests, each scored as `Score` scores the same features."""
+
+    @_builtins.property
+    def feature_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Packed form (added to v1, additive): the feature names once for the whole batch.
+        When set, every request carries its values in `feature_values`, in this order, and
+        leaves `features` empty. The names must be exactly the feature set of the model of
+        every request in the batch (any order, no duplicates; requests may still name
+        different models or pinned versions, as long as they share that feature set).
+        An unknown, missing or duplicate name is INVALID_ARGUMENT naming `feature_names`
+        and the name. Empty: each request carries its own `features` map, as before.
+        """
 
     def __init__(
         self,
         *,
         requests: _abc.Iterable[Global___ScoreRequest] | None = ...,
+        feature_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_names", b"feature_names", "requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

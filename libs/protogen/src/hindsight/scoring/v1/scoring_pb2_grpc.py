@@ -62,7 +62,9 @@ class ScoringServicer:
     """
 
     def Score(self, request, context):
-        """Scores one signal.
+        """Scores one signal. Takes the `features` map only: the packed form
+        (`feature_values`) is batch-only, and a request carrying it is INVALID_ARGUMENT
+        naming `feature_values`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,6 +74,9 @@ class ScoringServicer:
         """Scores several signals in one call. `responses[i]` answers `requests[i]`.
         An invalid request fails the whole call with INVALID_ARGUMENT, the message naming
         the request by index (for example `requests[3].features.rsi_14`).
+        Features come either as each request's `features` map, or packed: the batch's
+        `feature_names` once and each request's `feature_values` in that order (see
+        `ScoreBatchRequest`). Both forms give the same answers for the same values.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -64,11 +64,17 @@ class ScoringStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ScoringAsyncStub: ...
     Score: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreResponse]
-    """Scores one signal."""
+    """Scores one signal. Takes the `features` map only: the packed form
+    (`feature_values`) is batch-only, and a request carrying it is INVALID_ARGUMENT
+    naming `feature_values`.
+    """
     ScoreBatch: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreBatchRequest, _scoring_pb2.ScoreBatchResponse]
     """Scores several signals in one call. `responses[i]` answers `requests[i]`.
     An invalid request fails the whole call with INVALID_ARGUMENT, the message naming
     the request by index (for example `requests[3].features.rsi_14`).
+    Features come either as each request's `features` map, or packed: the batch's
+    `feature_names` once and each request's `feature_values` in that order (see
+    `ScoreBatchRequest`). Both forms give the same answers for the same values.
     """
 
 @_typing.type_check_only
@@ -83,11 +89,17 @@ class ScoringAsyncStub(ScoringStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Score: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreResponse]  # type: ignore[assignment]
-    """Scores one signal."""
+    """Scores one signal. Takes the `features` map only: the packed form
+    (`feature_values`) is batch-only, and a request carrying it is INVALID_ARGUMENT
+    naming `feature_values`.
+    """
     ScoreBatch: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreBatchRequest, _scoring_pb2.ScoreBatchResponse]  # type: ignore[assignment]
     """Scores several signals in one call. `responses[i]` answers `requests[i]`.
     An invalid request fails the whole call with INVALID_ARGUMENT, the message naming
     the request by index (for example `requests[3].features.rsi_14`).
+    Features come either as each request's `features` map, or packed: the batch's
+    `feature_names` once and each request's `feature_values` in that order (see
+    `ScoreBatchRequest`). Both forms give the same answers for the same values.
     """
 
 class ScoringServicer(metaclass=_abc_1.ABCMeta):
@@ -105,7 +117,10 @@ class ScoringServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.ScoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.ScoreResponse, _abc.Awaitable[_scoring_pb2.ScoreResponse]]:
-        """Scores one signal."""
+        """Scores one signal. Takes the `features` map only: the packed form
+        (`feature_values`) is batch-only, and a request carrying it is INVALID_ARGUMENT
+        naming `feature_values`.
+        """
 
     @_abc_1.abstractmethod
     def ScoreBatch(
@@ -116,6 +131,9 @@ class ScoringServicer(metaclass=_abc_1.ABCMeta):
         """Scores several signals in one call. `responses[i]` answers `requests[i]`.
         An invalid request fails the whole call with INVALID_ARGUMENT, the message naming
         the request by index (for example `requests[3].features.rsi_14`).
+        Features come either as each request's `features` map, or packed: the batch's
+        `feature_names` once and each request's `feature_values` in that order (see
+        `ScoreBatchRequest`). Both forms give the same answers for the same values.
         """
 
 def add_ScoringServicer_to_server(servicer: ScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

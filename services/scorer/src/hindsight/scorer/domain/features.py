@@ -1,7 +1,9 @@
 """Feature validation: a request's ``features`` map against the model's feature list.
 
 Fills float32 rows in the ONNX input's column order. Errors name the field the way the
-Scoring contract says: ``features.<name>`` (prefixed ``requests[i].`` in a batch).
+Scoring contract says: ``features.<name>`` (prefixed ``requests[i].`` in a batch). A packed
+batch (``feature_names`` once, ``feature_values`` per row) is read by :func:`packed_rows`
+and mapped to a model's columns by :meth:`FeatureIndex.columns_of`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy.typing as npt
 
 from hindsight.common.errors import InvalidInputError
 
-__all__ = ["FeatureIndex", "Matrix"]
+__all__ = ["FeatureIndex", "Matrix", "packed_rows"]
 
 Matrix = npt.NDArray[np.float32]
 
@@ -120,6 +122,28 @@ class FeatureIndex:
             return None
         return flat.reshape(n, width)
 
+    def columns_of(self, feature_names: Sequence[str]) -> npt.NDArray[np.intp] | None:
+        """Model column ``j`` is packed position ``result[j]``; None when already in order.
+
+        The names must be exactly this feature set, in any order: a duplicate, unknown or
+        missing name is InvalidInputError naming ``feature_names`` and the name.
+        """
+        given = tuple(feature_names)
+        if given == self.names:
+            return None
+        position: dict[str, int] = {}
+        column = self.column
+        for k, name in enumerate(given):
+            if name in position:
+                raise InvalidInputError(f"duplicate name {name!r}", field="feature_names")
+            if name not in column:
+                raise InvalidInputError(f"unknown feature {name!r}", field="feature_names")
+            position[name] = k
+        if len(position) != len(self.names):
+            missing = next(name for name in self.names if name not in position)
+            raise InvalidInputError(f"missing feature {missing!r}", field="feature_names")
+        return np.array([position[name] for name in self.names], dtype=np.intp)
+
     def _checked(self, features: Mapping[str, float], prefix: str) -> list[float]:
         """Per-key check: the first unknown key, else the first missing name, is an error.
 
@@ -159,3 +183,29 @@ class FeatureIndex:
                 "NaN (missing value) not allowed for this feature", field=f"{prefix}features.{name}"
             )
         raise InvalidInputError("must be a finite number", field=f"{prefix}features.{name}")
+
+
+def packed_rows(values: Sequence[Sequence[float]], width: int, map_sizes: Sequence[int]) -> Matrix:
+    """A packed batch's rows as a float32 ``(len(values), width)`` matrix, in batch order.
+
+    ``map_sizes[i]`` is the size of request ``i``'s ``features`` map, which must be empty.
+    The first invalid row, in request order, is InvalidInputError naming
+    ``requests[i].features`` (both forms) or ``requests[i].feature_values`` (its length).
+    Finiteness is not checked here. The values are read in one C loop as float64 and then
+    rounded to float32 once: the same float32 values as the map path gives.
+    """
+    n = len(values)
+    if any(map_sizes) or set(map(len, values)) - {width}:
+        for i, (row, size) in enumerate(zip(values, map_sizes, strict=True)):
+            if size:
+                raise InvalidInputError(
+                    "set in a batch with feature_names: send feature_values only",
+                    field=f"requests[{i}].features",
+                )
+            if len(row) != width:
+                raise InvalidInputError(
+                    f"has {len(row)} values, feature_names has {width}",
+                    field=f"requests[{i}].feature_values",
+                )
+    flat = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=n * width)
+    return flat.astype(np.float32).reshape(n, width)

@@ -8,11 +8,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hindsight.scorer.domain.features import Matrix
+from hindsight.common.errors import InvalidInputError
+from hindsight.scorer.domain.features import Matrix, packed_rows
 from hindsight.scorer.domain.intervals import Z_95, IntervalTable
 from hindsight.scorer.domain.models import LoadedModel
 
-__all__ = ["BatchItem", "BatchScores", "Score", "score_batch", "score_columns", "score_one"]
+__all__ = [
+    "BatchItem",
+    "BatchScores",
+    "Score",
+    "score_batch",
+    "score_columns",
+    "score_one",
+    "score_packed",
+]
 
 BIAS = "bias"
 
@@ -154,7 +163,57 @@ def score_columns(
     if not n:
         return BatchScores([], [], [], [])
     groups = _groups(models)
-    matrices = _matrices(groups, features)
+    return _score_groups(groups, _matrices(groups, features), explain, n)
+
+
+def score_packed(
+    models: Sequence[LoadedModel],
+    *,
+    feature_names: Sequence[str],
+    values: Sequence[Sequence[float]],
+    map_sizes: Sequence[int],
+    explain: Sequence[bool],
+) -> BatchScores:
+    """Score a packed batch: ``values[i]`` in ``feature_names`` order (see the proto).
+
+    The names are mapped to each model's columns once per (model, version); then the same
+    checks, drift record and model runs as :func:`score_columns`, so the same rows give
+    the same answers bit for bit. ``map_sizes[i]`` (request ``i``'s ``features`` size)
+    must be 0. Errors name ``feature_names`` or ``requests[i].``, batch-level first.
+    """
+    n = len(models)
+    if not n:
+        return BatchScores([], [], [], [])
+    groups = _groups(models)
+    columns = [_columns(model, feature_names) for model, _ in groups]
+    packed = packed_rows(values, len(feature_names), map_sizes)
+    single = len(groups) == 1
+    matrices: list[Matrix] = []
+    for (model, positions), cols in zip(groups, columns, strict=True):
+        matrix = packed if single else packed[positions]
+        if cols is not None:
+            matrix = np.ascontiguousarray(matrix[:, cols])
+        model.features.check_finite(matrix, positions)
+        matrices.append(matrix)
+    return _score_groups(groups, matrices, explain, n)
+
+
+def _columns(model: LoadedModel, feature_names: Sequence[str]) -> npt.NDArray[np.intp] | None:
+    """The model's column map of the batch's names; errors also say which model."""
+    try:
+        return model.features.columns_of(feature_names)
+    except InvalidInputError as exc:
+        reason = f"{exc.reason} (model {model.name!r} version {model.version!r})"
+        raise InvalidInputError(reason, field=exc.field) from exc
+
+
+def _score_groups(
+    groups: list[tuple[LoadedModel, list[int]]],
+    matrices: list[Matrix],
+    explain: Sequence[bool],
+    n: int,
+) -> BatchScores:
+    """Run every group's valid matrix and put the answers back in request order."""
     for (model, _), matrix in zip(groups, matrices, strict=True):
         if model.drift is not None:  # only once every request of the batch is valid
             model.drift.record_many(matrix)
