@@ -323,3 +323,18 @@ async def test_max_workers_handles_several_messages_at_once(run_broker: RunBroke
             break
         await asyncio.sleep(0.05)
     assert info.num_ack_pending == 0 and info.num_pending == 0, "all four acked"
+
+
+@pytest.mark.unit
+def test_url_credentials_become_connection_options_for_every_server() -> None:
+    servers, security = split_credentials(
+        ["tls://trainer:p%40ss@nats-0:4222", "tls://trainer:p%40ss@nats-1:4222"]
+    )
+    assert servers == ["tls://nats-0:4222", "tls://nats-1:4222"]
+    assert security is not None
+    assert (security.username, security.password) == ("trainer", "p@ss")
+    # Nothing to move, or nothing one set of options could say: the URLs stay as given.
+    assert split_credentials(["nats://127.0.0.1:4222"]) == (["nats://127.0.0.1:4222"], None)
+    assert split_credentials(["nats://tok@a:4222"]) == (["nats://tok@a:4222"], None)
+    mixed = ["nats://a:x@h1:4222", "nats://b:y@h2:4222"]
+    assert split_credentials(mixed) == (mixed, None)

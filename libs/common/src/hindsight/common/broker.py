@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PubAck, PullSub
 from faststream.nats.annotations import NatsMessage
+from faststream.nats.security import NatsUserPassword
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError as StreamNotFoundError
@@ -39,6 +41,7 @@ __all__ = [
     "ensure_streams",
     "publish_event",
     "retry_delay",
+    "split_credentials",
     "subscribe_event",
 ]
 
@@ -87,6 +90,25 @@ class _IdleFetchTimeoutFilter(logging.Filter):
         return True
 
 
+def split_credentials(servers: list[str]) -> tuple[list[str], NatsUserPassword | None]:
+    """Move ``user:password@`` out of the NATS URLs into connection options.
+
+    nats-py sends credentials written in a URL only to that URL's server, not to the other
+    servers of a cluster it learns about (INFO ``connect_urls``), so a reconnect to one of
+    those would fail to log in. Given as options they go to every server. URLs are left as
+    they are when they carry different credentials or only a token.
+    """
+    parsed = [urlsplit(url if "://" in url else f"nats://{url}") for url in servers]
+    pairs = {(p.username, p.password) for p in parsed if p.username is not None}
+    if len(pairs) != 1:
+        return servers, None
+    ((user, password),) = pairs
+    if user is None or password is None:
+        return servers, None
+    bare = [p._replace(netloc=p.netloc.rpartition("@")[2]).geturl() for p in parsed]
+    return bare, NatsUserPassword(unquote(user), unquote(password))
+
+
 def create_broker(settings: BaseServiceSettings, *, client_name: str) -> NatsBroker:
     """A broker for ``settings.nats_url`` that keeps reconnecting instead of giving up."""
     if not settings.nats_servers:
@@ -94,8 +116,10 @@ def create_broker(settings: BaseServiceSettings, *, client_name: str) -> NatsBro
     broker_logger = logging.getLogger(f"hindsight.{client_name}.nats")
     if not any(isinstance(f, _IdleFetchTimeoutFilter) for f in broker_logger.filters):
         broker_logger.addFilter(_IdleFetchTimeoutFilter())
+    servers, security = split_credentials(settings.nats_servers)
     return NatsBroker(
-        servers=settings.nats_servers,
+        servers=servers,
+        security=security,
         name=client_name,
         allow_reconnect=True,
         max_reconnect_attempts=-1,
