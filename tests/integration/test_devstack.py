@@ -442,13 +442,18 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
         )
         assert search.status_code == 200, search.text
         assert search.json()["results"], search.json()
-        labeling = httpx.get(f"{_service_url(stack, 'labeling')}/metrics", timeout=5).text
-        queued = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in labeling.splitlines()
-            if line.startswith("hindsight_labeling_queue_items{")
-        )
-        assert queued == signals
+        labeling = f"{_service_url(stack, 'labeling')}/metrics"
+
+        def queued() -> float:
+            text = httpx.get(labeling, timeout=5).text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("hindsight_labeling_queue_items{")
+            )
+
+        _wait("every trade in the labeling queue", lambda: queued() >= signals, 120, stack)
+        assert queued() == signals
         status = _json(f"{registry}/v1/status")
         assert isinstance(status, dict)
         assert any(p["version"] == version for p in status["production"]), status
