@@ -454,6 +454,97 @@ async def test_text_search_filter_as_of_hybrid_and_bad_input(
     assert 'hindsight_memory_search_seconds_count{mode="hybrid"}' in metrics
 
 
+def path_counts(metrics: str) -> dict[str, float]:
+    """hindsight_memory_search_path_total by path, from a /metrics page."""
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith("hindsight_memory_search_path_total{"):
+            label, value = line.split("} ")
+            out[label.split('"')[1]] = float(value)
+    return out
+
+
+async def test_filtered_search_same_answer_on_overfetch_and_fallback(
+    memory: tuple[Memory, httpx.AsyncClient, FakeEmbedder], nats_client: NatsClient
+) -> None:
+    app, client, _ = memory
+    symbols = ["EURUSD", "GBPUSD"]
+    events = [
+        embedding(
+            f"of-{i:02d}",
+            run_id="of",
+            symbol="USDJPY" if i in (17, 43) else symbols[i % 2],
+            hours=i,
+        )
+        for i in range(60)
+    ]
+    for event in events:
+        await publish(nats_client, event)
+    await wait_for_count(client, 60, run_id="of")
+    query = unit("overfetch-query", 512)
+    # The truth, computed here: ids by cosine distance to the query.
+    by_distance = sorted(
+        events, key=lambda e: 1.0 - float(np.dot(query, e.embedding))
+    )  # unit vectors: cosine distance = 1 - dot
+
+    async def run(body: dict[str, Any], overfetch: int) -> tuple[list[Any], dict[str, float]]:
+        app.settings.search_overfetch = overfetch
+        before = path_counts((await client.get("/metrics")).text)
+        found = await search(client, {"vector": query, "model": CLIP, **body})
+        after = path_counts((await client.get("/metrics")).text)
+        served = {path: after[path] - before.get(path, 0) for path in after}
+        ranked = [(r["id"], r["score"], r["distance"]) for r in found["results"]]
+        return ranked, served
+
+    as_of = format_utc(BASE_TIME + timedelta(hours=40))
+    cases: list[tuple[dict[str, Any], set[str], int]] = [
+        # (request, the symbols it selects, over-fetch factor giving a hit)
+        ({"k": 5, "filter": {"symbol": "EURUSD"}}, {"EURUSD"}, 4),
+        (
+            {"k": 3, "filter": {"symbol": {"$in": ["GBPUSD", "USDJPY"]}}, "as_of": as_of},
+            {"GBPUSD", "USDJPY"},
+            8,
+        ),
+        (
+            {"k": 3, "filter": {"$or": [{"symbol": "GBPUSD"}, {"run_id": {"$ne": "of"}}]}},
+            {"GBPUSD"},
+            6,
+        ),
+    ]
+    for body, selected, factor in cases:
+        # factor x k candidates of 60 records: a hit needs k matches among them.
+        hit, hit_paths = await run(body, overfetch=factor)
+        fallback, fallback_paths = await run(body, overfetch=0)
+        assert hit_paths == {"unfiltered": 0, "overfetch": 1, "chroma_filter": 0}, body
+        assert fallback_paths == {"unfiltered": 0, "overfetch": 0, "chroma_filter": 1}
+        assert hit == fallback, body
+        expected = [
+            e.vector_id
+            for e in by_distance
+            if e.metadata["symbol"] in selected
+            and ("as_of" not in body or e.metadata["timestamp"] < as_of)
+        ]
+        assert [vid for vid, _, _ in hit] == expected[: body["k"]], body
+
+    # Two USDJPY records, k = 5: fewer than k match among the 20 candidates, so the
+    # fallback answers, with exactly those two, nearest first.
+    usdjpy = [e.vector_id for e in by_distance if e.metadata["symbol"] == "USDJPY"]
+    assert sorted(usdjpy) == ["of-17", "of-43"]
+    selective, paths = await run({"k": 5, "filter": {"symbol": "USDJPY"}}, overfetch=4)
+    assert paths["chroma_filter"] == 1 and paths["overfetch"] == 0
+    assert [vid for vid, _, _ in selective] == usdjpy
+    # The same filter again: remembered as selective, it goes straight to the fallback.
+    again, paths = await run({"k": 5, "filter": {"symbol": "USDJPY"}}, overfetch=20)
+    assert paths["chroma_filter"] == 1 and again == selective
+    # 100 candidates asked of 60 records (an equivalent filter, not remembered): Chroma
+    # returned them all, so the over-fetch answer is complete although short.
+    complete, paths = await run({"k": 5, "filter": {"symbol": {"$in": ["USDJPY"]}}}, overfetch=20)
+    assert paths["overfetch"] == 1 and complete == selective
+    # Unfiltered searches are counted apart.
+    _, paths = await run({"k": 5}, overfetch=4)
+    assert paths == {"unfiltered": 1, "overfetch": 0, "chroma_filter": 0}
+
+
 # --- docs, prompts, retention ------------------------------------------------------------
 
 

@@ -67,6 +67,7 @@ def test_valid_filters_are_normalised(given: Any, expected: Any) -> None:
         ({"ts": {"$gt": True}}, "$gt compares numbers only"),
         ({"symbol": {"$in": []}}, "non-empty list"),
         ({"symbol": {"$in": ["a", 1]}}, "same type"),
+        ({"ts": {"$nin": [1, 2.5]}}, "same type"),  # Chroma refuses mixed ints and floats
         ({"symbol": {"$in": [{"a": 1}]}}, "list items"),
         ({"$and": []}, "non-empty list"),
         ({"$and": {"symbol": "x"}}, "non-empty list"),

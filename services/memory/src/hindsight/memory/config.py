@@ -36,6 +36,16 @@ class MemorySettings(BaseServiceSettings):
     keyword_candidates: int = Field(
         default=200, ge=1, le=5000, description="Full-text hits considered by a hybrid search."
     )
+    search_overfetch: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Filtered search: ask for k x this many unfiltered neighbours and filter "
+        "them here; 0 always uses Chroma's filtered query.",
+    )
+    search_overfetch_max: int = Field(
+        default=1000, ge=1, le=20000, description="Cap on the over-fetched neighbours."
+    )
     chunk_chars: int = Field(default=800, ge=100, le=20000)
     chunk_overlap: int = Field(default=120, ge=0, le=5000)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

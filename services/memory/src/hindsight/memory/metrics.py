@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["LABEL_UPDATES", "RECORDS", "SEARCH_SECONDS", "UPSERTS"]
+__all__ = ["LABEL_UPDATES", "RECORDS", "SEARCH_PATHS", "SEARCH_SECONDS", "UPSERTS"]
 
 RECORDS = Gauge(
     "hindsight_memory_records",
@@ -22,6 +22,15 @@ SEARCH_SECONDS = Histogram(
     ["mode"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
+SEARCH_PATHS = Counter(
+    "hindsight_memory_search_path",
+    "Nearest-neighbour queries per physical collection, by how they were answered: "
+    "unfiltered, overfetch (unfiltered neighbours filtered in memory) or chroma_filter "
+    "(Chroma's filtered query: the fallback).",
+    ["path"],
+)
+for _path in ("unfiltered", "overfetch", "chroma_filter"):
+    SEARCH_PATHS.labels(_path)
 LABEL_UPDATES = Counter(
     "hindsight_memory_label_updates_total",
     "label.saved events applied to the trade's records.",

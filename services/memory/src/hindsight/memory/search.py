@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,9 +17,11 @@ from hindsight.common.paths import resolve_in_roots
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.filters import combine, validate_filter
 from hindsight.memory.domain.fusion import reciprocal_rank_fusion
+from hindsight.memory.domain.overfetch import FallbackMemory, OverfetchWalk, candidate_count
 from hindsight.memory.domain.records import LOGICAL_COLLECTIONS, epoch_seconds, full_metadata
+from hindsight.memory.domain.where import Predicate, where_predicate
 from hindsight.memory.embed_client import QueryEmbedder, QueryVector, Tower
-from hindsight.memory.metrics import SEARCH_SECONDS
+from hindsight.memory.metrics import SEARCH_PATHS, SEARCH_SECONDS
 from hindsight.memory.storage import Storage
 from hindsight.memory.vectors import PhysicalCollection, QueryHit, VectorStore
 
@@ -114,6 +117,7 @@ class Searcher:
         self.storage = storage
         self.vectors = vectors
         self.embedder = embedder
+        self.fallbacks = FallbackMemory()
 
     async def search(self, body: Any) -> dict[str, Any]:
         """Run one search; returns the response body."""
@@ -176,6 +180,7 @@ class Searcher:
         targets = await self._targets(request.collections)
         query_vectors, exclude = await self._query_vectors(request, targets)
         k = request.k
+        predicate = where_predicate(where)
         jobs = []
         for qv in query_vectors:
             for physical in targets:
@@ -188,8 +193,12 @@ class Searcher:
                         field="vector",
                     )
                 jobs.append(
-                    self.vectors.query(
-                        physical.name, qv.embedding, k=k + (1 if exclude else 0), where=where
+                    self._nearest(
+                        physical.name,
+                        qv.embedding,
+                        need=k + (1 if exclude else 0),
+                        where=where,
+                        predicate=predicate,
                     )
                 )
         hit_lists: list[list[QueryHit]] = list(await asyncio.gather(*jobs))
@@ -215,7 +224,7 @@ class Searcher:
             rankings.append(ranking[:k])
         if request.hybrid:
             assert request.text is not None
-            rankings.append(await self._keyword(request, where))
+            rankings.append(await self._keyword(request, where, predicate))
         rankings = [r for r in rankings if r]
         if len(rankings) == 1 and all(vid in distance for vid in rankings[0]):
             # One ranked list: the score is the cosine similarity itself.
@@ -240,8 +249,47 @@ class Searcher:
             )
         return results
 
-    async def _keyword(self, request: SearchRequest, where: dict[str, Any] | None) -> list[str]:
-        """Full-text hits (PostgreSQL), filtered by the same ``where`` in Chroma."""
+    async def _nearest(
+        self,
+        name: str,
+        embedding: Sequence[float],
+        *,
+        need: int,
+        where: dict[str, Any] | None,
+        predicate: Predicate,
+    ) -> list[QueryHit]:
+        """The ``need`` nearest records of one physical collection that match ``where``.
+
+        Chroma's filtered query is slow on a large collection, so a filtered search first
+        asks for more neighbours unfiltered and filters them here (``domain.overfetch``
+        says when that is exactly the filtered answer); Chroma filters only otherwise.
+        """
+        if where is None:
+            SEARCH_PATHS.labels("unfiltered").inc()
+            return await self.vectors.query(name, embedding, k=need, where=None)
+        asked = candidate_count(
+            need, factor=self.settings.search_overfetch, cap=self.settings.search_overfetch_max
+        )
+        key = f"{name} {json.dumps(where, sort_keys=True)}"
+        if asked and self.fallbacks.should_try(key):
+            candidates = await self.vectors.query(name, embedding, k=asked, where=None)
+            walk = OverfetchWalk(need=need, asked=asked, found=len(candidates))
+            while (chunk := walk.next_chunk()) is not None:
+                ids = [candidates[i].vector_id for i in chunk]
+                metas = await self.vectors.metadatas(name, ids)
+                # An id missing here was deleted since the query: it matches nothing.
+                walk.feed(chunk, [vid in metas and predicate(metas[vid]) for vid in ids])
+            self.fallbacks.record(key, selective=walk.selective)
+            if walk.done:
+                SEARCH_PATHS.labels("overfetch").inc()
+                return [candidates[i] for i in walk.chosen]
+        SEARCH_PATHS.labels("chroma_filter").inc()
+        return await self.vectors.query(name, embedding, k=need, where=where)
+
+    async def _keyword(
+        self, request: SearchRequest, where: dict[str, Any] | None, predicate: Predicate
+    ) -> list[str]:
+        """Full-text hits (PostgreSQL), filtered by the same ``where`` on Chroma's metadata."""
         assert request.text is not None
         before: datetime | None = request.as_of
         hits = await self.storage.keyword_search(
@@ -258,6 +306,8 @@ class Searcher:
             allowed: set[str] = set()
             for physical, ids in by_physical.items():
                 if physical in known:
-                    allowed |= await self.vectors.matching(physical, ids, where=where)
+                    # By id, then filtered here: cheaper than Chroma's where at scale.
+                    metas = await self.vectors.metadatas(physical, ids)
+                    allowed |= {vid for vid, meta in metas.items() if predicate(meta)}
             hits = [(vid, p) for vid, p in hits if vid in allowed]
         return [vid for vid, _ in hits[: request.k]]

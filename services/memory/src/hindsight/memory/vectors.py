@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = dict[str, str | int | float | bool]
+_GET_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +236,7 @@ class VectorStore:
     async def query(
         self, name: str, embedding: Sequence[float], *, k: int, where: dict[str, Any] | None
     ) -> list[QueryHit]:
-        """The k nearest vectors (cosine distance) that match ``where``."""
+        """The k nearest vectors (cosine distance) that match ``where``, nearest first."""
 
         def call() -> list[QueryHit]:
             result = self._collection(name).query(
@@ -250,17 +251,25 @@ class VectorStore:
 
         return await self._run(call, field="filter")
 
-    async def matching(
-        self, name: str, ids: Sequence[str], *, where: dict[str, Any] | None
-    ) -> set[str]:
-        """Which of ``ids`` exist in the collection and match ``where``."""
+    async def metadatas(self, name: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Metadata of those of ``ids`` that exist in the collection."""
+
+        def call() -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            # Chroma's get(ids=…) slows down sharply past a few hundred ids: chunk.
+            for lo in range(0, len(ids), _GET_CHUNK):
+                result = self._collection(name).get(
+                    ids=list(ids[lo : lo + _GET_CHUNK]), include=["metadatas"]
+                )
+                metas: list[Any] = list(result.get("metadatas") or [])
+                metas += [None] * (len(result["ids"]) - len(metas))
+                for vid, meta in zip(result["ids"], metas, strict=True):
+                    out[vid] = dict(meta or {})
+            return out
+
         if not ids:
-            return set()
-        result = await self._run(
-            lambda: self._collection(name).get(ids=list(ids), where=where, include=[]),
-            field="filter",
-        )
-        return set(result["ids"])
+            return {}
+        return await self._run(call)
 
     async def get(
         self,

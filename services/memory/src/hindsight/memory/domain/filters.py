@@ -60,9 +60,9 @@ def _condition(path: str, field: str, value: Any) -> list[Where]:
                 raise _fail(where, "expected a non-empty list")
             if not all(_is_scalar(item) for item in operand):
                 raise _fail(where, "list items must be strings, numbers or booleans")
-            kinds = {"number" if _is_number(item) else type(item).__name__ for item in operand}
-            if len(kinds) > 1:
-                raise _fail(where, "list items must all have the same type")
+            # Chroma refuses mixed lists, ints and floats included ([1, 2.5]).
+            if len({type(item) for item in operand}) > 1:
+                raise _fail(where, "list items must all have the same type (ints and floats too)")
         else:
             allowed = ", ".join(sorted(COMPARISON_OPERATORS | LIST_OPERATORS))
             raise _fail(where, f"unknown operator {op!r} (allowed: {allowed})")
