@@ -21,6 +21,7 @@ from hindsight.common.broker import (
     ensure_streams,
     publish_event,
     retry_delay,
+    split_credentials,
     subscribe_event,
 )
 from hindsight.common.errors import InvalidInputError
@@ -332,7 +333,7 @@ def test_url_credentials_become_connection_options_for_every_server() -> None:
     )
     assert servers == ["tls://nats-0:4222", "tls://nats-1:4222"]
     assert security is not None
-    assert (security.username, security.password) == ("trainer", "p@ss")
+    assert (security.username, security.password) == ("trainer", "p%40ss")  # verbatim
     # Nothing to move, or nothing one set of options could say: the URLs stay as given.
     assert split_credentials(["nats://127.0.0.1:4222"]) == (["nats://127.0.0.1:4222"], None)
     assert split_credentials(["nats://tok@a:4222"]) == (["nats://tok@a:4222"], None)

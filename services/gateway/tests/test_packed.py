@@ -139,6 +139,17 @@ def _no_names(batch: Any) -> None:
     del batch.feature_names[:]
 
 
+def _short_row_then_no_signal_id(batch: Any) -> None:
+    # The scorer checks every row's own fields before the packed shape: so must the gateway.
+    del batch.requests[0].feature_values[0]
+    batch.requests[1].signal_id = ""
+
+
+def _duplicate_name_then_no_signal_id(batch: Any) -> None:
+    batch.feature_names[2] = "f02"
+    batch.requests[3].signal_id = ""
+
+
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
@@ -147,6 +158,8 @@ def _no_names(batch: Any) -> None:
         (_drop_value, "requests[2].feature_values"),
         (_set(3, "features", {"f00": 1.0}), "requests[3].features"),
         (_no_names, "requests[0].feature_values"),
+        (_short_row_then_no_signal_id, "requests[1].signal_id"),
+        (_duplicate_name_then_no_signal_id, "requests[3].signal_id"),
     ],
 )
 async def test_gateway_rejects_malformed_packed_batches_itself(

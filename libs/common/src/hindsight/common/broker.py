@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PubAck, PullSub
@@ -106,7 +106,9 @@ def split_credentials(servers: list[str]) -> tuple[list[str], NatsUserPassword |
     if user is None or password is None:
         return servers, None
     bare = [p._replace(netloc=p.netloc.rpartition("@")[2]).geturl() for p in parsed]
-    return bare, NatsUserPassword(unquote(user), unquote(password))
+    # As written, not percent-decoded: nats-py sends URL credentials verbatim, and a
+    # password must not change meaning with where it is carried.
+    return bare, NatsUserPassword(user, password)
 
 
 def create_broker(settings: BaseServiceSettings, *, client_name: str) -> NatsBroker:

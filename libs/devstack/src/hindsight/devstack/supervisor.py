@@ -50,11 +50,12 @@ SERVICE_ENTRY_POINT_GROUP = "hindsight.services"
 #
 # The first run should reach "model promoted and serving" by itself within minutes: the
 # replay plays both real data sets (556 signals), the trainer trains once 250 new outcomes
-# are in (and on the rest once the replay has gone quiet for 30 s), and the promotion gates
-# are the demo's. On real EURUSD/GOOG the replay's simple rules have no edge (honest test
-# ROC-AUC ~0.50, the trainer's trading verdict REJECT), so production's gates would
-# (rightly) refuse every version; the dev stack relaxes them and says so (README, First
-# run). The verdict and AUC stay visible in the registry and report.
+# are in (and on the rest, if >= 100 remain, once the replay has gone quiet for 30 s and
+# 120 s have passed since the last run), and the promotion gates are the demo's. On real
+# EURUSD/GOOG the replay's simple rules have no edge (honest test ROC-AUC ~0.50, the
+# trainer's trading verdict REJECT), so production's gates would (rightly) refuse every
+# version; the dev stack relaxes them and says so (README, First run). The verdict and AUC
+# stay visible in the registry and report.
 DEV_DEFAULTS: Mapping[str, str] = {
     "HINDSIGHT_EMBEDDER_ALLOW_RANDOM_WEIGHTS": "true",
     "HINDSIGHT_REPLAY_DATA": "eurusd,goog",

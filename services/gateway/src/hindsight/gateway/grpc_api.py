@@ -72,17 +72,23 @@ def _valid_rows(requests: Any, width: int) -> bool:
 
 
 def _check_batch(request: Any) -> None:
-    """Each request as by ``Score``, plus the packed form's shape (no model needed)."""
+    """Each request as by ``Score``, plus the packed form's shape (no model needed).
+
+    In the scorer's order, so that the gateway names the same field as a scorer would:
+    every row's own fields first, then ``feature_names``, then each row's packed shape.
+    """
     names = request.feature_names
     width = len(names)
-    if width and len(set(names)) != width:
-        duplicate = next(name for k, name in enumerate(names) if name in names[:k])
-        raise InvalidInputError(f"duplicate name {duplicate!r}", field="feature_names")
     if _valid_rows(request.requests, width):
+        if width and len(set(names)) != width:
+            _duplicate(names)
         return
     for i, one in enumerate(request.requests):
+        _check(one, f"requests[{i}].")
+    if width and len(set(names)) != width:
+        _duplicate(names)
+    for i, one in enumerate(request.requests):
         prefix = f"requests[{i}]."
-        _check(one, prefix)
         if width:
             if one.features:
                 raise InvalidInputError(
@@ -98,6 +104,11 @@ def _check_batch(request: Any) -> None:
             raise InvalidInputError(
                 "set in a batch without feature_names", field=f"{prefix}feature_values"
             )
+
+
+def _duplicate(names: Any) -> None:
+    duplicate = next(name for k, name in enumerate(names) if name in names[:k])
+    raise InvalidInputError(f"duplicate name {duplicate!r}", field="feature_names")
 
 
 def _unpacked(request: Any, names: Any) -> Any:

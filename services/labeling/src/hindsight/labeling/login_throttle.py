@@ -97,7 +97,8 @@ class InMemoryLoginThrottle:
 
 
 def account_key(name: str) -> str:
-    """The account's throttling key; longer names exist nowhere and share one bounded key."""
+    """The account's throttling key: the name cut to 65 characters (no account name is longer
+    than 64, so a cut name is never a real account; the store's size bound is ``max_keys``)."""
     return name[: _MAX_NAME + 1]
 
 

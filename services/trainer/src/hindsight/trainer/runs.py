@@ -182,6 +182,8 @@ class RunService:
             newest = await self.storage.latest_outcome_at()
             if newest is None or (now - newest).total_seconds() < settings.auto_train_quiet_s:
                 return None
+            if latest and latest[0]["status"] == "failed" and newest <= latest[0]["created_at"]:
+                return None  # it failed on these very outcomes: wait for new ones
             reason = (
                 f"{new} new outcomes since the last completed run, then none for "
                 f"{settings.auto_train_quiet_s:g} s"

@@ -111,8 +111,16 @@ class SlidingWindowThrottle:
         if len(self._entries) + room_for <= self.max_keys:
             return
         # Full: drop every idle key (a sweep, only when full), then the least recently
-        # touched live ones: memory stays bounded under a flood of names.
+        # touched live ones that are not locked, locked ones last: memory stays bounded
+        # under a flood of names, and a flood cannot lift a lockout while anything else
+        # can go.
         for key in [k for k, e in self._entries.items() if self._idle(e, now)]:
+            del self._entries[key]
+        excess = len(self._entries) + room_for - self.max_keys
+        if excess <= 0:
+            return
+        unlocked = [k for k, e in self._entries.items() if e.locked_until is None]
+        for key in unlocked[:excess]:
             del self._entries[key]
         while self._entries and len(self._entries) + room_for > self.max_keys:
             self._entries.popitem(last=False)
