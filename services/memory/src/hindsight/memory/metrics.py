@@ -23,7 +23,7 @@ SEARCH_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
 SEARCH_PATHS = Counter(
-    "hindsight_memory_search_path",
+    "hindsight_memory_search_path_total",
     "Nearest-neighbour queries per physical collection, by how they were answered: "
     "unfiltered, overfetch (unfiltered neighbours filtered in memory) or chroma_filter "
     "(Chroma's filtered query: the fallback).",
