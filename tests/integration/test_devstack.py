@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -347,13 +348,44 @@ def _wait(what: str, probe: object, timeout: float, stack: Stack) -> object:
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; `hindsight up` said:\n{tail}")
 
 
-async def _stream_messages(nats_url: str) -> int:
+# What a second `hindsight up` must not add to: the replay's events and what services
+# derive from them one to one. Training events are left out on purpose: the trainer may
+# legitimately train again (the quiet-flow rule) whenever the stack runs.
+SETTLED_SUBJECTS = (
+    "signal.features",
+    "signal.outcome",
+    "png.created",
+    "json.created",
+    "embedding.created",
+    "prediction.logged",
+    "label.saved",
+)
+
+
+async def _subject_counts(nats_url: str) -> dict[str, int]:
     client = await nats.connect(nats_url, connect_timeout=5)
     try:
-        info = await client.jetstream().stream_info("HINDSIGHT")
-        return int(info.state.messages)
+        info = await client.jetstream().stream_info("HINDSIGHT", subjects_filter=">")
+        return {k: int(v) for k, v in (info.state.subjects or {}).items()}
     finally:
         await client.close()
+
+
+def _held(stack: Stack) -> dict[str, object]:
+    """What the services hold: memory records, labeling queue, trainer rows."""
+    memory = _json(f"{_service_url(stack, 'memory')}/v1/collections") or {}
+    trainer = _json(f"{_service_url(stack, 'trainer')}/v1/stats") or {}
+    labeling = httpx.get(f"{_service_url(stack, 'labeling')}/metrics", timeout=5).text
+    return {
+        "memory_records": sum(p["records"] for p in memory.get("physical", [])),  # type: ignore[attr-defined]
+        "labeling_items": sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in labeling.splitlines()
+            if line.startswith("hindsight_labeling_queue_items{")
+        ),
+        "trainer_signals": trainer.get("signals"),  # type: ignore[attr-defined]
+        "trainer_outcomes": trainer.get("outcomes"),  # type: ignore[attr-defined]
+    }
 
 
 async def _last_signal(nats_url: str) -> dict[str, object]:
@@ -486,10 +518,27 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
             )
         assert not answer.fallback, answer.fallback_reason
         assert answer.model_version in registered and 0.0 <= answer.p_success <= 1.0
-        before = await _stream_messages(nats_url)
+
+        # Settled: every chart and document is a memory record (embedding.created all in).
+        async def settled() -> dict[str, int] | None:
+            counts = await _subject_counts(nats_url)
+            docs = counts.get("png.created", 0) + counts.get("json.created", 0)
+            held = _held(stack)
+            return (
+                counts
+                if held["memory_records"] == docs <= counts.get("embedding.created", 0)
+                else None
+            )
+
+        deadline = time.monotonic() + 300
+        while (counts := await settled()) is None:
+            assert time.monotonic() < deadline, (await _subject_counts(nats_url), _held(stack))
+            await asyncio.sleep(2.0)
+        before = {k: counts.get(k, 0) for k in SETTLED_SUBJECTS}
+        held_before = _held(stack)
         print(
             f"\nfirst run: {signals} signals; promoted {version} "
-            f"{promoted_after:.0f} s after `hindsight up`; stream {before} messages"
+            f"{promoted_after:.0f} s after `hindsight up`; {before}; {held_before}"
         )
         pids = _stop(stack)
     finally:
@@ -508,8 +557,10 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
             120,
             again,
         )
-        time.sleep(10)  # let every service settle: redeliveries would show up as messages
-        assert await _stream_messages(again.endpoint(r"nats://127\.0\.0\.1:\d+")) == before
+        time.sleep(15)  # let every service settle: redeliveries would show up here
+        after = await _subject_counts(again.endpoint(r"nats://127\.0\.0\.1:\d+"))
+        assert {k: after.get(k, 0) for k in SETTLED_SUBJECTS} == before
+        assert _held(again) == held_before
         pids = _stop(again)
     finally:
         if again.proc.poll() is None:
