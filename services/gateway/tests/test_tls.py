@@ -8,6 +8,8 @@ scorer that requires a client certificate. The real scorer's side is in the scor
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -212,3 +214,34 @@ def test_tls_variables_are_read_from_the_environment(
     settings = build_settings()
     assert settings.tls_cert_file is None
     assert (settings.scorer_tls_ca_file, settings.scorer_tls_server_name) == (pki.ca, "scorer.test")
+
+
+async def _cli_score(*args: str) -> tuple[int, str]:
+    """`hindsight score` as an operator runs it (a separate process)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hindsight.devstack.cli", "score",
+        "--features", json.dumps(dict(request().features)), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return await proc.wait(), out.decode()
+
+
+async def test_the_score_cli_speaks_tls_to_a_tls_only_gateway(
+    make_gateway: GatewayMaker, fake: Fake, pki: Pki, tmp_path: Path
+) -> None:
+    app = await make_gateway(
+        scorers=[fake.target], tls_cert_file=pki.server_cert, tls_key_file=pki.server_key
+    )
+    target = f"127.0.0.1:{app.grpc.port}"
+    code, out = await _cli_score("--target", target, "--tls-ca", str(pki.ca))
+    assert code == 0, out
+    answer = json.loads(out)
+    assert answer["p_success"] == pytest.approx(0.25) and not answer.get("fallback")
+
+    code, out = await _cli_score("--target", target)  # plaintext to a TLS-only port
+    assert code == 1 and "UNAVAILABLE" in out, out
+    code, out = await _cli_score("--target", target, "--tls-ca", str(tmp_path / "nope.pem"))
+    assert code != 0 and "--tls-ca" in out, out
+    code, out = await _cli_score("--target", target, "--tls-cert", str(pki.client_cert))
+    assert code != 0 and "--tls-key" in out, out

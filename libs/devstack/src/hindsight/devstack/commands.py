@@ -177,6 +177,53 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default=None, help="pin one loaded version")
     parser.add_argument("--explain", action="store_true", help="include contributions")
     parser.add_argument("--target", default=None, help="host:port (default gateway or scorer)")
+    tls = parser.add_argument_group("TLS (a gateway or scorer serving gRPC over TLS)")
+    tls.add_argument("--tls-ca", type=Path, default=None, help="PEM CA of the server: use TLS")
+    tls.add_argument("--tls-cert", type=Path, default=None, help="PEM client certificate (mTLS)")
+    tls.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
+    tls.add_argument(
+        "--tls-server-name", default=None, help="name to check in the server's certificate"
+    )
+
+
+_TLS_OPTIONS = {
+    "TLS_CA_FILE": "--tls-ca",
+    "TLS_CERT_FILE": "--tls-cert",
+    "TLS_KEY_FILE": "--tls-key",
+    "TLS_SERVER_NAME": "--tls-server-name",
+}
+
+
+def _channel(grpc: Any, target: str, args: argparse.Namespace) -> Any:
+    """Plaintext, or TLS (mutual with --tls-cert/--tls-key) when --tls-ca is given."""
+    from hindsight.common.errors import ConfigurationError
+    from hindsight.common.tls import ClientTls, check_client_tls_settings
+
+    try:
+        check_client_tls_settings(
+            "TLS_",
+            ca_file=args.tls_ca,
+            cert_file=args.tls_cert,
+            key_file=args.tls_key,
+            server_name=args.tls_server_name,
+        )
+    except ValueError as exc:
+        message = str(exc)
+        for variable, option in _TLS_OPTIONS.items():
+            message = message.replace(variable, option)
+        raise SystemExit(f"hindsight: {message}") from None
+    if args.tls_ca is None:
+        return grpc.insecure_channel(target)
+    try:
+        tls = ClientTls.from_files(
+            args.tls_ca,
+            cert_file=args.tls_cert,
+            key_file=args.tls_key,
+            server_name=args.tls_server_name,
+        )
+    except ConfigurationError as exc:
+        raise SystemExit(f"hindsight: {exc}") from None
+    return grpc.secure_channel(target, tls.credentials(), options=tls.channel_options())
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -202,7 +249,7 @@ def run_score(args: argparse.Namespace) -> int:
     if args.version:
         request.model_version = args.version
     target = args.target or _default_target()
-    with grpc.insecure_channel(target) as channel:
+    with _channel(grpc, target, args) as channel:
         try:
             response = scoring_pb2_grpc.ScoringStub(channel).Score(request, timeout=5.0)
         except grpc.RpcError as exc:
