@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from hindsight.common.artifacts import (
 )
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.domain.models import LoadedModel
+from hindsight.scorer.domain.scoring import Score, score_columns
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 CAL_SCALE = 0.9
@@ -251,3 +253,27 @@ def make_model(version: str = "v1", *, name: str = "m", stage: str = "production
     )
     deployment = Deployment(name, version, stage, f"models/{name}/{version}", "0" * 64)  # type: ignore[arg-type]
     return LoadedModel.build(deployment, card, LinearPredictor(), loaded_at=datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One request of a batch, resolved to its model (row objects, for tests)."""
+
+    model: LoadedModel
+    features: Mapping[str, float]
+    explain: bool
+
+
+def score_batch(items: Sequence[BatchItem]) -> list[Score]:
+    """:func:`score_columns` with one :class:`Score` per row (a test adapter)."""
+    scores = score_columns(
+        [item.model for item in items],
+        [item.features for item in items],
+        [item.explain for item in items],
+    )
+    return [
+        Score(p, low, high, contrib)
+        for p, low, high, contrib in zip(
+            scores.p_success, scores.ci_low, scores.ci_high, scores.contributions, strict=True
+        )
+    ]

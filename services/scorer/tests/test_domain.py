@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scorer_testkit import make_model
+from scorer_testkit import BatchItem, make_model, score_batch
 
 from hindsight.common.artifacts import IntervalBin
 from hindsight.common.errors import InvalidInputError, UnavailableError
@@ -17,7 +17,7 @@ from hindsight.scorer.domain.deployments import Deployment, DeploymentState
 from hindsight.scorer.domain.features import FeatureIndex
 from hindsight.scorer.domain.intervals import IntervalTable, wilson_interval
 from hindsight.scorer.domain.models import LoadedModel, ModelStore
-from hindsight.scorer.domain.scoring import BatchItem, score_batch, score_columns, score_one
+from hindsight.scorer.domain.scoring import score_columns, score_one
 from hindsight.scorer.loader import ArtifactLoader
 from hindsight.scoring.v1 import scoring_pb2
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scorer_testkit import make_model, reference_distributions
+from scorer_testkit import BatchItem, make_model, reference_distributions, score_batch
 
 from hindsight.common.drift import parse_references, psi
 from hindsight.scorer.domain.drift import DriftMonitor
-from hindsight.scorer.domain.scoring import BatchItem, score_batch, score_one
+from hindsight.scorer.domain.scoring import score_one
 
 pytestmark = pytest.mark.unit
 

@@ -14,10 +14,8 @@ from hindsight.scorer.domain.intervals import Z_95, IntervalTable
 from hindsight.scorer.domain.models import LoadedModel
 
 __all__ = [
-    "BatchItem",
     "BatchScores",
     "Score",
-    "score_batch",
     "score_columns",
     "score_one",
     "score_packed",
@@ -36,15 +34,6 @@ class Score:
     ci_low: float
     ci_high: float
     contributions: dict[str, float] | None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchItem:
-    """One request of a batch, resolved to its model."""
-
-    model: LoadedModel
-    features: Mapping[str, float]
-    explain: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,18 +234,3 @@ def _run(
         for j, row in zip(explained, model.predictor.contributions(matrix[explained]), strict=True):
             contributions[j] = _contributions(model, row)
     return p.tolist(), low.tolist(), high.tolist(), contributions
-
-
-def score_batch(items: Sequence[BatchItem]) -> list[Score]:
-    """Score requests in order, one :class:`Score` each (see :func:`score_columns`)."""
-    scores = score_columns(
-        [item.model for item in items],
-        [item.features for item in items],
-        [item.explain for item in items],
-    )
-    return [
-        Score(p, low, high, contrib)
-        for p, low, high, contrib in zip(
-            scores.p_success, scores.ci_low, scores.ci_high, scores.contributions, strict=True
-        )
-    ]
