@@ -86,10 +86,12 @@ def check_client_tls_settings(
     cert_file: Path | None,
     key_file: Path | None,
     server_name: str | None,
+    names: tuple[str, str, str, str] | None = None,
 ) -> None:
     """ValueError naming ``{prefix}CA_FILE`` / ``CERT_FILE`` / ``KEY_FILE`` / ``SERVER_NAME``
-    unless the client TLS settings are all unset, or complete with readable PEM files."""
-    ca_var, cert_var, key_var, name_var = (
+    (or ``names``, e.g. a CLI's options) unless the client TLS settings are all unset, or
+    complete with readable PEM files."""
+    ca_var, cert_var, key_var, name_var = names or tuple(
         f"{prefix}{n}" for n in ("CA_FILE", "CERT_FILE", "KEY_FILE", "SERVER_NAME")
     )
     if (cert_file is None) != (key_file is None):
@@ -131,6 +133,16 @@ class ServerTls:
             private_key=_read(key_file, "TLS private key"),
             client_ca=None if client_ca_file is None else _read(client_ca_file, "TLS client CA"),
         )
+
+    @classmethod
+    def from_settings(
+        cls, cert_file: Path | None, key_file: Path | None, client_ca_file: Path | None
+    ) -> ServerTls | None:
+        """:meth:`from_files` when a certificate and key are configured; None (plaintext)
+        otherwise (a service's ``*_TLS_CERT_FILE`` / ``_KEY_FILE`` / ``_CLIENT_CA_FILE``)."""
+        if cert_file is None or key_file is None:
+            return None
+        return cls.from_files(cert_file, key_file, client_ca_file=client_ca_file)
 
     @property
     def mutual(self) -> bool:

@@ -186,14 +186,6 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_TLS_OPTIONS = {
-    "TLS_CA_FILE": "--tls-ca",
-    "TLS_CERT_FILE": "--tls-cert",
-    "TLS_KEY_FILE": "--tls-key",
-    "TLS_SERVER_NAME": "--tls-server-name",
-}
-
-
 def _channel(grpc: Any, target: str, args: argparse.Namespace) -> Any:
     """Plaintext, or TLS (mutual with --tls-cert/--tls-key) when --tls-ca is given."""
     from hindsight.common.errors import ConfigurationError
@@ -201,17 +193,15 @@ def _channel(grpc: Any, target: str, args: argparse.Namespace) -> Any:
 
     try:
         check_client_tls_settings(
-            "TLS_",
+            "",
             ca_file=args.tls_ca,
             cert_file=args.tls_cert,
             key_file=args.tls_key,
             server_name=args.tls_server_name,
+            names=("--tls-ca", "--tls-cert", "--tls-key", "--tls-server-name"),
         )
     except ValueError as exc:
-        message = str(exc)
-        for variable, option in _TLS_OPTIONS.items():
-            message = message.replace(variable, option)
-        raise SystemExit(f"hindsight: {message}") from None
+        raise SystemExit(f"hindsight: {exc}") from None
     if args.tls_ca is None:
         return grpc.insecure_channel(target)
     try:

@@ -79,14 +79,14 @@ def _check_batch(request: Any) -> None:
     """
     names = request.feature_names
     width = len(names)
-    if _valid_rows(request.requests, width):
-        if width and len(set(names)) != width:
-            _duplicate(names)
-        return
-    for i, one in enumerate(request.requests):
-        _check(one, f"requests[{i}].")
+    rows_valid = _valid_rows(request.requests, width)
+    if not rows_valid:
+        for i, one in enumerate(request.requests):
+            _check(one, f"requests[{i}].")
     if width and len(set(names)) != width:
         _duplicate(names)
+    if rows_valid:
+        return
     for i, one in enumerate(request.requests):
         prefix = f"requests[{i}]."
         if width:
@@ -265,12 +265,12 @@ class ScoringGateway(scoring_pb2_grpc.ScoringServicer):
             return self._batch_fallback(answer, requests, reason, started, routes)
         elapsed_ms = (clock() - started) * 1000.0
         ANSWERS.labels("ScoreBatch", "model", "").inc(len(requests))
+        names = request.feature_names
         for one, response, route in zip(requests, result.response.responses, routes, strict=True):
             response.arm = route.arm
             response.prediction_time_ms = elapsed_ms
             self._record(one, response, route)
             if route.shadows and self._shadow is not None:
-                names = request.feature_names
                 self._shadow.submit(_unpacked(one, names) if names else one, route.shadows)
         self._batch_latency.observe(clock() - started)
         return result.response  # type: ignore[no-any-return]

@@ -16,10 +16,8 @@ __all__ = ["scorer_tls", "server_tls"]
 
 def server_tls(settings: GatewaySettings) -> ServerTls | None:
     """TLS of the gateway's own gRPC port; None for plaintext."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    return ServerTls.from_files(
-        settings.tls_cert_file, settings.tls_key_file, client_ca_file=settings.tls_client_ca_file
+    return ServerTls.from_settings(
+        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     )
 
 

@@ -181,6 +181,7 @@ class Searcher:
         query_vectors, exclude = await self._query_vectors(request, targets)
         k = request.k
         predicate = where_predicate(where)
+        where_key = json.dumps(where, sort_keys=True)  # the fallback memory's key, once
         jobs = []
         for qv in query_vectors:
             for physical in targets:
@@ -198,6 +199,7 @@ class Searcher:
                         qv.embedding,
                         need=k + (1 if exclude else 0),
                         where=where,
+                        where_key=where_key,
                         predicate=predicate,
                     )
                 )
@@ -256,6 +258,7 @@ class Searcher:
         *,
         need: int,
         where: dict[str, Any] | None,
+        where_key: str,
         predicate: Predicate,
     ) -> list[QueryHit]:
         """The ``need`` nearest records of one physical collection that match ``where``.
@@ -270,7 +273,7 @@ class Searcher:
         asked = candidate_count(
             need, factor=self.settings.search_overfetch, cap=self.settings.search_overfetch_max
         )
-        key = f"{name} {json.dumps(where, sort_keys=True)}"
+        key = f"{name} {where_key}"
         if asked and self.fallbacks.should_try(key):
             candidates = await self.vectors.query(name, embedding, k=asked, where=None)
             walk = OverfetchWalk(need=need, asked=asked, found=len(candidates))

@@ -19,6 +19,7 @@ from chromadb.api.models.Collection import Collection
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.memory.config import MemorySettings
+from hindsight.memory.domain.overfetch import MAX_CHUNK
 
 __all__ = ["PhysicalCollection", "QueryHit", "VectorStore"]
 
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = dict[str, str | int | float | bool]
-_GET_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +257,9 @@ class VectorStore:
         def call() -> dict[str, dict[str, Any]]:
             out: dict[str, dict[str, Any]] = {}
             # Chroma's get(ids=…) slows down sharply past a few hundred ids: chunk.
-            for lo in range(0, len(ids), _GET_CHUNK):
+            for lo in range(0, len(ids), MAX_CHUNK):
                 result = self._collection(name).get(
-                    ids=list(ids[lo : lo + _GET_CHUNK]), include=["metadatas"]
+                    ids=list(ids[lo : lo + MAX_CHUNK]), include=["metadatas"]
                 )
                 metas: list[Any] = list(result.get("metadatas") or [])
                 metas += [None] * (len(result["ids"]) - len(metas))

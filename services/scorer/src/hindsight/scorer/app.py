@@ -167,15 +167,6 @@ class _Core:
             await app.feed.stop()
 
 
-def _server_tls(settings: ScorerSettings) -> ServerTls | None:
-    """TLS of the Scoring port (mutual with a client CA: only the gateway gets in)."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    return ServerTls.from_files(
-        settings.tls_cert_file, settings.tls_key_file, client_ca_file=settings.tls_client_ca_file
-    )
-
-
 def build_app(settings: ScorerSettings) -> ScorerApp:
     """Wire the scorer from its settings; nothing starts or binds here."""
     store = ModelStore(default_model=settings.default_model)
@@ -198,7 +189,9 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
         port=settings.grpc_port,
         register=[lambda server: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, server)],
         service_names=[SERVICE_NAME],
-        tls=_server_tls(settings),
+        tls=ServerTls.from_settings(
+            settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+        ),
     )
     http = HttpServer(create_app(store), host=settings.http_host, port=settings.http_port)
     holder: dict[str, ScorerApp] = {}
