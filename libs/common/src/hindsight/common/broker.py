@@ -5,22 +5,26 @@
 * :func:`publish_event` publishes an event with ``Nats-Msg-Id`` = ``<subject>:<key>``;
 * :func:`subscribe_event` registers a durable pull consumer whose handler gets a validated
   event; bad input and messages that still fail after ``max_deliveries`` go to
-  ``dlq.<subject>`` with the original bytes, the error and the delivery count.
+  ``dlq.<subject>`` with the original bytes, the error and the delivery count;
+* :func:`subscribe_event_batch` does the same for a handler that takes a batch of events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from faststream import AckPolicy
+from faststream import AckPolicy, Context
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PubAck, PullSub
 from faststream.nats.annotations import NatsMessage
+from faststream.nats.message import NatsBatchMessage
 from faststream.nats.security import NatsUserPassword
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -28,14 +32,22 @@ from nats.js.errors import NotFoundError as StreamNotFoundError
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.common.events import SUBJECTS, Event, dlq_subject, format_utc, parse_event
-from hindsight.common.metrics import EVENT_HANDLING_SECONDS, EVENTS_CONSUMED, EVENTS_PUBLISHED
+from hindsight.common.metrics import (
+    CONSUME_OUTCOMES,
+    EVENT_HANDLING_SECONDS,
+    EVENTS_CONSUMED,
+    EVENTS_PUBLISHED,
+    init_series,
+)
 from hindsight.common.settings import BaseServiceSettings
 
 __all__ = [
     "DLQ_HEADERS",
     "DLQ_STREAM",
     "STREAM",
+    "Ackable",
     "ConsumerOptions",
+    "Heartbeat",
     "create_broker",
     "dead_letter",
     "ensure_streams",
@@ -43,6 +55,7 @@ __all__ = [
     "retry_delay",
     "split_credentials",
     "subscribe_event",
+    "subscribe_event_batch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +79,8 @@ _DUPLICATE_WINDOW_S = 120.0
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
+BatchHandler = Callable[[list[E]], Awaitable[None]]
+_BatchMessage = Annotated[NatsBatchMessage, Context("message")]
 
 
 class _IdleFetchTimeoutFilter(logging.Filter):
@@ -159,7 +174,8 @@ def _stream_configs(settings: BaseServiceSettings) -> list[StreamConfig]:
 
 
 async def ensure_streams(broker: NatsBroker, settings: BaseServiceSettings) -> None:
-    """Create the streams, or bring an existing one's configuration up to date."""
+    """Create the streams, or bring an existing one's configuration up to date (and the
+    ack wait of this broker's existing durables)."""
     js = broker.connection.jetstream()
     for config in _stream_configs(settings):
         assert config.name is not None
@@ -170,6 +186,34 @@ async def ensure_streams(broker: NatsBroker, settings: BaseServiceSettings) -> N
             logger.info("stream created", extra={"stream": config.name})
         else:
             await js.update_stream(config)
+    await _update_consumers(broker)
+
+
+async def _update_consumers(broker: NatsBroker) -> None:
+    """Bring existing durables of this broker's subscribers to their declared ack wait.
+
+    nats-py binds to an existing durable as it is, so without this a consumer created
+    with an older (longer) ack wait would keep it for ever.
+    """
+    js = broker.connection.jetstream()
+    for subscriber in broker.subscribers:
+        declared = getattr(subscriber, "config", None)
+        stream = getattr(getattr(subscriber, "stream", None), "name", None)
+        durable = getattr(declared, "durable_name", None)
+        if declared is None or not (durable and stream):
+            continue
+        try:
+            current = (await js.consumer_info(stream, durable)).config
+        except StreamNotFoundError:
+            continue
+        wanted = (declared.ack_wait, declared.max_ack_pending)
+        if wanted == (current.ack_wait, current.max_ack_pending):
+            continue
+        current.ack_wait, current.max_ack_pending = wanted
+        await js.add_consumer(stream, config=current)
+        logger.info(
+            "consumer updated", extra={"consumer": durable, "ack_wait_s": declared.ack_wait}
+        )
 
 
 async def publish_event(broker: NatsBroker, event: Event, *, timeout: float = 5.0) -> PubAck:
@@ -228,21 +272,199 @@ class ConsumerOptions:
 
     max_deliveries: int = 5
     batch_size: int = 16
-    ack_wait_s: float = 30.0
+    ack_wait_s: float = 15.0
+    """Seconds the server waits for an ack before it redelivers. Short, so the messages of
+    a consumer that crashed come back in seconds; a handler that runs longer keeps its
+    messages by sending in-progress every ``ack_wait_s / 3`` (see :class:`Heartbeat`)."""
     max_ack_pending: int = 1000
     retry_base_s: float = 0.5
     max_workers: int = 1
     """Messages handled at once. Above 1, fetching goes on while handlers run (faststream's
     concurrent pull subscriber), so a handler that waits for a micro-batch sees company."""
+    batch_pause_s: float = 0.0
+    """:func:`subscribe_event_batch` only: pause after a full batch, so a catch-up over a
+    large backlog leaves CPU to the rest of the machine between batches."""
 
 
-def _delivery_info(msg: Any) -> tuple[int, str]:
+class Ackable(Protocol):
+    """What a consumer does with one JetStream message (nats-py ``Msg``, faststream's)."""
+
+    async def in_progress(self) -> None: ...
+
+
+class Heartbeat:
+    """Keeps the messages a consumer is still working on from being redelivered.
+
+    Every ``every_s`` it sends JetStream in-progress (``+WPI``, which restarts the ack
+    wait) for each message held longer than ``every_s``. One task per consumer, running
+    only while something is held, so short handlers cost a dict entry and nothing else.
+    """
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._held: dict[int, tuple[Ackable, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @contextmanager
+    def holding(self, messages: Sequence[Ackable]) -> Iterator[None]:
+        """Heartbeat ``messages`` until the block ends (the caller acks after it)."""
+        now = time.monotonic()
+        for message in messages:
+            self._held[id(message)] = (message, now)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._beat())
+        try:
+            yield
+        finally:
+            for message in messages:
+                self._held.pop(id(message), None)
+
+    async def _beat(self) -> None:
+        while self._held:
+            await asyncio.sleep(self.every_s)
+            due = time.monotonic() - self.every_s
+            for message, since in list(self._held.values()):
+                if since <= due:
+                    try:
+                        await message.in_progress()
+                    except Exception as exc:  # disconnected: the ack wait decides, as before
+                        logger.debug("in-progress failed: %s", exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """One message as the settling code sees it, whichever object carried it."""
+
+    message: Any
+    """faststream ``NatsMessage`` or nats-py ``Msg``: both have ack and in_progress."""
+    body: bytes
+    count: int
+    key: str
+    nack: Callable[..., Awaitable[None]]
+    """Negative ack taking ``delay=`` seconds (``nack`` on faststream's, ``nak`` on nats')."""
+
+    async def ack(self) -> None:
+        await self.message.ack()
+
+
+def _delivery_info(raw: Any) -> tuple[int, str] | None:
     """(delivery count, stable id of this stream message) from JetStream metadata."""
     try:
-        meta = msg.raw_message.metadata
+        meta = raw.metadata
         return int(meta.num_delivered), f"{meta.stream}:{meta.sequence.stream}"
     except Exception:  # in-memory test broker: no JetStream metadata
-        return 1, str(msg.message_id or msg.correlation_id)
+        return None
+
+
+def _from_faststream(msg: Any) -> _Delivery:
+    count, key = _delivery_info(msg.raw_message) or (1, str(msg.message_id or msg.correlation_id))
+    return _Delivery(message=msg, body=msg.body, count=count, key=key, nack=msg.nack)
+
+
+def _from_nats(msg: Any) -> _Delivery:
+    count, key = _delivery_info(msg) or (1, str(id(msg)))
+    return _Delivery(message=msg, body=msg.data, count=count, key=key, nack=msg.nak)
+
+
+async def _raw_body(msg: Any) -> Any:
+    """Decoder that leaves the body alone: the event model parses it, once."""
+    return msg.body
+
+
+class _Consumer(Generic[E]):
+    """Parsing, acks, retries and dead letters of one durable consumer (one home)."""
+
+    def __init__(
+        self, broker: NatsBroker, event_type: type[E], *, durable: str, opts: ConsumerOptions
+    ) -> None:
+        self.broker = broker
+        self.event_type = event_type
+        self.subject = event_type.subject
+        self.durable = durable
+        self.opts = opts
+        self.heartbeat = Heartbeat(opts.ack_wait_s / 3)
+        # Every outcome reads 0 from the start, so the first dead letter is an increase.
+        init_series(EVENTS_CONSUMED, [self.subject], [durable], CONSUME_OUTCOMES)
+        # At 0 from the start, so the first dead letter moves increase() (HindsightDlqGrowing).
+        init_series(EVENTS_CONSUMED, [self.subject], [durable], CONSUME_OUTCOMES)
+
+    def _extra(self, delivery: _Delivery) -> dict[str, Any]:
+        return {"subject": self.subject, "consumer": self.durable, "delivery": delivery.count}
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        EVENTS_CONSUMED.labels(self.subject, self.durable, outcome).inc(n)
+
+    async def parse(self, delivery: _Delivery) -> E | None:
+        """The event, or None after dead-lettering bad input (and acking it)."""
+        try:
+            event = parse_event(self.subject, delivery.body)
+            if not isinstance(event, self.event_type):  # pragma: no cover - registry mismatch
+                raise InvalidInputError(f"expected {self.event_type.__name__}", field="subject")
+        except InvalidInputError as exc:
+            await self.to_dlq(delivery, exc)
+            return None
+        return event
+
+    async def handle(self, delivery: _Delivery, event: E, handler: Handler[E]) -> None:
+        """Call the handler for one message and settle it: ack, retry later, or DLQ."""
+        try:
+            with self.heartbeat.holding([delivery.message]):
+                await handler(event)
+        except Exception as exc:
+            await self.failed(delivery, exc)
+        else:
+            await delivery.ack()
+            self.count("ok")
+
+    async def failed(self, delivery: _Delivery, exc: Exception) -> None:
+        """Bad input to the DLQ now; other errors retried with backoff, then to the DLQ."""
+        if isinstance(exc, InvalidInputError):
+            await self.to_dlq(delivery, exc)
+        elif delivery.count >= self.opts.max_deliveries:
+            logger.error("giving up on message", exc_info=exc, extra=self._extra(delivery))
+            await self.to_dlq(delivery, exc)
+        else:
+            logger.warning("handler failed, will retry: %s", exc, extra=self._extra(delivery))
+            await delivery.nack(delay=retry_delay(delivery.count, base=self.opts.retry_base_s))
+            self.count("retried")
+
+    async def to_dlq(self, delivery: _Delivery, exc: BaseException) -> None:
+        await dead_letter(
+            self.broker,
+            subject=self.subject,
+            body=delivery.body,
+            error=exc,
+            delivery_count=delivery.count,
+            consumer=self.durable,
+            msg_id=f"{self.durable}:{delivery.key}",
+        )
+        logger.warning("dead-lettered: %s", _one_line(str(exc)), extra=self._extra(delivery))
+        await delivery.ack()
+        self.count("dead_lettered")
+
+    def observe(self, seconds: float, n: int = 1) -> None:
+        histogram = EVENT_HANDLING_SECONDS.labels(self.subject, self.durable)
+        for _ in range(n):
+            histogram.observe(seconds / n)
+
+    def register(self, consume: Callable[..., Awaitable[None]], pull_sub: PullSub) -> Any:
+        consume.__name__ = f"consume_{self.durable}"
+        return self.broker.subscriber(
+            self.subject,
+            stream=JStream(name=STREAM, declare=False),
+            durable=self.durable,
+            pull_sub=pull_sub,
+            ack_policy=AckPolicy.MANUAL,
+            config=ConsumerConfig(
+                max_deliver=-1,
+                ack_wait=self.opts.ack_wait_s,
+                max_ack_pending=self.opts.max_ack_pending,
+            ),
+            decoder=_raw_body,
+            max_workers=None if pull_sub.batch else self.opts.max_workers,
+            title=f"{self.durable}:{self.subject}",
+            description=f"{self.durable} consumes {self.subject}",
+        )(consume)
 
 
 def subscribe_event(
@@ -258,78 +480,77 @@ def subscribe_event(
     Ack after the handler returns; bad input (validation, or ``InvalidInputError`` from the
     handler) goes to the DLQ at once; other errors are retried with backoff, then go to
     the DLQ at delivery ``max_deliveries``. The server never gives up on a message itself
-    (``max_deliver=-1``), so a crash before the DLQ write cannot drop it.
+    (``max_deliver=-1``), so a crash before the DLQ write cannot drop it. While the handler
+    runs, the message is kept with in-progress heartbeats, so ``ack_wait_s`` can be short.
     """
     opts = options or ConsumerOptions()
-    subject = event_type.subject
+    consumer = _Consumer(broker, event_type, durable=durable, opts=opts)
 
     async def consume(msg: NatsMessage) -> None:
-        delivery, msg_key = _delivery_info(msg)
-        body: bytes = msg.body
+        delivery = _from_faststream(msg)
         started = time.perf_counter()
-        outcome = "ok"
         try:
-            event = parse_event(subject, body)
-            if not isinstance(event, event_type):  # pragma: no cover - registry mismatch
-                raise InvalidInputError(f"expected {event_type.__name__}", field="subject")
-            await handler(event)
-        except InvalidInputError as exc:
-            outcome = "dead_lettered"
-            await _to_dlq(msg, body, exc, delivery, msg_key)
-        except Exception as exc:
-            if delivery >= opts.max_deliveries:
-                outcome = "dead_lettered"
-                logger.exception(
-                    "giving up on message",
-                    extra={"subject": subject, "consumer": durable, "delivery": delivery},
-                )
-                await _to_dlq(msg, body, exc, delivery, msg_key)
-            else:
-                outcome = "retried"
-                logger.warning(
-                    "handler failed, will retry: %s",
-                    exc,
-                    extra={"subject": subject, "consumer": durable, "delivery": delivery},
-                )
-                await msg.nack(delay=retry_delay(delivery, base=opts.retry_base_s))
-        else:
-            await msg.ack()
+            event = await consumer.parse(delivery)
+            if event is not None:
+                await consumer.handle(delivery, event, handler)
         finally:
-            EVENTS_CONSUMED.labels(subject, durable, outcome).inc()
-            EVENT_HANDLING_SECONDS.labels(subject, durable).observe(time.perf_counter() - started)
+            consumer.observe(time.perf_counter() - started)
 
-    async def _to_dlq(
-        msg: Any, body: bytes, exc: BaseException, delivery: int, msg_key: str
-    ) -> None:
-        await dead_letter(
-            broker,
-            subject=subject,
-            body=body,
-            error=exc,
-            delivery_count=delivery,
-            consumer=durable,
-            msg_id=f"{durable}:{msg_key}",
-        )
-        logger.warning(
-            "dead-lettered: %s",
-            _one_line(str(exc)),
-            extra={"subject": subject, "consumer": durable, "delivery": delivery},
-        )
-        await msg.ack()
+    return consumer.register(consume, PullSub(batch_size=opts.batch_size, timeout=1.0))
 
-    consume.__name__ = f"consume_{durable}"
-    return broker.subscriber(
-        subject,
-        stream=JStream(name=STREAM, declare=False),
-        durable=durable,
-        pull_sub=PullSub(batch_size=opts.batch_size, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(
-            max_deliver=-1,
-            ack_wait=opts.ack_wait_s,
-            max_ack_pending=opts.max_ack_pending,
-        ),
-        max_workers=opts.max_workers,
-        title=f"{durable}:{subject}",
-        description=f"{durable} consumes {subject}",
-    )(consume)
+
+def subscribe_event_batch(
+    broker: NatsBroker,
+    event_type: type[E],
+    handler: BatchHandler[E],
+    *,
+    durable: str,
+    options: ConsumerOptions | None = None,
+) -> Any:
+    """Like :func:`subscribe_event`, but ``handler`` gets the valid events of one fetch.
+
+    Up to ``batch_size`` messages are fetched at once (waiting at most a second for a
+    batch to fill). Bad input goes to the DLQ and is acked without failing the others;
+    the rest are acked after ``handler`` returns. When the handler raises, each event of
+    the batch is handled alone, so one poison message is retried or dead-lettered by
+    itself and the others go through.
+    """
+    opts = options or ConsumerOptions()
+    consumer = _Consumer(broker, event_type, durable=durable, opts=opts)
+
+    async def one(event: E) -> None:
+        await handler([event])
+
+    async def consume(batch: _BatchMessage) -> None:
+        started = time.perf_counter()
+        deliveries = [_from_nats(raw) for raw in batch.raw_message]
+        parsed: list[tuple[_Delivery, E]] = []
+        for delivery in deliveries:
+            event = await consumer.parse(delivery)
+            if event is not None:
+                parsed.append((delivery, event))
+        try:
+            with consumer.heartbeat.holding([d.message for d, _ in parsed]):
+                await handler([event for _, event in parsed])
+        except Exception as exc:
+            if len(parsed) == 1:
+                await consumer.failed(parsed[0][0], exc)
+            else:
+                logger.warning(
+                    "batch of %d failed, handling one by one: %s",
+                    len(parsed),
+                    exc,
+                    extra={"subject": consumer.subject, "consumer": durable},
+                )
+                for delivery, event in parsed:
+                    await consumer.handle(delivery, event, one)
+        else:
+            for delivery, _ in parsed:
+                await delivery.ack()
+            consumer.count("ok", len(parsed))
+        consumer.observe(time.perf_counter() - started, len(deliveries))
+        if opts.batch_pause_s > 0 and len(deliveries) >= opts.batch_size:
+            # A full batch means a backlog: leave the CPU to others for a moment.
+            await asyncio.sleep(opts.batch_pause_s)
+
+    return consumer.register(consume, PullSub(batch_size=opts.batch_size, timeout=1.0, batch=True))
