@@ -1,7 +1,10 @@
 """The HTTP side every service has: ``/healthz``, ``/readyz``, ``/metrics``.
 
 Services register readiness checks (async callables that raise when not ready) and add
-their own routers to the app. Hindsight errors map to HTTP status codes here, once.
+their own routers to the app. While the HTTP server runs, the checks are re-evaluated every
+few seconds and ``hindsight_ready`` follows them, whether or not anyone calls ``/readyz``
+(compose health checks call ``/healthz``; nothing there polls readiness). Hindsight errors
+map to HTTP status codes here, once.
 """
 
 from __future__ import annotations
@@ -78,11 +81,18 @@ def bearer_auth(token: SecretStr | None) -> Callable[[Request], Awaitable[None]]
 
 
 class Readiness:
-    """Named readiness checks; ``/readyz`` is 200 only when every one passes in time."""
+    """Named readiness checks; ``/readyz`` is 200 only when every one passes in time.
 
-    def __init__(self, service: str, *, timeout: float = 2.0) -> None:
+    :meth:`evaluate` runs them and sets ``hindsight_ready``; :meth:`watch` does so every
+    ``every_s`` seconds (the :class:`HttpServer` runs it for as long as it serves).
+    """
+
+    def __init__(self, service: str, *, timeout: float = 2.0, every_s: float = 5.0) -> None:
         self.service = service
         self.timeout = timeout
+        self.every_s = every_s
+        self.last: dict[str, str] | None = None
+        """The checks' results at the last evaluation; None before the first."""
         self._checks: dict[str, ReadinessCheck] = {}
 
     def register(self, name: str, check: ReadinessCheck) -> None:
@@ -104,6 +114,23 @@ class Readiness:
         names = list(self._checks)
         results = await asyncio.gather(*(one(self._checks[n]) for n in names))
         return dict(zip(names, results, strict=True))
+
+    async def evaluate(self) -> tuple[bool, dict[str, str]]:
+        """Run every check, remember the results and set ``hindsight_ready`` (1 or 0)."""
+        checks = await self.run()
+        ok = all(result == "ok" for result in checks.values())
+        self.last = checks
+        READY.labels(self.service).set(1 if ok else 0)
+        return ok, checks
+
+    async def watch(self) -> None:
+        """Evaluate every ``every_s`` seconds until cancelled; a failing round is logged."""
+        while True:
+            try:
+                await self.evaluate()
+            except Exception:  # a check that escapes run(): keep the gauge loop alive
+                logger.exception("readiness evaluation failed")
+            await asyncio.sleep(self.every_s)
 
 
 def create_http_app(
@@ -127,9 +154,7 @@ def create_http_app(
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        checks = await ready.run()
-        ok = all(result == "ok" for result in checks.values())
-        READY.labels(service).set(1 if ok else 0)
+        ok, checks = await ready.evaluate()  # checked now: a probe sees the current state
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "service": service, "checks": checks},
             status_code=200 if ok else 503,
@@ -162,14 +187,20 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class HttpServer:
-    """Runs a FastAPI app with uvicorn inside the service's own event loop."""
+    """Runs a FastAPI app with uvicorn inside the service's own event loop.
+
+    An app made by :func:`create_http_app` carries its :class:`Readiness`; while serving,
+    the server keeps ``hindsight_ready`` current with :meth:`Readiness.watch`.
+    """
 
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
         self._server = _EmbeddedUvicorn(config)
+        self._readiness: Readiness | None = getattr(app.state, "readiness", None)
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -188,9 +219,16 @@ class HttpServer:
                 self._task.result()  # re-raise a bind error
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+        if self._readiness is not None:
+            self._watch = asyncio.create_task(self._readiness.watch(), name="readiness")
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests, return when down."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._task is None:
             return
         self._server.should_exit = True

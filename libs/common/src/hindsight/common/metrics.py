@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import product
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from hindsight.common.events import SUBJECTS, dlq_subject
 
 __all__ = [
     "BUILD_INFO",
+    "CONSUME_OUTCOMES",
     "CONSUMER_ACK_PENDING",
     "CONSUMER_PENDING",
     "DLQ_MESSAGES",
+    "DLQ_SUBJECTS",
     "EVENTS_CONSUMED",
     "EVENTS_PUBLISHED",
     "EVENT_HANDLING_SECONDS",
     "READY",
+    "init_series",
 ]
+
+CONSUME_OUTCOMES = ("ok", "retried", "dead_lettered")
+"""The ``outcome`` values of ``hindsight_events_consumed_total``."""
+
+
+def init_series(metric: Counter | Gauge, *values: Iterable[str]) -> int:
+    """Create every label set of ``metric`` (the product of ``values``, one per label) at 0.
+
+    A labelled counter has no series until its first ``inc``, so that first event shows up
+    as a series that starts at 1 and ``increase()`` misses it; once exported at 0, the
+    first event is an increase of 1. Use it for labels whose values are a known finite
+    set. Returns how many label sets there are.
+    """
+    combos = list(product(*(tuple(v) for v in values)))
+    for combo in combos:
+        metric.labels(*combo)
+    return len(combos)
+
 
 EVENTS_PUBLISHED = Counter(
     "hindsight_events_published_total",
@@ -55,3 +81,6 @@ DLQ_MESSAGES = Gauge(
     "Messages in the HINDSIGHT_DLQ stream per dlq.<subject> (every service reports it).",
     ["subject"],
 )
+DLQ_SUBJECTS = tuple(dlq_subject(subject) for subject in SUBJECTS)
+# Every dlq.<subject> reads 0 from the start ("No data" would hide a quiet, healthy DLQ).
+init_series(DLQ_MESSAGES, DLQ_SUBJECTS)

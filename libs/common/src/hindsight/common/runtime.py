@@ -18,7 +18,12 @@ from faststream.nats import NatsBroker
 
 from hindsight.common.broker import DLQ_STREAM, ensure_streams
 from hindsight.common.errors import UnavailableError
-from hindsight.common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, DLQ_MESSAGES
+from hindsight.common.metrics import (
+    CONSUMER_ACK_PENDING,
+    CONSUMER_PENDING,
+    DLQ_MESSAGES,
+    DLQ_SUBJECTS,
+)
 from hindsight.common.settings import BaseServiceSettings
 
 __all__ = ["BrokerPart", "Part", "PartGroup", "Startable", "nats_ready", "serve"]
@@ -95,8 +100,10 @@ class BrokerPart:
             CONSUMER_PENDING.labels(stream, durable).set(info.num_pending or 0)
             CONSUMER_ACK_PENDING.labels(stream, durable).set(info.num_ack_pending or 0)
         dlq = await js.stream_info(DLQ_STREAM, subjects_filter=">")
-        for subject, count in (dlq.state.subjects or {}).items():
-            DLQ_MESSAGES.labels(subject).set(count)
+        counts = dlq.state.subjects or {}
+        # A subject purged from the DLQ leaves JetStream's list: it reads 0, not its last count.
+        for subject in {*DLQ_SUBJECTS, *counts}:
+            DLQ_MESSAGES.labels(subject).set(counts.get(subject, 0))
 
     async def _lag_loop(self) -> None:
         while True:
