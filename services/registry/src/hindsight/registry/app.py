@@ -63,6 +63,8 @@ class RegistryApp:
             self.broker,
             self.experiments,
             max_deliveries=settings.max_deliveries,
+            prediction_batch_size=settings.prediction_batch_size,
+            prediction_batch_pause_s=settings.prediction_batch_pause_s,
             on_outcome=self.evaluator.outcome_arrived,
         )
         readiness = Readiness(SERVICE)

@@ -47,6 +47,18 @@ class RegistrySettings(BaseServiceSettings):
     outbox_poll_s: float = Field(
         default=1.0, gt=0, description="How often the outbox relay looks for unsent events."
     )
+    prediction_batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="prediction.logged messages fetched and written per batch (one INSERT).",
+    )
+    prediction_batch_pause_s: float = Field(
+        default=0.1,
+        ge=0,
+        description="Pause after a full batch of predictions: a catch-up over a backlog "
+        "(after a restart) leaves CPU to the Score path between batches.",
+    )
 
     auto_promote_experiments: bool = Field(
         default=False,

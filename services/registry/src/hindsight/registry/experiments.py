@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,9 @@ from hindsight.registry.metrics import (
     DEGRADATION_ROLLBACKS,
     EXPERIMENTS_ENDED,
     EXPERIMENTS_STARTED,
+    PREDICTION_BATCH_SIZE,
+    PREDICTIONS_DUPLICATE,
+    PREDICTIONS_INGESTED,
     PROMOTIONS,
     ROLLBACKS,
     ROLLING_BRIER,
@@ -593,20 +597,16 @@ class Experiments:
 
     # --- consumers ----------------------------------------------------------------------
 
-    async def handle_prediction(self, event: PredictionLogged) -> bool:
-        """Store a ``prediction.logged`` (idempotent by prediction_id); True when new."""
-        return await self.storage.upsert_prediction(
-            {
-                "prediction_id": event.prediction_id,
-                "signal_id": event.signal_id,
-                "model_version": event.model_version,
-                "p_success": event.p_success,
-                "fallback": event.fallback,
-                "experiment_id": event.experiment_id,
-                "arm": event.arm,
-                "occurred_at": event.occurred_at,
-            }
-        )
+    async def handle_predictions(self, events: Sequence[PredictionLogged]) -> int:
+        """Store a batch of ``prediction.logged`` (idempotent by prediction_id); how many new."""
+        if not events:
+            return 0
+        new = await self.storage.insert_predictions(events)
+        PREDICTION_BATCH_SIZE.observe(len(events))
+        PREDICTIONS_INGESTED.inc(new)
+        PREDICTIONS_DUPLICATE.inc(len(events) - new)
+        logger.debug("predictions stored", extra={"batch": len(events), "new": new})
+        return new
 
     async def handle_outcome(self, event: SignalOutcome) -> bool:
         """Store a ``signal.outcome`` (idempotent by signal_id); True when it has a result."""

@@ -12,7 +12,12 @@ from typing import Any
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
-from hindsight.common.broker import ConsumerOptions, publish_event, subscribe_event
+from hindsight.common.broker import (
+    ConsumerOptions,
+    publish_event,
+    subscribe_event,
+    subscribe_event_batch,
+)
 from hindsight.common.events import (
     EVENT_TYPES,
     MODEL_DEPLOYED,
@@ -63,23 +68,42 @@ def subscribe_evaluation(
     experiments: Experiments,
     *,
     max_deliveries: int,
+    prediction_batch_size: int = 256,
+    prediction_batch_pause_s: float = 0.1,
     on_outcome: Callable[[], None] = lambda: None,
 ) -> None:
-    """Register the durable ``prediction.logged`` and ``signal.outcome`` consumers."""
+    """Register the durable ``prediction.logged`` and ``signal.outcome`` consumers.
 
-    async def on_prediction(event: PredictionLogged) -> None:
-        await experiments.handle_prediction(event)
+    Predictions come at the trading engine's rate (every Score answer), so they are
+    fetched and written in batches, one INSERT per batch, with a pause after a full batch
+    so that a catch-up never takes the CPU from the Score path.
+    """
+
+    async def on_predictions(events: list[PredictionLogged]) -> None:
+        await experiments.handle_predictions(events)
 
     async def on_signal_outcome(event: SignalOutcome) -> None:
         if await experiments.handle_outcome(event):
             on_outcome()
 
-    options = ConsumerOptions(max_deliveries=max_deliveries, batch_size=64)
-    subscribe_event(
-        broker, PredictionLogged, on_prediction, durable=PREDICTIONS_DURABLE, options=options
+    subscribe_event_batch(
+        broker,
+        PredictionLogged,
+        on_predictions,
+        durable=PREDICTIONS_DURABLE,
+        options=ConsumerOptions(
+            max_deliveries=max_deliveries,
+            batch_size=prediction_batch_size,
+            max_ack_pending=max(1000, 4 * prediction_batch_size),
+            batch_pause_s=prediction_batch_pause_s,
+        ),
     )
     subscribe_event(
-        broker, SignalOutcome, on_signal_outcome, durable=OUTCOMES_DURABLE, options=options
+        broker,
+        SignalOutcome,
+        on_signal_outcome,
+        durable=OUTCOMES_DURABLE,
+        options=ConsumerOptions(max_deliveries=max_deliveries, batch_size=64),
     )
 
 

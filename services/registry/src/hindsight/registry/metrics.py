@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "DEGRADATION_ROLLBACKS",
     "EXPERIMENTS_ENDED",
     "EXPERIMENTS_STARTED",
     "OUTBOX_PENDING",
+    "PREDICTIONS_DUPLICATE",
+    "PREDICTIONS_INGESTED",
+    "PREDICTION_BATCH_SIZE",
     "PROMOTIONS",
     "REGISTRATIONS",
     "ROLLBACKS",
@@ -63,4 +66,17 @@ ROLLING_BRIER = Gauge(
     "hindsight_registry_rolling_brier",
     "Production's Brier score over its last N outcomes (degradation monitor).",
     ["model_name", "version"],
+)
+PREDICTIONS_INGESTED = Counter(
+    "hindsight_registry_predictions_ingested_total",
+    "prediction.logged events stored (new prediction_id).",
+)
+PREDICTIONS_DUPLICATE = Counter(
+    "hindsight_registry_predictions_duplicate_total",
+    "prediction.logged events whose prediction_id was stored already (redelivery, replay).",
+)
+PREDICTION_BATCH_SIZE = Histogram(
+    "hindsight_registry_prediction_batch_size",
+    "Valid prediction.logged events per batch write (one INSERT each).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
 )

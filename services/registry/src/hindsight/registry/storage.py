@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import asyncpg
 
 from hindsight.common.db import create_pool
 from hindsight.common.errors import UnavailableError
+from hindsight.common.events import PredictionLogged
 from hindsight.registry.domain import AuditEntry, Stage
 
 __all__ = ["MIGRATIONS_DIR", "SCHEMA", "Database", "Storage", "Tx"]
@@ -550,23 +551,36 @@ class Storage:
         )
         return [_version(r, with_card=True) for r in rows]
 
-    async def upsert_prediction(self, values: dict[str, Any]) -> bool:
-        """Store a prediction once by prediction_id; True when new."""
+    async def insert_predictions(self, predictions: Sequence[PredictionLogged]) -> int:
+        """Store predictions once by prediction_id, in one statement; how many were new."""
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for p in predictions:
+            row = (
+                p.prediction_id,
+                p.signal_id,
+                p.model_version,
+                p.p_success,
+                p.fallback,
+                p.experiment_id,
+                p.arm,
+                p.occurred_at,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        # unnest of one array per column: a single round trip whatever the batch size.
+        # DO NOTHING also skips a prediction_id repeated inside the batch.
         inserted = await self.db.pool.fetchval(
-            """INSERT INTO predictions (prediction_id, signal_id, model_version, p_success,
-                   fallback, experiment_id, arm, occurred_at)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
-               ON CONFLICT (prediction_id) DO NOTHING RETURNING true""",
-            values["prediction_id"],
-            values["signal_id"],
-            values["model_version"],
-            values["p_success"],
-            values["fallback"],
-            values["experiment_id"],
-            values["arm"],
-            values["occurred_at"],
+            """WITH new AS (
+                   INSERT INTO predictions (prediction_id, signal_id, model_version, p_success,
+                       fallback, experiment_id, arm, occurred_at)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
+                       $4::double precision[], $5::boolean[], $6::text[], $7::text[],
+                       $8::timestamptz[])
+                   ON CONFLICT (prediction_id) DO NOTHING RETURNING 1)
+               SELECT count(*) FROM new""",
+            *columns,
         )
-        return bool(inserted)
+        return int(inserted)
 
     async def upsert_outcome(self, values: dict[str, Any]) -> None:
         """Store a signal's outcome by signal_id; a later event with a result fills one in."""
