@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from hindsight.common.metrics import init_series
+
 __all__ = ["BATCH_SIZE", "EMBEDDINGS", "EMBED_SECONDS", "LAG_SECONDS", "QUERIES"]
 
 EMBEDDINGS = Counter(
@@ -33,3 +35,8 @@ QUERIES = Counter(
     "embed.query requests answered, by tower and outcome (ok, invalid, error).",
     ["tower", "outcome"],
 )
+
+# Known label sets at 0 from import, so rate()/increase() see the first event.
+init_series(EMBEDDINGS, ["image"], ["trade_cases"])
+init_series(EMBEDDINGS, ["text"], ("trade_cases", "theory_docs", "prompts_history"))
+init_series(QUERIES, ("clip", "text"), ("ok", "invalid", "error"))

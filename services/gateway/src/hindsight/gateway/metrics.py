@@ -1,8 +1,18 @@
-"""The gateway's own Prometheus metrics (prefix ``hindsight_gateway_``)."""
+"""The gateway's own Prometheus metrics (prefix ``hindsight_gateway_``).
+
+Counters whose label values are known exist at 0 from import (per scorer endpoint: from
+:func:`init_endpoint_series` when the pool is built), so ``increase()`` sees their first
+event.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from hindsight.common.events import AB_COMPLETED, MODEL_DEPLOYED
+from hindsight.common.metrics import init_series
+from hindsight.gateway.domain.breaker import BreakerState
+from hindsight.gateway.domain.fallback import FallbackReason
 
 __all__ = [
     "ANSWERS",
@@ -15,6 +25,7 @@ __all__ = [
     "SCORE_SECONDS",
     "SHADOW_CALLS",
     "UPSTREAM_CALLS",
+    "init_endpoint_series",
 ]
 
 ANSWERS = Counter(
@@ -62,3 +73,21 @@ PREDICTIONS_UNLOGGED = Counter(
     "Answers that could not be logged, by reason (queue_full, publish_failed, shutdown).",
     ["reason"],
 )
+
+_METHODS = ("Score", "ScoreBatch")
+init_series(ANSWERS, _METHODS, ("model", "invalid"), [""])
+init_series(ANSWERS, _METHODS, ["fallback"], [reason.value for reason in FallbackReason])
+init_series(SHADOW_CALLS, ("ok", "failed", "skipped"))
+init_series(ROUTING_EVENTS, (MODEL_DEPLOYED, AB_COMPLETED))
+init_series(PREDICTIONS_UNLOGGED, ("queue_full", "publish_failed", "shutdown"))
+
+_CLOSED, _OPEN, _HALF_OPEN = (s.name.lower() for s in BreakerState)
+_TRANSITIONS = ((_CLOSED, _OPEN), (_OPEN, _HALF_OPEN), (_HALF_OPEN, _CLOSED), (_HALF_OPEN, _OPEN))
+
+
+def init_endpoint_series(endpoint: str) -> None:
+    """A scorer endpoint's breaker reads closed and its transitions and OK calls 0."""
+    BREAKER_STATE.labels(endpoint).set(int(BreakerState.CLOSED))
+    for before, after in _TRANSITIONS:
+        BREAKER_TRANSITIONS.labels(endpoint, before, after)
+    UPSTREAM_CALLS.labels(endpoint, "OK")

@@ -29,7 +29,12 @@ from hindsight.gateway.domain.fallback import (
     fallback_reason,
     is_no_model,
 )
-from hindsight.gateway.metrics import BREAKER_STATE, BREAKER_TRANSITIONS, UPSTREAM_CALLS
+from hindsight.gateway.metrics import (
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS,
+    UPSTREAM_CALLS,
+    init_endpoint_series,
+)
 from hindsight.scoring.v1 import scoring_pb2_grpc
 
 __all__ = ["LOGGED_BY", "Endpoint", "ScorerPool", "UpstreamResult", "channel_options"]
@@ -155,7 +160,7 @@ class ScorerPool:
                     ok=UPSTREAM_CALLS.labels(target, "OK"),
                 )
             )
-            BREAKER_STATE.labels(target).set(0)
+            init_endpoint_series(target)
         security = "plaintext" if self._tls is None else "mutual TLS" if self._tls.mutual else "TLS"
         logger.info("scorer channels (%s): %s", security, ", ".join(self._targets))
 

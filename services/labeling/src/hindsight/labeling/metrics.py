@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from hindsight.common.metrics import init_series
+
 __all__ = [
     "AGREEMENT_RATIO",
     "LABELS_TOTAL",
@@ -36,5 +38,6 @@ LOGIN_FAILURES = Counter(
     "Refused sign-ins: credentials (wrong name or password), throttled (locked), csrf.",
     ["reason"],
 )
-for _reason in ("credentials", "throttled", "csrf"):
-    LOGIN_FAILURES.labels(_reason)  # exported at 0 from the start, so rate() sees the first
+# Exported at 0 from the start, so rate() and increase() see the first event.
+init_series(LOGIN_FAILURES, ("credentials", "throttled", "csrf"))
+init_series(LABELS_TOTAL, ("approved", "rejected", "review"))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from hindsight.common.metrics import init_series
+from hindsight.memory.domain.records import LOGICAL_COLLECTIONS
+
 __all__ = ["LABEL_UPDATES", "RECORDS", "SEARCH_PATHS", "SEARCH_SECONDS", "UPSERTS"]
 
 RECORDS = Gauge(
@@ -29,8 +32,9 @@ SEARCH_PATHS = Counter(
     "(Chroma's filtered query: the fallback).",
     ["path"],
 )
-for _path in ("unfiltered", "overfetch", "chroma_filter"):
-    SEARCH_PATHS.labels(_path)
+# Known label sets at 0 from import, so rate() and increase() see the first event.
+init_series(SEARCH_PATHS, ("unfiltered", "overfetch", "chroma_filter"))
+init_series(UPSERTS, LOGICAL_COLLECTIONS)
 LABEL_UPDATES = Counter(
     "hindsight_memory_label_updates_total",
     "label.saved events applied to the trade's records.",

@@ -55,6 +55,8 @@ from hindsight.registry.metrics import (
     ROLLBACKS,
     ROLLING_BRIER,
     ROLLING_WIN_RATE,
+    export_experiments,
+    export_production,
 )
 from hindsight.registry.service import Registry
 from hindsight.registry.storage import Tx
@@ -504,9 +506,11 @@ class Experiments:
     async def evaluate_active(self) -> list[dict[str, Any]]:
         """End active experiments that are decided, out of time or out of samples."""
         ended = []
+        live = []  # still active after this pass: their gauges (dashboard "Experiments")
         now = datetime.now(UTC)
         for experiment in await self.storage.experiments(state=ExperimentState.ACTIVE):
             per_arm, verdict = await self._evaluate(experiment)
+            live.append((experiment, per_arm, verdict))
             control_arm, cand_arm = arms(ExperimentKind(experiment["kind"]))
             if not should_end(
                 verdict,
@@ -535,6 +539,8 @@ class Experiments:
                 continue
             self.registry.notify()
             ended.append(experiment)
+            live.pop()
+        export_experiments(live)
         return ended
 
     # --- degradation monitor ------------------------------------------------------------
@@ -542,7 +548,9 @@ class Experiments:
     async def check_degradation(self, *, apply: bool = True) -> list[dict[str, Any]]:
         """Rolling win rate and Brier of every production version; roll back when degraded."""
         results = []
-        for row in await self.storage.production_cards():
+        rows = await self.storage.production_cards()
+        export_production((row["model_name"], row["version"]) for row in rows)
+        for row in rows:
             name, version = row["model_name"], row["version"]
             y, p = await self.storage.rolling_samples(version, self.degradation.window)
             check = check_degradation(y, p, expected_performance(row.get("card")), self.degradation)

@@ -28,7 +28,7 @@ from hindsight.common.events import (
 )
 from hindsight.registry.domain import Stage
 from hindsight.registry.experiments import Experiments
-from hindsight.registry.metrics import OUTBOX_PENDING, VERSIONS
+from hindsight.registry.metrics import OUTBOX_PENDING, VERSIONS, init_model_series
 from hindsight.registry.service import Registry
 from hindsight.registry.storage import Storage
 
@@ -163,6 +163,7 @@ class OutboxRelay:
         counts = await self.storage.stage_counts()
         seen = {(c["model_name"], c["stage"]): int(c["n"]) for c in counts}
         for model in {c["model_name"] for c in counts}:
+            init_model_series(model)  # its counters at 0 before their first event
             for stage in Stage:
                 VERSIONS.labels(model, stage.value).set(seen.get((model, stage.value), 0))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from hindsight.common.metrics import init_series
+
 __all__ = [
     "DRIFT_FEATURES_OVER",
     "DRIFT_MAX_PSI",
@@ -68,3 +70,9 @@ DRIFT_ROWS = Gauge(
     "Scored rows in a model version's drift window.",
     ["model", "version"],
 )
+
+# Known label sets at 0 from import, so increase() sees the first event.
+init_series(
+    REQUESTS, ("Score", "ScoreBatch"), ("OK", "INVALID_ARGUMENT", "UNAVAILABLE", "INTERNAL")
+)
+init_series(PREDICTIONS_UNLOGGED, ("queue_full", "publish_failed", "shutdown"))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from hindsight.common.events import LABEL_SAVED, SIGNAL_FEATURES, SIGNAL_OUTCOME
+from hindsight.common.metrics import init_series
+
 __all__ = [
     "DRIFT_FEATURES_OVER",
     "DRIFT_REFERENCE",
@@ -18,6 +21,8 @@ __all__ = [
 ]
 
 RUNS = Counter("hindsight_trainer_runs_total", "Training runs that ended, by status.", ["status"])
+# At 0 from import: the first failed run after a restart moves increase() (the alert).
+init_series(RUNS, ("completed", "failed", "skipped"))
 LAST_RUN_DURATION = Gauge(
     "hindsight_trainer_last_run_duration_seconds", "Wall time of the last run that ended."
 )
@@ -26,6 +31,7 @@ ROWS_INGESTED = Counter(
     "Events ingested, by subject; written=false when the row was already as new.",
     ["subject", "written"],
 )
+init_series(ROWS_INGESTED, (SIGNAL_FEATURES, SIGNAL_OUTCOME, LABEL_SAVED), ("true", "false"))
 
 # Live drift of signal.features against the production model's reference (drift.py).
 FEATURE_PSI = Gauge(
