@@ -43,8 +43,9 @@ class TrainerSettings(BaseServiceSettings):
     auto_train_outcomes: int = Field(
         default=0,
         ge=0,
-        description="Train when this many new outcomes arrived since the last completed run "
-        "(0 = off: only the schedule and requests start runs).",
+        description="Train when this many outcomes arrived since the last run that trained "
+        "or tried to, whatever the registry made of it (0 = off: only the schedule and "
+        "requests start runs).",
     )
     auto_train_interval_s: float = Field(
         default=300.0, ge=1, description="At most one data-triggered run per this many seconds."
@@ -52,10 +53,11 @@ class TrainerSettings(BaseServiceSettings):
     auto_train_quiet_s: float = Field(
         default=0.0,
         ge=0,
-        description="Also train on fewer than auto_train_outcomes new outcomes (at least "
-        "min_new_outcomes, and min_rows before the first completed run) once no outcome "
-        "arrived for this many seconds: a burst ended (a replay, a trading session), so learn "
-        "from what came in instead of waiting for the next burst (0 = off).",
+        description="Also train once no outcome arrived for this many seconds, when at least "
+        "one arrived since the last run and enough since the last version the registry "
+        "accepted (min_new_outcomes; min_rows while none was accepted): a burst ended, or a "
+        "refused run was followed by a few more outcomes, so learn from all of them instead "
+        "of waiting for the next burst (0 = off).",
     )
     # Data-quality gate
     min_rows: int = Field(default=500, ge=10)

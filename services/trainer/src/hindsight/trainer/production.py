@@ -14,9 +14,11 @@ from hindsight.common.artifacts import ONNX_FILE, load_card, resolve_artifact
 from hindsight.trainer.domain.onnx_export import onnx_predict
 from hindsight.trainer.domain.training import BaselinePredictor, FloatArray
 
-__all__ = ["ProductionBaseline", "RegistryProduction"]
+__all__ = ["ACCEPTED_STAGES", "ProductionBaseline", "RegistryProduction"]
 
 logger = logging.getLogger(__name__)
+# A version in one of these stages was accepted even if its gates failed (a forced promotion).
+ACCEPTED_STAGES = frozenset({"production", "staging"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,27 @@ class RegistryProduction:
         self.registry_url = registry_url
         self.artifact_root = artifact_root
         self.timeout = timeout
+
+    async def accepted_versions(self, model_name: str) -> frozenset[str] | None:
+        """Versions of ``model_name`` the registry accepted: gates passed, or production /
+        staging. None when there is no registry to ask or it did not answer."""
+        if not self.registry_url:
+            return None
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.get(f"{self.registry_url}/v1/models/{model_name}/versions")
+                if response.status_code == 404:  # the registry knows no version of it yet
+                    return frozenset()
+                response.raise_for_status()
+                versions = response.json()
+            return frozenset(
+                str(v["version"])
+                for v in versions
+                if v.get("gates_passed") is True or v.get("stage") in ACCEPTED_STAGES
+            )
+        except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
+            logger.warning("registry unreachable, cannot tell accepted versions: %s", exc)
+            return None
 
     async def load(self, model_name: str, feature_names: Sequence[str]) -> ProductionBaseline:
         """The production model of ``model_name`` when its features match, else a note."""

@@ -16,6 +16,12 @@ from hindsight.common.errors import NotFoundError
 from hindsight.common.events import Event, TrainingCompleted
 from hindsight.trainer.artifact_store import write_artifact
 from hindsight.trainer.config import TrainerSettings
+from hindsight.trainer.domain.autotrain import (
+    DataPolicy,
+    DataState,
+    data_run_due,
+    incremental_skip,
+)
 from hindsight.trainer.domain.jsonsafe import jsonable
 from hindsight.trainer.domain.quality import QualityConfig, check_quality
 from hindsight.trainer.domain.rows import LABEL_WEIGHTS
@@ -114,13 +120,9 @@ class RunService:
         if name in self._active:
             skip = f"a run of {name} is already running ({self._active[name]})"
         elif mode == "incremental":
-            since = await self.storage.last_completed_at(name)
-            new = await self.storage.outcomes_since(since)
-            if since is not None and new < self.settings.min_new_outcomes:
-                skip = (
-                    f"only {new} new outcomes since the last completed run "
-                    f"(min {self.settings.min_new_outcomes})"
-                )
+            skip = incremental_skip(
+                await self.data_state(name), min_new_outcomes=self.settings.min_new_outcomes
+            )
         if skip is not None:
             run = await self.storage.create_run(
                 run_id=run_id,
@@ -155,15 +157,30 @@ class RunService:
         task.add_done_callback(self._tasks.discard)
         return run
 
+    async def data_state(self, name: str) -> DataState:
+        """The outcome counts the data trigger and the incremental skip decide on.
+
+        ``pending`` counts from the newest run whose version the registry accepted; when the
+        registry cannot be asked (none configured, unreachable), from the newest completed run.
+        """
+        accepted = await self.production.accepted_versions(name)
+        base = await self.storage.last_accepted_at(name, accepted)
+        last_try = await self.storage.last_attempt_at(name)
+        return DataState(
+            pending=await self.storage.outcomes_since(base),
+            fresh=await self.storage.outcomes_since(last_try),
+            has_accepted=base is not None,
+            newest_outcome_at=await self.storage.latest_outcome_at(),
+            has_attempt=last_try is not None,
+            base="the last accepted version" if accepted is not None else "the last completed run",
+        )
+
     async def request_if_data_due(self, *, now: datetime | None = None) -> dict[str, Any] | None:
-        """Start a run when ``auto_train_outcomes`` new outcomes arrived since the last
-        completed run (a full run when there is none yet), or, with ``auto_train_quiet_s``,
-        when fewer (but enough to train on) arrived and then none for that long; at most once
-        per ``auto_train_interval_s``. None when nothing is due."""
+        """Start a data-triggered run when ``domain.autotrain.data_run_due`` says one is due,
+        at most once per ``auto_train_interval_s``; None when nothing is due."""
         settings = self.settings
-        threshold = settings.auto_train_outcomes
         name = settings.model_name
-        if threshold <= 0 or name in self._active:
+        if settings.auto_train_outcomes <= 0 or name in self._active:
             return None
         latest = await self.storage.list_runs(model_name=name, limit=1)
         now = now or datetime.now(UTC)
@@ -171,26 +188,19 @@ class RunService:
             age = (now - latest[0]["created_at"]).total_seconds()
             if age < settings.auto_train_interval_s:
                 return None
-        since = await self.storage.last_completed_at(name)
-        new = await self.storage.outcomes_since(since)
-        if new >= threshold:
-            reason = f"{new} new outcomes since the last completed run (every {threshold})"
-        else:
-            enough = settings.min_new_outcomes if since is not None else settings.min_rows
-            if settings.auto_train_quiet_s <= 0 or new == 0 or new < enough:
-                return None
-            newest = await self.storage.latest_outcome_at()
-            if newest is None or (now - newest).total_seconds() < settings.auto_train_quiet_s:
-                return None
-            if latest and latest[0]["status"] == "failed" and newest <= latest[0]["created_at"]:
-                return None  # it failed on these very outcomes: wait for new ones
-            reason = (
-                f"{new} new outcomes since the last completed run, then none for "
-                f"{settings.auto_train_quiet_s:g} s"
-            )
+        state = await self.data_state(name)
+        policy = DataPolicy(
+            outcomes=settings.auto_train_outcomes,
+            quiet_s=settings.auto_train_quiet_s,
+            min_new_outcomes=settings.min_new_outcomes,
+            min_rows=settings.min_rows,
+        )
+        reason = data_run_due(state, policy, now=now)
+        if reason is None:
+            return None
         return await self.request(
             model_name=name,
-            mode="full" if since is None else "incremental",
+            mode="incremental" if state.has_accepted else "full",
             trigger="data",
             reason=reason,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -323,10 +324,23 @@ class Storage:
             out.append(item)
         return out
 
-    async def last_completed_at(self, model_name: str) -> datetime | None:
-        """When the newest completed run of ``model_name`` started."""
+    async def last_accepted_at(
+        self, model_name: str, versions: Collection[str] | None
+    ) -> datetime | None:
+        """When the newest completed run of ``model_name`` whose version is in ``versions``
+        started (any completed run when ``versions`` is None)."""
         value: datetime | None = await self.pool.fetchval(
-            """SELECT max(created_at) FROM runs WHERE model_name = $1 AND status = 'completed'""",
+            """SELECT max(created_at) FROM runs WHERE model_name = $1 AND status = 'completed'
+                   AND ($2::text[] IS NULL OR version = ANY($2::text[]))""",
+            model_name,
+            None if versions is None else sorted(versions),
+        )
+        return value
+
+    async def last_attempt_at(self, model_name: str) -> datetime | None:
+        """When the newest run of ``model_name`` that trained or tried to (not skipped) started."""
+        value: datetime | None = await self.pool.fetchval(
+            "SELECT max(created_at) FROM runs WHERE model_name = $1 AND status <> 'skipped'",
             model_name,
         )
         return value
