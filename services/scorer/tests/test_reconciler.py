@@ -82,7 +82,7 @@ async def test_fallback_sources_never_override_jetstream(tmp_path: Path) -> None
 
 async def test_prediction_log_drops_oldest_and_counts_while_nats_is_down() -> None:
     broker = NatsBroker("nats://127.0.0.1:1")  # never connected
-    log = PredictionLog(broker, capacity=2, batch_size=10)
+    log = PredictionLog(broker, capacity=2, max_in_flight=10)
     before = PREDICTIONS_UNLOGGED.labels("queue_full")._value.get()
     for i in range(5):
         log.record(f"s{i}", "v1", 0.5, 0.1)
@@ -96,7 +96,7 @@ async def test_prediction_log_drops_oldest_and_counts_while_nats_is_down() -> No
 
 async def test_prediction_log_records_a_batch_in_one_call() -> None:
     broker = NatsBroker("nats://127.0.0.1:1")  # never connected
-    log = PredictionLog(broker, capacity=4, batch_size=10)
+    log = PredictionLog(broker, capacity=4, max_in_flight=10)
     before = PREDICTIONS_UNLOGGED.labels("queue_full")._value.get()
     log.record_many(["a", "b", "c"], ["v1", "v1", "v2"], [0.1, 0.2, 0.3], 0.5)
     assert log.backlog == 3

@@ -1,15 +1,23 @@
-"""Publishing off the request path: queue now (O(1), never awaits), publish in batches.
+"""Publishing off the request path: queue now (O(1), never awaits), publish in the background.
 
 The scorer and the gateway log every answer as ``prediction.logged`` this way, so a slow
 or absent NATS never delays an answer: a bounded queue drops its oldest entry when full,
 and every record that could not be logged is counted by reason (``queue_full``,
 ``publish_failed``, ``shutdown``).
+
+Publishing shares the event loop with the gRPC handlers, so it must never hold the loop
+for long, however large the backlog (after NATS comes back, thousands of records wait):
+at most ``max_in_flight`` publishes await their ack at once, every publish starts behind a
+:class:`~hindsight.common.loop.TimeSlice` checkpoint (the publishers yield after ~2 ms of
+loop work), and the backlog that built up while NATS was away is drained at no more than
+``catch_up_per_s`` events a second, so catching up takes a bounded share of the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
@@ -20,6 +28,7 @@ from prometheus_client import Counter
 
 from hindsight.common.broker import publish_event
 from hindsight.common.events import Event
+from hindsight.common.loop import TimeSlice
 
 __all__ = ["BackgroundPublisher", "is_connected"]
 
@@ -36,11 +45,33 @@ def is_connected(broker: NatsBroker) -> bool:
         return False
 
 
+class _Rate:
+    """A token bucket: :meth:`take` waits (sleeping, never spinning) for one token."""
+
+    def __init__(self, per_s: float, burst: int) -> None:
+        self.per_s = per_s
+        self.burst = float(max(1, burst))
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_s)
+            self._at = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self._tokens) / self.per_s)
+
+
 class BackgroundPublisher(Generic[T]):
-    """Turns queued items into events with ``to_event`` and publishes them in batches.
+    """Turns queued items into events with ``to_event`` and publishes them in the background.
 
     ``published`` counts what JetStream acknowledged; ``unpublished`` (one label: the
-    reason) counts what was lost.
+    reason) counts what was lost. ``max_in_flight`` publishes await their ack at once;
+    after a disconnect, the backlog is published at ``catch_up_per_s`` at most until it
+    is down to ``max_in_flight`` items.
     """
 
     def __init__(
@@ -49,14 +80,18 @@ class BackgroundPublisher(Generic[T]):
         to_event: Callable[[T], Event],
         *,
         capacity: int,
-        batch_size: int,
+        max_in_flight: int,
         published: Counter,
         unpublished: Counter,
         name: str,
+        catch_up_per_s: float = 5000.0,
+        slice_s: float | None = None,
     ) -> None:
+        if max_in_flight < 1 or catch_up_per_s <= 0:
+            raise ValueError("max_in_flight >= 1 and catch_up_per_s > 0 required")
         self.broker = broker
         self.to_event = to_event
-        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
         self.published = published
         self.unpublished = unpublished
         self.name = name
@@ -64,6 +99,11 @@ class BackgroundPublisher(Generic[T]):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._queue_full = unpublished.labels("queue_full")
+        self._publish_failed = unpublished.labels("publish_failed")
+        self._slice = TimeSlice() if slice_s is None else TimeSlice(slice_s)
+        self._catch_up = _Rate(catch_up_per_s, burst=max_in_flight)
+        self._catching_up = False
+        self._failed = 0
 
     def put(self, item: T) -> None:
         """Queue one item; when the queue is full the oldest one is dropped (counted)."""
@@ -89,8 +129,9 @@ class BackgroundPublisher(Generic[T]):
             with suppress(asyncio.CancelledError):
                 await self._task
         if self._pending and is_connected(self.broker):
+            self._catching_up = False  # stopping: flush as fast as the time slices allow
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_all(), flush_timeout)
+                await asyncio.wait_for(self._publish_pending(), flush_timeout)
         if self._pending:
             self.unpublished.labels("shutdown").inc(len(self._pending))
             self._pending.clear()
@@ -101,22 +142,39 @@ class BackgroundPublisher(Generic[T]):
             self._wake.clear()
             while self._pending:
                 if not is_connected(self.broker):
+                    # What piles up now is published at the catch-up rate once NATS is back.
+                    self._catching_up = True
                     await asyncio.sleep(0.25)
                     continue
-                await self._publish_batch()
+                await self._publish_pending()
 
-    async def _flush_all(self) -> None:
-        while self._pending:
-            await self._publish_batch()
+    async def _publish_pending(self) -> None:
+        """Publish until the queue is empty or NATS is gone, ``max_in_flight`` at a time."""
+        workers = min(self.max_in_flight, len(self._pending))
+        self._failed = 0
+        try:
+            await asyncio.gather(*(self._publisher() for _ in range(workers)))
+        finally:
+            if self._failed:
+                logger.warning("%s: could not publish %d events", self.name, self._failed)
 
-    async def _publish_batch(self) -> None:
-        n = min(self.batch_size, len(self._pending))
-        events = [self.to_event(self._pending.popleft()) for _ in range(n)]
-        results = await asyncio.gather(
-            *(publish_event(self.broker, event) for event in events), return_exceptions=True
-        )
-        failed = sum(1 for r in results if isinstance(r, BaseException))
-        if failed:
-            self.unpublished.labels("publish_failed").inc(failed)
-            logger.warning("%s: could not publish %d events", self.name, failed)
-        self.published.inc(len(results) - failed)
+    async def _publisher(self) -> None:
+        pending = self._pending
+        while pending and is_connected(self.broker):
+            await self._slice.checkpoint()
+            if self._catching_up:
+                if len(pending) <= self.max_in_flight:
+                    self._catching_up = False
+                else:
+                    await self._catch_up.take()
+            if not pending:
+                return
+            item = pending.popleft()
+            try:
+                await publish_event(self.broker, self.to_event(item))
+            except Exception as exc:
+                self._failed += 1
+                self._publish_failed.inc()
+                logger.debug("%s: publish failed: %r", self.name, exc)
+            else:
+                self.published.inc()

@@ -15,6 +15,8 @@ __all__ = [
     "CONSUMER_ACK_PENDING",
     "CONSUMER_PENDING",
     "DLQ_MESSAGES",
+    "EVENT_LOOP_LAG",
+    "EVENT_LOOP_LAG_MAX",
     "DLQ_SUBJECTS",
     "EVENTS_CONSUMED",
     "EVENTS_PUBLISHED",
@@ -84,3 +86,14 @@ DLQ_MESSAGES = Gauge(
 DLQ_SUBJECTS = tuple(dlq_subject(subject) for subject in SUBJECTS)
 # Every dlq.<subject> reads 0 from the start ("No data" would hide a quiet, healthy DLQ).
 init_series(DLQ_MESSAGES, DLQ_SUBJECTS)
+EVENT_LOOP_LAG = Histogram(
+    "hindsight_event_loop_lag_seconds",
+    "How late the event loop woke a task that slept a fixed interval: time during which "
+    "no gRPC/HTTP handler could run (a starved loop shows here before callers time out).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+EVENT_LOOP_LAG_MAX = Gauge(
+    "hindsight_event_loop_lag_max_seconds",
+    "Largest event-loop lag seen over the last 10 to 20 seconds (see "
+    "hindsight_event_loop_lag_seconds).",
+)

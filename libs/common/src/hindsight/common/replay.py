@@ -10,6 +10,12 @@ callbacks do with a message must be idempotent.
 The connection is made in the background and retried forever, so a service starts and
 serves with NATS down; ``replayed`` is set once the history (possibly empty) was handed
 over, in stream order.
+
+A long history, or a burst of live messages after a reconnect, is taken from the queue
+without the queue ever suspending (``Queue.get`` returns at once while it holds
+messages), so the feed yields to the service's gRPC/HTTP handlers through a shared
+:class:`~hindsight.common.loop.TimeSlice`; callbacks that fold a long history get it as
+``slice`` and call its ``checkpoint`` per message too.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from hindsight.common.broker import STREAM, ensure_streams
+from hindsight.common.loop import TimeSlice
 from hindsight.common.settings import BaseServiceSettings
 
 __all__ = ["ReplayFeed"]
@@ -33,7 +40,11 @@ logger = logging.getLogger(__name__)
 
 
 class ReplayFeed:
-    """``on_replayed(history)`` once, in stream order, then ``on_message(msg)`` live."""
+    """``on_replayed(history)`` once, in stream order, then ``on_message(msg)`` live.
+
+    ``slice`` is the feed's :class:`TimeSlice`: callbacks that loop over many messages
+    await ``slice.checkpoint()`` in the loop.
+    """
 
     def __init__(
         self,
@@ -55,6 +66,7 @@ class ReplayFeed:
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._pending_subjects: set[str] = set()
+        self.slice = TimeSlice()
 
     async def start(self) -> None:
         """Start connecting and consuming in the background; returns at once."""
@@ -95,6 +107,8 @@ class ReplayFeed:
 
         async def enqueue(msg: Msg) -> None:
             self._queue.put_nowait(msg)
+            # nats-py hands a whole read buffer over without suspending in between.
+            await self.slice.checkpoint()
 
         for subject in self.subjects:
             await js.subscribe(
@@ -111,6 +125,7 @@ class ReplayFeed:
             await self._finish_replay(history)
         while True:
             msg = await self._queue.get()
+            await self.slice.checkpoint()
             if self.replayed.is_set():
                 try:
                     await self._on_message(msg)

@@ -113,7 +113,9 @@ def build_app(settings: GatewaySettings) -> GatewayApp:
     pool = ScorerPool(settings.scorers, settings.breaker_config(), tls=scorer_tls(settings))
     broker = create_broker(settings, client_name="gateway") if settings.nats_servers else None
     log = (
-        PredictionLog(broker, capacity=settings.log_queue_size, batch_size=settings.log_batch_size)
+        PredictionLog(
+            broker, capacity=settings.log_queue_size, max_in_flight=settings.log_batch_size
+        )
         if broker is not None
         else None
     )

@@ -75,7 +75,10 @@ class GatewaySettings(BaseServiceSettings):
         default=10_000, ge=1, description="Predictions waiting to be logged; oldest dropped."
     )
     log_batch_size: int = Field(
-        default=256, ge=1, description="prediction.logged events published per batch."
+        default=32,
+        ge=1,
+        description="prediction.logged publishes awaiting their ack at once (the name is "
+        "kept from when they went out in batches).",
     )
     scorer_tls_ca_file: Path | None = Field(
         default=None, description="PEM CA of the scorers' certificates: TLS to the scorers."

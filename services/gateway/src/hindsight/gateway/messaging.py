@@ -85,15 +85,16 @@ class RoutingFeed(ReplayFeed):
     ) -> None:
         async def replayed(history: list[Msg]) -> None:
             table = RoutingTable()
-            events = [to_routing_event(m.subject, m.data) for m in history]
-            for event in events:
+            for m in history:
+                await self.slice.checkpoint()  # a long history must not starve Score calls
+                event = to_routing_event(m.subject, m.data)
                 if event is not None:
                     table.apply(event)
             for subject in SUBJECTS:
                 ROUTING_EVENTS.labels(subject).inc(0)
             set_table(table)
             logger.info(
-                "routing events replayed: %d", len(events), extra={"routes": table.snapshot()}
+                "routing events replayed: %d", len(history), extra={"routes": table.snapshot()}
             )
 
         async def live(msg: Msg) -> None:
@@ -131,12 +132,12 @@ class Recorder(Protocol):
 class PredictionLog(BackgroundPublisher[Record]):
     """Publishes ``prediction.logged`` for every answer and shadow score, off the request path."""
 
-    def __init__(self, broker: NatsBroker, *, capacity: int, batch_size: int) -> None:
+    def __init__(self, broker: NatsBroker, *, capacity: int, max_in_flight: int) -> None:
         super().__init__(
             broker,
             _event,
             capacity=capacity,
-            batch_size=batch_size,
+            max_in_flight=max_in_flight,
             published=PREDICTIONS_LOGGED,
             unpublished=PREDICTIONS_UNLOGGED,
             name="gateway-prediction-log",

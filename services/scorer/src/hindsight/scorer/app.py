@@ -179,7 +179,9 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
     cache = DeploymentCache(settings.cache_path)
     broker = create_broker(settings, client_name="scorer") if settings.nats_servers else None
     log = (
-        PredictionLog(broker, capacity=settings.log_queue_size, batch_size=settings.log_batch_size)
+        PredictionLog(
+            broker, capacity=settings.log_queue_size, max_in_flight=settings.log_batch_size
+        )
         if broker is not None
         else None
     )

@@ -50,7 +50,10 @@ class ScorerSettings(BaseServiceSettings):
         default=10_000, ge=1, description="Predictions waiting to be logged; oldest dropped."
     )
     log_batch_size: int = Field(
-        default=256, ge=1, description="prediction.logged events published per batch."
+        default=32,
+        ge=1,
+        description="prediction.logged publishes awaiting their ack at once (the name is "
+        "kept from when they went out in batches).",
     )
     drift_enabled: bool = Field(
         default=True, description="Online feature drift (PSI) against the card's reference."

@@ -55,7 +55,13 @@ class DeploymentFeed(ReplayFeed):
         on_deployed: Callable[[Deployment], Awaitable[None]],
     ) -> None:
         async def replayed(history: list[Msg]) -> None:
-            await on_replayed([d for d in map(_parse, history) if d is not None])
+            deployments: list[Deployment] = []
+            for msg in history:
+                await self.slice.checkpoint()  # a long history must not starve Score calls
+                deployment = _parse(msg)
+                if deployment is not None:
+                    deployments.append(deployment)
+            await on_replayed(deployments)
 
         async def live(msg: Msg) -> None:
             deployment = _parse(msg)
@@ -96,12 +102,12 @@ class PredictionLog(BackgroundPublisher[_Prediction]):
     Calls marked by the gateway are not recorded (the gateway logs those).
     """
 
-    def __init__(self, broker: NatsBroker, *, capacity: int, batch_size: int) -> None:
+    def __init__(self, broker: NatsBroker, *, capacity: int, max_in_flight: int) -> None:
         super().__init__(
             broker,
             _to_event,
             capacity=capacity,
-            batch_size=batch_size,
+            max_in_flight=max_in_flight,
             published=PREDICTIONS_LOGGED,
             unpublished=PREDICTIONS_UNLOGGED,
             name="scorer-prediction-log",
