@@ -11,14 +11,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from hindsight.common.errors import ConfigurationError
 from hindsight.devstack import cli
 from hindsight.devstack.output import format_table, mask_url
 from hindsight.devstack.ports import PortInUseError, ensure_port_free, free_port
 from hindsight.devstack.process import ChildSpec, pid_alive, process_start_time
+from hindsight.devstack.stack import replay_spec
 from hindsight.devstack.state import (
     StackState,
     StackStatus,
@@ -33,6 +36,7 @@ from hindsight.devstack.supervisor import (
     Service,
     Supervisor,
     describe_exit,
+    learning_nice,
     service_env,
     service_ports,
     service_spec,
@@ -441,3 +445,56 @@ def test_status_shows_a_finished_one_shot_child_as_healthy() -> None:
     assert _child_row({**record, "finished": True}) == (True, ["replay", None, "finished", "-", 0])  # type: ignore[typeddict-item]
     healthy, row = _child_row(record)  # type: ignore[arg-type]
     assert not healthy and row[2] == "restarting"
+
+
+def _niceness(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (comm) state ..."; niceness is field 19, the 17th after comm.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_learning_side_runs_niced_and_the_score_path_does_not(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", "/bin")}
+    specs = [
+        service_spec(
+            Service(name=name, module=f"hindsight.{name}", ports=service_ports(name, {})),
+            env=env,
+            log_dir=tmp_path,
+        )
+        for name in ("gateway", "scorer", "registry", "trainer", "embedder", "memory", "labeling")
+    ]
+    specs.append(replay_spec(env=env, log_dir=tmp_path))
+    # The real specs, started as the supervisor starts them, running a sleeper instead.
+    sleeper = [sys.executable, "-c", SLEEP]
+    supervisor = Supervisor()
+    ours = os.nice(0)
+    try:
+        children = [supervisor.start(replace(s, argv=sleeper, ready=None)) for s in specs]
+        got = {child.name: _niceness(child.pid or 0) - ours for child in children}
+    finally:
+        supervisor.stop_all()
+    assert got == {
+        "gateway": 0,
+        "scorer": 0,
+        "registry": 10,
+        "trainer": 10,
+        "embedder": 10,
+        "memory": 10,
+        "labeling": 10,
+        "replay": 10,
+    }
+
+
+def test_learning_niceness_is_configurable() -> None:
+    assert learning_nice({}) == 10
+    assert learning_nice({"HINDSIGHT_DEV_LEARNING_NICE": "0"}) == 0
+    assert learning_nice({"HINDSIGHT_DEV_LEARNING_NICE": "5"}) == 5
+    with pytest.raises(ConfigurationError, match="0-19"):
+        learning_nice({"HINDSIGHT_DEV_LEARNING_NICE": "25"})
+    spec = service_spec(
+        Service(name="trainer", module="hindsight.trainer", ports={}),
+        env={"HINDSIGHT_DEV_LEARNING_NICE": "3"},
+        log_dir=Path("/tmp"),
+    )
+    assert spec.nice == 3

@@ -74,6 +74,8 @@ class ChildSpec:
     """Free-form facts shown to people (ports ...)."""
     one_shot: bool = False
     """A job, not a server: exit code 0 means done (not restarted); a failure is restarted."""
+    nice: int = 0
+    """Added to our niceness in the child: > 0 runs it at a lower CPU priority."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _libc_prctl() -> Callable[..., int]:
     return prctl
 
 
-def _death_signal_preexec(sig: int) -> Callable[[], None]:
+def _child_preexec(sig: int, nice: int) -> Callable[[], None]:
     # Resolved in the parent: the child between fork and exec should only make syscalls.
     prctl = _libc_prctl()
     parent = os.getpid()
@@ -101,6 +103,8 @@ def _death_signal_preexec(sig: int) -> Callable[[], None]:
         # subprocess runs preexec_fn after setuid/setgid, and the kernel clears the
         # parent-death signal on credential changes, so this order is the one that works.
         prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if nice:
+            os.nice(nice)
         if os.getppid() != parent:  # the parent died before prctl: nobody would tell us
             os.kill(os.getpid(), sig)
 
@@ -130,7 +134,7 @@ def spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_death_signal_preexec(spec.death_signal),
+            preexec_fn=_child_preexec(spec.death_signal, spec.nice),
             **user_kwargs,
         )
     finally:

@@ -48,6 +48,7 @@ from .supervisor import (
     Supervisor,
     describe_exit,
     discover_services,
+    learning_nice,
     service_env,
     service_spec,
 )
@@ -364,6 +365,7 @@ def replay_spec(*, env: Mapping[str, str], log_dir: Path) -> ChildSpec:
         stop_signal=signal.SIGTERM,
         stop_timeout=15.0,
         one_shot=True,
+        nice=learning_nice(env),
     )
 
 

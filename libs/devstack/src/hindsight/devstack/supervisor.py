@@ -20,19 +20,24 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from hindsight.common.errors import ConfigurationError
+
 from .process import ChildSpec, StopResult, reap_if_exited, start_child, stop_child
 from .tokens import admin_token
 
 __all__ = [
     "SERVICE_ENTRY_POINT_GROUP",
     "DEV_DEFAULTS",
+    "LEARNING_NICE",
     "SERVICE_PORTS",
+    "TRADING_SERVICES",
     "Backoff",
     "Child",
     "Service",
     "Supervisor",
     "describe_exit",
     "discover_services",
+    "learning_nice",
     "service_env",
     "service_spec",
     "wiring_env",
@@ -79,6 +84,24 @@ SERVICE_PORTS: Mapping[str, Mapping[str, int]] = {
     "trainer": {"http": 8083},
     "embedder": {"http": 8084},
 }
+
+# The Score path keeps the default CPU priority; everything else (the learning side, the
+# market replay) runs niced, so that on a small machine a catch-up or a training run
+# cannot take the CPU the gateway and the scorer need to answer within their deadline.
+TRADING_SERVICES = frozenset({"gateway", "scorer"})
+LEARNING_NICE = 10
+"""Default niceness of the learning side; ``HINDSIGHT_DEV_LEARNING_NICE`` (0-19) sets it."""
+
+
+def learning_nice(environ: Mapping[str, str] | None = None) -> int:
+    """The niceness of learning-side children: ``HINDSIGHT_DEV_LEARNING_NICE`` or 10."""
+    env = os.environ if environ is None else environ
+    raw = env.get("HINDSIGHT_DEV_LEARNING_NICE", "").strip()
+    if not raw:
+        return LEARNING_NICE
+    if not raw.isdigit() or int(raw) > 19:
+        raise ConfigurationError(f"HINDSIGHT_DEV_LEARNING_NICE must be 0-19, got {raw!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -348,7 +371,8 @@ def service_env(
 
 
 def service_spec(service: Service, *, env: Mapping[str, str], log_dir: Path) -> ChildSpec:
-    """How the supervisor runs a service: ``python -m <module>``, logs to its own file."""
+    """How the supervisor runs a service: ``python -m <module>``, logs to its own file;
+    the learning side at a lower CPU priority than the Score path (:data:`TRADING_SERVICES`)."""
     http = service.ports.get("http")
     health_url = f"http://127.0.0.1:{http}/healthz" if http else None
     return ChildSpec(
@@ -363,4 +387,5 @@ def service_spec(service: Service, *, env: Mapping[str, str], log_dir: Path) -> 
         stop_signal=signal.SIGTERM,
         stop_timeout=15.0,
         extra=dict(service.ports),
+        nice=0 if service.name in TRADING_SERVICES else learning_nice(env),
     )
