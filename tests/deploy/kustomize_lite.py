@@ -21,6 +21,7 @@ import yaml
 
 __all__ = ["render", "strategic_merge"]
 
+CLUSTER_SCOPED = {"PriorityClass", "Namespace", "ClusterRole", "ClusterRoleBinding"}
 SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
 Doc = dict[str, Any]
 
@@ -106,7 +107,8 @@ def render(directory: Path) -> list[Doc]:
     _set_images(docs, kustomization.get("images", []))
     if "namespace" in kustomization:
         for doc in docs:
-            doc["metadata"]["namespace"] = kustomization["namespace"]
+            if doc["kind"] not in CLUSTER_SCOPED:  # as kustomize: they have no namespace
+                doc["metadata"]["namespace"] = kustomization["namespace"]
     return docs
 
 

@@ -282,7 +282,43 @@ def test_prod_overlay_scales_replicates_and_requires_approval() -> None:
         assert docs[("Deployment", name)]["spec"]["replicas"] == 3
         assert docs[("HorizontalPodAutoscaler", name)]["spec"]["minReplicas"] == 3
         assert ("PodDisruptionBudget", name) in docs
-    assert all(d["metadata"]["namespace"] == "hindsight" for d in docs.values())
+    assert all(
+        d["metadata"].get("namespace") == "hindsight"
+        for d in docs.values()
+        if d["kind"] != "PriorityClass"
+    )
+
+
+TRADING = ("gateway", "scorer")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_score_path_has_guaranteed_resources_and_the_higher_priority(overlay: str) -> None:
+    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    classes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PriorityClass"}
+    assert set(classes) == {"hindsight-trading", "hindsight-learning"}
+    assert all("namespace" not in c["metadata"] for c in classes.values())  # cluster-scoped
+    assert classes["hindsight-trading"]["value"] > classes["hindsight-learning"]["value"]
+    assert classes["hindsight-learning"]["preemptionPolicy"] == "Never"
+    assert not any(c.get("globalDefault") for c in classes.values())
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    hindsight = [w for w in workloads if w["metadata"]["name"] not in ("nats", "postgres")]
+    assert {w["metadata"]["name"] for w in hindsight} >= set(TRADING) | {"chroma"}
+    for workload in hindsight:
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        wanted = "hindsight-trading" if name in TRADING else "hindsight-learning"
+        assert pod["priorityClassName"] == wanted, name
+        if name not in TRADING:
+            continue
+        # Guaranteed QoS: every container sets cpu and memory with requests == limits.
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            resources = container["resources"]
+            for resource in ("cpu", "memory"):
+                assert resources["requests"][resource] == resources["limits"][resource], (
+                    name,
+                    resource,
+                )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
