@@ -6,7 +6,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from hindsight.trainer.domain.calibration import fit_isotonic, fit_sigmoid
+from hindsight.trainer.domain.calibration import P_MIN, fit_isotonic, fit_sigmoid
 from hindsight.trainer.domain.onnx_export import ParityError, check_parity, export_onnx
 
 pytestmark = pytest.mark.unit
@@ -67,3 +67,20 @@ def test_tampered_calibration_fails_parity(model) -> None:
             init.CopyFrom(onnx.numpy_helper.from_array(np.array(cal.a * 1.01), "cal_a"))
     with pytest.raises(ParityError):
         check_parity(proto.SerializeToString(), x, cal(raw))
+
+
+@pytest.mark.parametrize("fit", [fit_sigmoid, fit_isotonic])
+def test_the_graph_never_answers_a_certainty(model, fit) -> None:
+    """Issue 13: a calibrator fit on a small, separable block maps to exactly 0 and 1; the
+    graph (what the scorer serves) clips like the calibrator, in its float32 output too."""
+    booster, x, _ = model
+    raw = booster.predict(x)
+    y_sep = (raw >= np.median(raw)).astype(int)[:300]
+    cal = fit(raw[:300], y_sep)
+    blob = export_onnx(booster, x.shape[1], cal)
+    assert check_parity(blob, x, cal(raw))["passed"]
+    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    out = session.run(["probabilities"], {"input": x.astype(np.float32)})[0]
+    assert np.all(out > 0.0) and np.all(out < 1.0)
+    assert out[:, 1].min() == np.float32(P_MIN) and out[:, 1].max() == np.float32(1 - P_MIN)
+    assert np.all(1.0 - out[:, 1].astype(np.float64) > 0.0)  # the scorer's p_failure

@@ -5,6 +5,11 @@ reproduces node for node: sigmoid is ``1 / (1 + exp(-(a * logit(clip(p)) + b)))`
 isotonic is linear interpolation between ``GRID_POINTS`` equally spaced knots on [0, 1]
 (an isotonic fit evaluated at the knots), so its slope is bounded by
 ``(GRID_POINTS - 1) * max jump`` and the float32 graph agrees with the float64 model.
+
+Isotonic is only considered with ``ISOTONIC_MIN_ROWS`` calibration rows or more: on a
+small block its steps reach 0 and 1 and the model would announce certainties. Whatever
+the method, the output is clipped to ``[P_MIN, 1 - P_MIN]``: no calibrated probability
+is ever exactly 0 or 1 (the ONNX graph clips the same way).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from hindsight.trainer.domain.metrics import brier_score, log_loss
 __all__ = [
     "EPS",
     "GRID_POINTS",
+    "ISOTONIC_MIN_ROWS",
+    "P_MIN",
     "Calibrator",
     "choose_calibrator",
     "fit_isotonic",
@@ -30,7 +37,9 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 GRID_POINTS = 101
-EPS = 1e-6
+EPS = 1e-6  # clip of the raw p before its logit (sigmoid)
+P_MIN = 1e-4  # calibrated p lies in [P_MIN, 1 - P_MIN]: never a certainty
+ISOTONIC_MIN_ROWS = 1000  # fewer calibration rows: sigmoid only
 
 
 def _logit(p: FloatArray) -> FloatArray:
@@ -52,17 +61,24 @@ class Calibrator:
         """Calibrated probabilities (float64)."""
         p = np.asarray(p, dtype=np.float64)
         if self.method == "sigmoid":
-            return np.asarray(1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b))))
-        y = np.asarray(self.grid_y, dtype=np.float64)
-        steps = GRID_POINTS - 1
-        pos = np.clip(p, 0.0, 1.0) * steps
-        idx = np.clip(np.floor(pos), 0, steps - 1).astype(np.int64)
-        frac = pos - idx
-        return np.asarray(y[idx] + frac * (y[idx + 1] - y[idx]), dtype=np.float64)
+            with np.errstate(over="ignore"):  # exp overflow → inf → 0: the right limit
+                out = 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
+        else:
+            y = np.asarray(self.grid_y, dtype=np.float64)
+            steps = GRID_POINTS - 1
+            pos = np.clip(p, 0.0, 1.0) * steps
+            idx = np.clip(np.floor(pos), 0, steps - 1).astype(np.int64)
+            frac = pos - idx
+            out = y[idx] + frac * (y[idx + 1] - y[idx])
+        return np.asarray(np.clip(out, P_MIN, 1.0 - P_MIN), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters (what metrics.json records under ``calibration``)."""
-        out: dict[str, Any] = {"method": self.method, "selection": self.scores}
+        out: dict[str, Any] = {
+            "method": self.method,
+            "selection": self.scores,
+            "output_clip": [P_MIN, 1.0 - P_MIN],
+        }
         if self.method == "sigmoid":
             out.update(a=self.a, b=self.b, eps=EPS, formula="1/(1+exp(-(a*logit(p)+b)))")
         else:
@@ -90,7 +106,7 @@ def fit_isotonic(p: FloatArray, y: npt.NDArray[np.integer[Any]]) -> Calibrator:
 
 
 def choose_calibrator(p: FloatArray, y: npt.NDArray[np.integer[Any]]) -> Calibrator:
-    """Fit both on the validation block and keep the better one.
+    """Sigmoid below ``ISOTONIC_MIN_ROWS`` rows; from there, the better of the two.
 
     Choosing on the data a method was fit on would always favour the more flexible
     isotonic, so the choice is made by a two-fold split in time of the validation block
@@ -98,6 +114,10 @@ def choose_calibrator(p: FloatArray, y: npt.NDArray[np.integer[Any]]) -> Calibra
     the over-confident 0/1 steps isotonic can produce, which a Brier score barely sees);
     Brier breaks ties. The winner is then refit on the whole block.
     """
+    if len(p) < ISOTONIC_MIN_ROWS:
+        chosen = fit_sigmoid(p, y)
+        note = f"{len(p)} calibration rows < {ISOTONIC_MIN_ROWS}: sigmoid, isotonic not tried"
+        return Calibrator(chosen.method, chosen.a, chosen.b, (), {"rule": note})
     half = len(p) // 2
     halves = [(slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))]
     scores: dict[str, dict[str, float]] = {}
@@ -120,5 +140,12 @@ def choose_calibrator(p: FloatArray, y: npt.NDArray[np.integer[Any]]) -> Calibra
         m: {k: (v if np.isfinite(v) else None) for k, v in s.items()} for m, s in scores.items()
     }
     return Calibrator(
-        chosen.method, chosen.a, chosen.b, chosen.grid_y, {"cv_on_validation": finite}
+        chosen.method,
+        chosen.a,
+        chosen.b,
+        chosen.grid_y,
+        {
+            "rule": f"{len(p)} calibration rows >= {ISOTONIC_MIN_ROWS}: lower CV log-loss",
+            "cv_on_validation": finite,
+        },
     )

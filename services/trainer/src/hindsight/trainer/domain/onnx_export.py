@@ -1,8 +1,8 @@
 """ONNX export: the LightGBM graph (zipmap off) with the calibration appended, and parity.
 
 The converter's ``probabilities`` output is renamed; calibration runs in float64 on its
-column 1 and the graph's final output ``probabilities`` is ``[1 - p, p]`` as float32
-(the ONNX contract of the artifact).
+column 1, is clipped to ``[P_MIN, 1 - P_MIN]`` and the graph's final output
+``probabilities`` is ``[1 - p, p]`` as float32 (the ONNX contract of the artifact).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnxmltools.convert.common.data_types import FloatTensorType
 
-from hindsight.trainer.domain.calibration import EPS, GRID_POINTS, Calibrator
+from hindsight.trainer.domain.calibration import EPS, GRID_POINTS, P_MIN, Calibrator
 
 __all__ = ["INPUT", "OUTPUT", "ParityError", "check_parity", "export_onnx", "onnx_predict"]
 
@@ -41,6 +41,8 @@ def _calibration_nodes(cal: Calibrator) -> tuple[list[onnx.NodeProto], list[onnx
         const("cal_axes", [1], np.int64),
         const("cal_zero", 0.0),
         const("cal_one", 1.0),
+        const("cal_pmin", P_MIN),
+        const("cal_pmax", 1.0 - P_MIN),
     ]
     nodes = [
         helper.make_node("Slice", [_RAW, "cal_starts", "cal_ends", "cal_axes"], ["cal_p32"]),
@@ -85,7 +87,9 @@ def _calibration_nodes(cal: Calibrator) -> tuple[list[onnx.NodeProto], list[onnx
             helper.make_node("Add", ["cal_y0", "cal_step"], ["cal_out_raw"]),
         ]
     nodes += [
-        helper.make_node("Clip", ["cal_out_raw", "cal_zero", "cal_one"], ["cal_out"]),
+        # Never a certainty: the same clip as Calibrator.__call__, so the scorer's answers
+        # (p_success and p_failure = 1 - p) stay inside (0, 1) too.
+        helper.make_node("Clip", ["cal_out_raw", "cal_pmin", "cal_pmax"], ["cal_out"]),
         helper.make_node("Sub", ["cal_one", "cal_out"], ["cal_neg"]),
         helper.make_node("Concat", ["cal_neg", "cal_out"], ["cal_both"], axis=1),
         helper.make_node("Cast", ["cal_both"], [OUTPUT], to=TensorProto.FLOAT),
