@@ -533,8 +533,9 @@ def subscribe_event_batch(
             if event is not None:
                 parsed.append((delivery, event))
         try:
-            with consumer.heartbeat.holding([d.message for d, _ in parsed]):
-                await handler([event for _, event in parsed])
+            if parsed:
+                with consumer.heartbeat.holding([d.message for d, _ in parsed]):
+                    await handler([event for _, event in parsed])
         except Exception as exc:
             if len(parsed) == 1:
                 await consumer.failed(parsed[0][0], exc)
