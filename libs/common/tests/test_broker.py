@@ -339,3 +339,32 @@ def test_url_credentials_become_connection_options_for_every_server() -> None:
     assert split_credentials(["nats://tok@a:4222"]) == (["nats://tok@a:4222"], None)
     mixed = ["nats://a:x@h1:4222", "nats://b:y@h2:4222"]
     assert split_credentials(mixed) == (mixed, None)
+
+
+@pytest.mark.integration
+async def test_an_oversized_or_nul_id_is_dead_lettered_on_first_delivery(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    """Issue 13: such ids used to pass validation and fail in PostgreSQL after every
+    redelivery; now the contract refuses them and the DLQ header names the field."""
+    handled: list[PngCreated] = []
+
+    async def handle(event: PngCreated) -> None:
+        handled.append(event)
+
+    await run_broker(lambda b: subscribe_event(b, PngCreated, handle, durable="t_limits"))
+    long_id = json.dumps({**GOOD_PNG, "run_id": "r" * 8192}).encode()
+    nul_id = json.dumps({**GOOD_PNG, "trade_id": "trade\x00-7"}).encode()
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.publish("png.created", long_id, headers={"Nats-Msg-Id": "long-1"})
+    await js.publish("png.created", nul_id, headers={"Nats-Msg-Id": "nul-1"})
+    await nc.close()
+
+    dead = await _dead_letters(nats_url, "dlq.png.created", 2)
+    by_body = {msg.data: msg.headers for msg in dead}
+    assert set(by_body) == {long_id, nul_id}, "the original bytes, unchanged"
+    assert by_body[long_id]["Hindsight-Error"].startswith("png.created: run_id: String should")
+    assert by_body[nul_id]["Hindsight-Error"].startswith("png.created: trade_id: Input should not")
+    assert {h["Hindsight-Delivery-Count"] for h in by_body.values()} == {"1"}
+    assert handled == []

@@ -451,7 +451,12 @@ def test_error_message_stays_on_one_line_whatever_the_input() -> None:
     event["features"]["rsi\r\nlag"] = "abc"
     with pytest.raises(InvalidEventError) as info:
         parse_event("signal.features", wire(event))
-    assert str(info.value) == "signal.features: features.rsi lag: Input should be a valid number"
+    # The key is bad too (a control character) and shown escaped (issue 13).
+    assert str(info.value) == (
+        "signal.features: features.rsi\\x0d\\x0alag.[key]: Input should not contain control "
+        "characters (found U+000D at position 3); features.rsi\\x0d\\x0alag: Input should "
+        "be a valid number"
+    )
     payload_event = good("json.created")
     payload_event["payload"] = {"multi\nline": float("nan")}
     error = rejected("json.created", payload_event)
@@ -643,3 +648,250 @@ def test_event_models_are_distinct_and_keys_are_strings() -> None:
 @pytest.mark.parametrize("subject", SUBJECTS)
 def test_dlq_subject(subject: str) -> None:
     assert dlq_subject(subject) == f"dlq.{subject}"
+
+
+# --- limits of strings (docs/events.md, "Limits of strings") -----------------------------
+# Issue 13: an 8 kB id or a NUL passed validation and then failed in PostgreSQL after every
+# redelivery. Every string field now has a bounded length and a character set.
+
+KB8 = "a" * 8192
+Setter = Callable[[dict[str, Any], str], None]
+
+
+def _set(*path: str | int) -> Setter:
+    """Set the value at ``path`` of the event (creating nothing: the path must exist)."""
+
+    def setter(event: dict[str, Any], value: str) -> None:
+        node: Any = event
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+
+    return setter
+
+
+def _key(*path: str) -> Setter:
+    """Add ``value`` as a key of the object at ``path`` (its value copied from another)."""
+
+    def setter(event: dict[str, Any], value: str) -> None:
+        node: Any = event
+        for part in path:
+            node = node[part]
+        node[value] = next(iter(node.values()))
+
+    return setter
+
+
+# (subject, the field the error must name, kind, how to put a value there)
+IDS = [
+    *[(subject, "source", _set("source")) for subject in SUBJECTS],
+    *[
+        ("png.created", f, _set(f))
+        for f in ("run_id", "trade_id", "setup_id", "rule_version", "symbol", "timeframe", "author")
+    ],
+    *[("json.created", f, _set(f)) for f in ("run_id", "trade_id")],
+    ("json.created", "doc_id", lambda e, v: e.update(doc_id=v)),
+    ("json.created", "setup_id", lambda e, v: e.update(setup_id=v)),
+    ("json.created", "rule_version", lambda e, v: e.update(rule_version=v)),
+    ("json.created", "key_fields.0", _set("key_fields", 0)),
+    *[
+        ("signal.features", f, _set(f))
+        for f in ("signal_id", "symbol", "timeframe", "run_id", "rule_version")
+    ],
+    ("signal.features", "trade_id", lambda e, v: e.update(trade_id=v)),
+    ("signal.features", "setup_id", lambda e, v: e.update(setup_id=v)),
+    ("signal.features", "features.*.[key]", _key("features")),
+    ("signal.outcome", "signal_id", _set("signal_id")),
+    *[
+        ("label.saved", f, _set(f))
+        for f in ("trade_id", "labeler_id", "quality_grade", "chroma_vector_id")
+    ],
+    ("embedding.created", "vector_id", _set("vector_id")),
+    ("embedding.created", "model", _set("model")),
+    ("embedding.created", "metadata.*.[key]", _key("metadata")),
+    *[("training.requested", f, _set(f)) for f in ("model_name", "requested_by", "request_id")],
+    *[("training.completed", f, _set(f)) for f in ("training_run_id", "model_name", "version")],
+    ("training.completed", "feature_names.0", _set("feature_names", 0)),
+    *[
+        ("model.deployed", f, _set(f))
+        for f in ("model_name", "version", "experiment_id", "previous_version")
+    ],
+    ("model.deployed", "deployment_id", lambda e, v: e.update(deployment_id=v)),
+    ("model.deployed", "traffic.*.[key]", _key("traffic")),
+    *[
+        ("prediction.logged", f, _set(f))
+        for f in ("prediction_id", "signal_id", "model_version", "experiment_id", "arm")
+    ],
+    *[("ab.completed", f, _set(f)) for f in ("experiment_id", "model_name", "winner")],
+    ("ab.completed", "per_arm.*.[key]", _key("per_arm")),
+    ("ab.completed", "per_arm.A.*.[key]", _key("per_arm", "A")),
+]
+PATHS = [
+    ("png.created", "file_path", _set("file_path")),
+    ("json.created", "file_path", lambda e, v: e.update(file_path=v)),
+    ("label.saved", "screenshot", _set("screenshot")),
+    ("training.completed", "artifact_uri", _set("artifact_uri")),
+    ("model.deployed", "artifact_uri", _set("artifact_uri")),
+]
+TEXTS = [
+    ("label.saved", "user_comment", _set("user_comment")),
+    ("embedding.created", "document", lambda e, v: e.update(document=v)),
+    ("embedding.created", "metadata.setup_id", _set("metadata", "setup_id")),
+    ("training.requested", "reason", _set("reason")),
+    ("training.completed", "error", lambda e, v: e.update(error=v)),
+]
+# JSON objects: NUL is refused in any key or string, anywhere in them.
+JSON_VALUES = [
+    ("json.created", "payload", _set("payload", "verdict")),
+    ("json.created", "payload", _key("payload")),
+    ("json.created", "payload", lambda e, v: e["payload"].update(deep={"list": ["ok", v]})),
+    ("training.completed", "metrics", _set("metrics", "calibration", "method")),
+    ("training.completed", "metrics", _key("metrics")),
+]
+
+
+def _params(rows: list[tuple[str, str, Setter]]) -> list[Any]:
+    return [pytest.param(s, f, put, id=f"{s}-{f}") for s, f, put in rows]
+
+
+def _named(error: InvalidEventError, field: str, value: str) -> None:
+    """The error names ``field`` (``*`` stands for the shortened, escaped key)."""
+    assert len(error.errors) == 1, error.errors
+    got = error.errors[0].field
+    if "*" in field:
+        head, tail = field.split("*")
+        assert got.startswith(head) and got.endswith(tail), got
+        assert len(got) < len(head) + 80 and "\x00" not in got  # shortened, escaped
+    else:
+        assert got == field
+    assert "\x00" not in str(error) and len(str(error)) < 1000  # fits a NATS header
+
+
+def _issue13_reject(subject: str, put: Setter, value: str) -> InvalidEventError:
+    event = good(subject)
+    if subject == "ab.completed":
+        event["per_arm"] = {"A": {"n": 1.0}}
+    put(event, value)
+    return rejected(subject, event)
+
+
+def _issue13_accept(subject: str, put: Setter, value: str) -> Event:
+    event = good(subject)
+    if subject == "ab.completed":
+        event["per_arm"] = {"A": {"n": 1.0}}
+    put(event, value)
+    return parse_event(subject, wire(event))
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(IDS))
+@pytest.mark.parametrize("value", [KB8, "a" * 257, "id\x00x", "\x00", "line\nbreak", "del\x7f"])
+def test_ids_are_bounded_and_free_of_control_characters(
+    subject: str, field: str, put: Setter, value: str
+) -> None:
+    _named(_issue13_reject(subject, put, value), field, value)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(IDS))
+def test_ids_of_256_characters_pass(subject: str, field: str, put: Setter) -> None:
+    if field == "vector_id":  # metadata.id must follow it
+        _issue13_accept(subject, lambda e, v: put(e, v) or _set("metadata", "id")(e, v), "é" * 256)
+    else:
+        _issue13_accept(subject, put, "é" * 256)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(PATHS))
+@pytest.mark.parametrize("value", [KB8, "/a/b\x00.png", "/a/\nb.png"])
+def test_paths_are_bounded_and_free_of_control_characters(
+    subject: str, field: str, put: Setter, value: str
+) -> None:
+    _named(_issue13_reject(subject, put, value), field, value)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(PATHS))
+def test_paths_of_4096_characters_pass(subject: str, field: str, put: Setter) -> None:
+    _issue13_accept(subject, put, "/" + "p" * 4095)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(TEXTS))
+@pytest.mark.parametrize("value", ["a" * (64 * 1024 + 1), "before\x00after"])
+def test_free_text_is_bounded_and_free_of_nul(
+    subject: str, field: str, put: Setter, value: str
+) -> None:
+    _named(_issue13_reject(subject, put, value), field, value)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(TEXTS))
+def test_a_lone_surrogate_is_refused_on_the_wire_and_in_create(
+    subject: str, field: str, put: Setter
+) -> None:
+    """PostgreSQL cannot store it (no UTF-8 form): JSON parsing refuses it on the wire, the
+    model when a Python producer builds the event."""
+    event = good(subject)
+    put(event, "half \ud800 pair")
+    with pytest.raises(InvalidEventError):
+        parse_event(subject, json.dumps(event).encode())
+    model = EVENT_TYPES[subject]
+    fields = {k: v for k, v in event.items() if k != "source"}
+    with pytest.raises(InvalidEventError) as info:
+        model.create(source=event["source"], **fields)
+    _named(info.value, field, "")
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(TEXTS))
+def test_free_text_of_8_kb_with_newlines_passes(subject: str, field: str, put: Setter) -> None:
+    _issue13_accept(subject, put, ("x" * 99 + "\n") * 82)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(JSON_VALUES))
+def test_json_objects_refuse_nul_in_any_key_or_string(
+    subject: str, field: str, put: Setter
+) -> None:
+    error = _issue13_reject(subject, put, "nul\x00here")
+    _named(error, field, "")
+    assert "U+0000" in str(error)
+
+
+@pytest.mark.parametrize(("subject", "field", "put"), _params(JSON_VALUES))
+def test_json_objects_take_8_kb_strings(subject: str, field: str, put: Setter) -> None:
+    _issue13_accept(subject, put, KB8)
+
+
+def test_an_extra_field_with_nul_is_refused_naming_it() -> None:
+    event = good("png.created")
+    event["renderer_note"] = {"text": "a\x00b"}
+    error = rejected("png.created", event)
+    assert "renderer_note.text" in str(error) and "U+0000" in str(error)
+
+
+@pytest.mark.parametrize("value", ["not base64!", "a\x00", "A" * (1024 * 1024 + 4)])
+def test_thumbnails_are_bounded_base64(value: str) -> None:
+    error = _issue13_reject("embedding.created", _set("thumbnail_b64"), value)
+    _named(error, "thumbnail_b64", value)
+
+
+def _string_nodes(schema: Any, defs: dict[str, Any], path: str) -> list[tuple[str, Any]]:
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _string_nodes(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, path)
+        found = []
+        if schema.get("type") == "string" and not {"enum", "const", "format"} & set(schema):
+            found.append((path, schema))
+        for key, value in schema.items():
+            if key != "$defs":
+                found += _string_nodes(value, defs, f"{path}/{key}")
+        return found
+    if isinstance(schema, list):
+        return [n for i, item in enumerate(schema) for n in _string_nodes(item, defs, path)]
+    return []
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_every_string_in_the_contract_has_a_maximum_length(subject: str) -> None:
+    """A new string field without a limit fails here (and the catalog would show it)."""
+    schema = EVENT_TYPES[subject].model_json_schema()
+    nodes = _string_nodes(schema, schema.get("$defs", {}), subject)
+    assert nodes
+    unbounded = [path for path, node in nodes if "maxLength" not in node]
+    assert unbounded == []
+    without_charset = [path for path, node in nodes if "pattern" not in node]
+    assert without_charset == []

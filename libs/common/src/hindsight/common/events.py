@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     PlainSerializer,
     PlainValidator,
     Strict,
@@ -44,7 +47,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
 from hindsight.common.errors import InvalidInputError
 
@@ -69,6 +72,10 @@ __all__ = [
     "EmbeddingCreated",
     "Event",
     "FieldError",
+    "ID_MAX_CHARS",
+    "PATH_MAX_CHARS",
+    "TEXT_MAX_CHARS",
+    "THUMBNAIL_MAX_CHARS",
     "InvalidEventError",
     "JsonCreated",
     "LabelSaved",
@@ -145,7 +152,77 @@ UtcDatetime = Annotated[
     PlainSerializer(format_utc, return_type=str, when_used="json"),
 ]
 
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+# --- string limits (docs/events.md, "Limits of strings") ------------------------------
+# Every string field is bounded and has a character set, checked at validation, so that a
+# message PostgreSQL, Chroma or a header could not hold is dead-lettered at once, naming
+# its field, instead of failing in a database after every redelivery. Lengths count
+# characters (Unicode code points).
+ID_MAX_CHARS = 256
+"""Ids and names; 4 bytes a character at most, so an id stays far below PostgreSQL's
+btree entry limit (~2.7 kB)."""
+PATH_MAX_CHARS = 4096
+"""File paths and artifact URIs (PATH_MAX on Linux)."""
+TEXT_MAX_CHARS = 65_536
+"""Free text: comments, reasons, errors, documents, string values in vector metadata."""
+THUMBNAIL_MAX_CHARS = 1_048_576
+"""A base64 thumbnail (a NATS message is at most 1 MiB by default anyway)."""
+
+# Control characters (Unicode Cc: C0, DEL, C1) and lone surrogates: never in an id or path.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# NUL and lone surrogates: PostgreSQL text/jsonb cannot store them, nor UTF-8 encode them.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+
+
+def _char_error(kind: str, found: str, index: int) -> PydanticCustomError:
+    return PydanticCustomError(
+        "string_characters",
+        "Input should not contain {kind} (found U+{code} at position {index})",
+        {"kind": kind, "code": f"{ord(found):04X}", "index": index},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chars:
+    """A string annotation: refuses the characters ``forbidden`` matches; its JSON schema
+    gets ``pattern`` (ECMA syntax), so the AsyncAPI catalog documents the rule."""
+
+    forbidden: re.Pattern[str]
+    kind: str
+    json_pattern: str
+
+    def _check(self, value: str) -> str:
+        found = self.forbidden.search(value)
+        if found is not None:
+            raise _char_error(self.kind, found.group(), found.start())
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        out = dict(handler(schema))
+        out["pattern"] = self.json_pattern
+        return out
+
+
+_NO_CONTROL = _Chars(_CONTROL, "control characters", "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+_NO_NUL = _Chars(_UNSTORABLE, "NUL or lone surrogates", "^[^\\u0000]*$")
+
+# Ids and names: 1..256 characters, no control characters.
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_CHARS), _NO_CONTROL]
+# File paths and URIs: 1..4096 characters, no control characters.
+PathStr = Annotated[str, StringConstraints(min_length=1, max_length=PATH_MAX_CHARS), _NO_CONTROL]
+# Free text: up to 64 Ki characters, no NUL (newlines and tabs are fine).
+Text = Annotated[str, StringConstraints(max_length=TEXT_MAX_CHARS), _NO_NUL]
+Base64Str = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=THUMBNAIL_MAX_CHARS, pattern=_BASE64.pattern),
+]
 # Strict: no bools, no numeric strings; ints are still accepted where a float is expected.
 FiniteFloat = Annotated[float, Strict(), AllowInfNan(False)]
 PositiveFloat = Annotated[FiniteFloat, Field(gt=0)]
@@ -155,13 +232,23 @@ StrictInt = Annotated[int, Strict()]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 StrictBool = Annotated[bool, Strict()]
-Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Sha256Hex = Annotated[
+    str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+]
 
 
 def _metadata_scalar(value: Any) -> str | int | float | bool | None:
     # One plain validator instead of a union: a union's errors carry member tags in their
     # location ("metadata.k.str"), which would make the field path in the DLQ header noisy.
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        if len(value) > TEXT_MAX_CHARS:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": TEXT_MAX_CHARS},
+            )
+        return _NO_NUL._check(value)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -178,7 +265,7 @@ MetadataScalar = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string"},
+                {"type": "string", "maxLength": TEXT_MAX_CHARS, "pattern": _NO_NUL.json_pattern},
                 {"type": "integer"},
                 {"type": "number"},
                 {"type": "boolean"},
@@ -192,6 +279,25 @@ MetadataScalar = Annotated[
 def canonical_json(value: Any) -> str:
     """The canonical JSON text hashed for ``json.created`` keys (sorted keys, no spaces)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _reject_unstorable(value: Any, path: str) -> None:
+    """NUL or a lone surrogate in any key or string of a JSON value: bad input."""
+    if isinstance(value, str):
+        found = _UNSTORABLE.search(value)
+        if found is not None:
+            raise PydanticCustomError(
+                "string_characters",
+                "Input should not contain NUL or lone surrogates (found U+{code} in {path})",
+                {"code": f"{ord(found.group()):04X}", "path": path},
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_unstorable(key, f"{path} (a key)")
+            _reject_unstorable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_unstorable(item, f"{path}.{index}")
 
 
 def _reject_non_finite(value: Any, path: str) -> None:
@@ -224,6 +330,14 @@ class Event(BaseModel):
     """When the fact happened, RFC 3339 with a timezone; normalised to UTC."""
     source: NonEmptyStr
     """Who produced the event: a service or tool name, e.g. ``chart-renderer``."""
+
+    @model_validator(mode="after")
+    def _extras_storable(self) -> Self:
+        # Unknown fields are kept and forwarded, so they obey the rule every string does.
+        for key, value in (self.model_extra or {}).items():
+            _reject_unstorable(key, "an extra field's name")
+            _reject_unstorable(value, key)
+        return self
 
     @abstractmethod
     def idempotency_key(self) -> str:
@@ -267,7 +381,7 @@ class PngCreated(Event):
 
     subject: ClassVar[str] = PNG_CREATED
 
-    file_path: NonEmptyStr
+    file_path: PathStr
     """Path of the PNG; must resolve inside ``HINDSIGHT_IMAGE_ROOTS``."""
     run_id: NonEmptyStr
     """The backtest or live run that produced it."""
@@ -305,12 +419,12 @@ class JsonCreated(Event):
         "prompt",
     ]
     payload: dict[str, Any]
-    """The document itself (a JSON object; numbers must be finite)."""
+    """The document itself (a JSON object; numbers must be finite; no NUL in any string)."""
     run_id: NonEmptyStr
     trade_id: NonEmptyStr | None = None
     setup_id: NonEmptyStr | None = None
     rule_version: NonEmptyStr | None = None
-    file_path: NonEmptyStr | None = None
+    file_path: PathStr | None = None
     """Where the document lives on disk, when it is a file."""
     key_fields: list[NonEmptyStr] | None = None
     """Payload keys that matter most; the embedder puts them first in the text it embeds."""
@@ -322,6 +436,7 @@ class JsonCreated(Event):
     def _payload_numbers_finite(cls, value: dict[str, Any]) -> dict[str, Any]:
         # NaN would be written back as null, changing the payload and so its hash key.
         _reject_non_finite(value, "payload")
+        _reject_unstorable(value, "payload")
         return value
 
     def idempotency_key(self) -> str:
@@ -401,10 +516,10 @@ class LabelSaved(Event):
     label: Literal["approved", "rejected", "review"]
     labeler_id: NonEmptyStr
     quality_grade: NonEmptyStr | None = None
-    user_comment: str | None = None
+    user_comment: Text | None = None
     llm_agreed: StrictBool | None = None
     """Whether the label agrees with the LLM's suggestion."""
-    screenshot: NonEmptyStr | None = None
+    screenshot: PathStr | None = None
     """Path of the screenshot the label was given on."""
     chroma_vector_id: NonEmptyStr | None = None
 
@@ -436,9 +551,9 @@ class EmbeddingCreated(Event):
     ]
     """Chroma metadata of the vector: the mandatory keys, plus ``image_type``,
     ``user_label`` and ``quality_grade`` when known."""
-    document: str | None = None
+    document: Text | None = None
     """The embedded text (text modality) or a caption."""
-    thumbnail_b64: NonEmptyStr | None = None
+    thumbnail_b64: Base64Str | None = None
     """A small base64 PNG of the image, for search results."""
 
     @field_validator("metadata")
@@ -477,7 +592,7 @@ class TrainingRequested(Event):
 
     model_name: NonEmptyStr
     mode: Literal["full", "incremental"]
-    reason: str | None = None
+    reason: Text | None = None
     requested_by: NonEmptyStr | None = None
     request_id: NonEmptyStr = Field(default_factory=lambda: uuid4().hex)
 
@@ -512,7 +627,7 @@ class TrainingCompleted(Event):
     model_name: NonEmptyStr
     status: Literal["completed", "failed", "skipped"]
     version: NonEmptyStr | None = None
-    artifact_uri: NonEmptyStr | None = None
+    artifact_uri: PathStr | None = None
     """Where ``models/{model_name}/{version}/`` lives, under ``HINDSIGHT_ARTIFACT_ROOT``."""
     sha256: Sha256Hex | None = None
     """sha256 of ``model.onnx``, 64 lowercase hex digits."""
@@ -522,8 +637,14 @@ class TrainingCompleted(Event):
     dataset_size: NonNegativeInt | None = None
     data_time_range: TimeRange | None = None
     duration_s: NonNegativeFloat | None = None
-    error: str | None = None
+    error: Text | None = None
     """Why the run failed or was skipped."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        _reject_unstorable(value, "metrics")
+        return value
 
     def idempotency_key(self) -> str:
         return self.training_run_id
@@ -543,7 +664,7 @@ class ModelDeployed(Event):
     model_name: NonEmptyStr
     version: NonEmptyStr
     stage: Literal["production", "canary", "shadow", "retired"]
-    artifact_uri: NonEmptyStr
+    artifact_uri: PathStr
     sha256: Sha256Hex
     """sha256 of ``model.onnx``, 64 lowercase hex digits."""
     experiment_id: NonEmptyStr | None = None
@@ -642,10 +763,20 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_LOC_PART_CHARS = 64
+
+
+def _loc_part(part: str | int) -> str:
+    # A dict key is part of the path; a bad key (8 kB, NUL) must not make the error line,
+    # which travels in a NATS header, long or binary: escape and shorten it.
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(part))
+    return text if len(text) <= _LOC_PART_CHARS else text[: _LOC_PART_CHARS - 1] + "…"
+
+
 def _field_errors(exc: ValidationError) -> list[FieldError]:
     return [
         FieldError(
-            field=_one_line(".".join(str(part) for part in error["loc"])) or "body",
+            field=_one_line(".".join(_loc_part(part) for part in error["loc"])) or "body",
             reason=_one_line(error["msg"]),
         )
         for error in exc.errors(include_url=False, include_input=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 from hindsight.common.artifacts import validate_name
 from hindsight.common.errors import NotFoundError
-from hindsight.common.events import Event, TrainingCompleted
+from hindsight.common.events import TEXT_MAX_CHARS, Event, TrainingCompleted
 from hindsight.trainer.artifact_store import write_artifact
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.domain.autotrain import (
@@ -321,7 +321,7 @@ class RunService:
             dataset_size=run.get("dataset_size"),
             data_time_range=report.get("data_time_range"),
             duration_s=max(0.0, float(run.get("duration_s") or 0.0)),
-            error=run.get("error"),
+            error=_bounded(run.get("error")),
         )
         for attempt in range(3):
             try:
@@ -333,6 +333,17 @@ class RunService:
                 )
                 await asyncio.sleep(1.0 * (attempt + 1))
         logger.error("training.completed for run %s was not published", run["run_id"])
+
+
+def _bounded(text: str | None) -> str | None:
+    """An error message the contract takes as free text (no NUL, at most TEXT_MAX_CHARS);
+    otherwise the event would be refused and the run's end never announced."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\\x00")
+    if len(text) <= TEXT_MAX_CHARS:
+        return text
+    return text[: TEXT_MAX_CHARS - 14] + " … (truncated)"
 
 
 class _RunFailed(Exception):
