@@ -1,12 +1,16 @@
-"""Every metric a Grafana panel or an alert rule names exists in a real Prometheus scrape.
+"""Every metric a Grafana panel or an alert rule names has series in a real Prometheus.
 
-The four services run as real processes (real NATS JetStream and PostgreSQL from the test
+The services run as real processes (real NATS JetStream and PostgreSQL from the test
 harness); a real Prometheus (the Debian binary) scrapes them every second and loads the
-shipped alert rules. The test then drives the paths that create labelled series: a DLQ'd
-message, training runs, manual promotion, a shadow experiment started and cancelled,
-gateway Score calls, losing outcomes that make the degradation monitor roll production
-back, and a killed scorer that opens the gateway's breaker. Finally it asks Prometheus for
-every metric name it has seen and compares with what dashboards and rules reference.
+shipped alert rules. Nobody calls ``/readyz``: ``hindsight_ready`` must still turn 1. The
+test then drives the paths that create labelled series: a failed training run and a DLQ'd
+message (each the first of its kind: the alert's own ``increase()`` expression must see it
+and the alert fire), training runs, manual promotion, a shadow experiment that runs until
+its per-arm gauges are scraped and is then cancelled, gateway Score calls, losing outcomes
+that make the degradation monitor roll production back (the first rollback: its alert must
+fire too), and a killed scorer that opens the gateway's breaker. Finally every metric a
+dashboard or rule names must have had series during the test, and every dashboard panel's
+query (template variables set to All) must return series over the test's time range.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import grpc
 import httpx
@@ -37,8 +42,10 @@ from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 from deploy_files import (  # noqa: E402
+    DASHBOARD_NEEDS,
     DEPLOY,
     OPTIONAL_SERVICES,
+    dashboard_exprs,
     histogram_bases,
     installed_services,
     referenced_metrics,
@@ -145,6 +152,48 @@ def prometheus(stack: ServiceProcesses, hindsight_test_dir: Path) -> Iterator[st
         log.close()
 
 
+def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    """The instant vector ``expr`` evaluates to now (empty when it selects nothing)."""
+    body = get_json(f"{prometheus}/api/v1/query?{urlencode({'query': expr})}")
+    assert body is not None and body["status"] == "success", f"{expr}: {body}"
+    return list(body["data"]["result"])
+
+
+def _rule_expr(alert: str) -> str:
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())
+    return next(
+        str(r["expr"]) for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert
+    )
+
+
+def _firing(prometheus: str) -> set[str]:
+    body = get_json(f"{prometheus}/api/v1/alerts") or {"data": {"alerts": []}}
+    return {a["labels"]["alertname"] for a in body["data"]["alerts"] if a["state"] == "firing"}
+
+
+async def _first_event_moves_increase(
+    prometheus: str, stack: ServiceProcesses, *, alert: str, series: str, cause: Any
+) -> None:
+    """``series`` is scraped at 0; ``cause()`` makes its first event; the alert's own
+    ``increase()`` expression then returns a value above 0 and the alert fires."""
+    await wait_until(
+        f"Prometheus to scrape {series} at 0 before its first event",
+        lambda: [r for r in _query(prometheus, series) if float(r["value"][1]) == 0],
+        timeout=60,
+        services=stack,
+    )
+    assert not _query(prometheus, _rule_expr(alert)), f"{alert} fires before its event"
+    await cause()
+    expr = _rule_expr(alert)
+    await wait_until(
+        f"{alert}'s increase() to see the first event",
+        lambda: [r for r in _query(prometheus, expr) if float(r["value"][1]) > 0],
+        timeout=120,
+        services=stack,
+    )
+    await wait_until(f"{alert} to fire", lambda: alert in _firing(prometheus), timeout=30)
+
+
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
@@ -226,17 +275,59 @@ async def _exercise(
     pairs = generate(N_TRAIN + N_SCORED, seed=11)
     pairs.sort(key=lambda pair: pair[0].ts)
     train, scored = pairs[:N_TRAIN], pairs[N_TRAIN:]
-    await publish(nats_url, train)
-    # One malformed signal.features: the trainer's consumer dead-letters it.
-    await nats_client.jetstream().publish("signal.features", b'{"not": "a signal"}')
     trainer = stack.url("trainer")
+
+    async def failed_run() -> None:  # no data yet: the run fails
+        response = httpx.post(
+            f"{trainer}/v1/runs",
+            json={"model_name": MODEL, "mode": "full", "reason": "deploy-test: no data"},
+            headers=_auth(),
+            timeout=10.0,
+        )
+        assert response.status_code == 202, response.text
+        run_id = response.json()["training_run_id"]
+        run = await wait_until(
+            "the data-less run to end",
+            lambda: (
+                (r := get_json(f"{trainer}/v1/runs/{run_id}")) and r["status"] != "running" and r
+            ),
+            timeout=120,
+            services=stack,
+        )
+        assert run["status"] == "failed", run
+
+    await _first_event_moves_increase(
+        prometheus,
+        stack,
+        alert="HindsightTrainingRunFailed",
+        series='hindsight_trainer_runs_total{status="failed"}',
+        cause=failed_run,
+    )
+
+    async def dead_letter() -> None:  # one malformed signal.features: dead-lettered
+        await nats_client.jetstream().publish("signal.features", b'{"not": "a signal"}')
+
+    await _first_event_moves_increase(
+        prometheus,
+        stack,
+        alert="HindsightDlqGrowing",
+        series='hindsight_events_consumed_total{job="trainer",subject="signal.features",'
+        'outcome="dead_lettered"}',
+        cause=dead_letter,
+    )
+    # The DLQ depth gauge existed at 0 and now counts the message.
     await wait_until(
-        "the trainer to ingest the signals and dead-letter the bad one",
-        lambda: (
-            (s := get_json(f"{trainer}/v1/stats"))
-            and s["signals_with_outcome"] >= N_TRAIN
-            and 'outcome="dead_lettered"' in _metrics_text(stack, "trainer")
+        "hindsight_dlq_messages to count the dead letter",
+        lambda: _query(
+            prometheus, 'max(hindsight_dlq_messages{subject="dlq.signal.features"}) >= 1'
         ),
+        timeout=60,
+        services=stack,
+    )
+    await publish(nats_url, train)
+    await wait_until(
+        "the trainer to ingest the signals",
+        lambda: (s := get_json(f"{trainer}/v1/stats")) and s["signals_with_outcome"] >= N_TRAIN,
         timeout=180,
         services=stack,
     )
@@ -250,6 +341,17 @@ async def _exercise(
         stack,
         "/v1/experiments",
         {"model_name": MODEL, "kind": "shadow", "candidate_version": v2, "reason": "drill"},
+    )
+    # The evaluator exports the running experiment's arms: the dashboard's table shows them.
+    await wait_until(
+        "Prometheus to scrape the running experiment's traffic split",
+        lambda: _query(
+            prometheus,
+            "hindsight_registry_experiment_traffic_share"
+            f'{{experiment_id="{experiment["experiment_id"]}",arm="control"}} == 1',
+        ),
+        timeout=60,
+        services=stack,
     )
     _post(stack, f"/v1/experiments/{experiment['experiment_id']}/cancel", {"reason": "drill"})
     _post(stack, f"/v1/models/{MODEL}/versions/{v2}/promote", {"reason": "approve v2"})
@@ -274,17 +376,25 @@ async def _exercise(
         services=stack,
     )
 
-    # Every scored trade loses: the degradation monitor rolls v2 back to v1.
+    # Every scored trade loses: the degradation monitor rolls v2 back to v1 (the first
+    # degradation rollback of this registry process: its alert must see it).
     losses = [(s, o.model_copy(update={"result": "loss"})) for s, o in scored]
-    await publish(nats_url, losses)
-    await wait_until(
-        "the degradation monitor to roll v2 back",
-        lambda: (
-            _production(stack) == v1
-            and _has_series(stack, "registry", "hindsight_registry_degradation_rollbacks_total{")
-        ),
-        timeout=120,
-        services=stack,
+
+    async def degrade() -> None:
+        await publish(nats_url, losses)
+        await wait_until(
+            "the degradation monitor to roll v2 back",
+            lambda: _production(stack) == v1,
+            timeout=120,
+            services=stack,
+        )
+
+    await _first_event_moves_increase(
+        prometheus,
+        stack,
+        alert="HindsightModelRolledBackForDegradation",
+        series=f'hindsight_registry_degradation_rollbacks_total{{model_name="{MODEL}"}}',
+        cause=degrade,
     )
 
     # The trainer compared the new live signals with production's reference.
@@ -415,14 +525,25 @@ def _scraped_names(prometheus: str) -> set[str]:
     return set(body["data"]) if body else set()
 
 
+# Three training runs, 3,000 signals and the degradation drill on a shared CI machine.
+@pytest.mark.timeout(900)
 async def test_every_metric_named_by_dashboards_and_rules_is_scraped(
     stack: ServiceProcesses, prometheus: str, nats_url: str, nats_client: Any
 ) -> None:
-    # Kubernetes readiness probes call /readyz, which sets hindsight_ready (0 or 1); so does
-    # this test. The scorer is not ready yet (no model): the answer is 503, the gauge 0.
-    for service in SERVICES:
-        status = httpx.get(f"{stack.url(service)}/readyz", timeout=10.0).status_code
-        assert status in (200, 503), f"{service} /readyz answered {status}"
+    started = time.time()
+    # Nobody calls /readyz (as under compose): each service re-evaluates its checks and
+    # hindsight_ready follows. The scorer has no model yet: it reads 0, the others 1.
+    await wait_until(
+        "hindsight_ready of every service, 1 where ready, without any /readyz call",
+        lambda: (
+            {r["metric"]["service"] for r in _query(prometheus, "hindsight_ready")} >= set(SERVICES)
+            and {r["metric"]["service"] for r in _query(prometheus, "hindsight_ready == 1")}
+            >= {"trainer", "registry"}
+        ),
+        timeout=60,
+        services=stack,
+    )
+    assert _query(prometheus, 'hindsight_ready{service="scorer"} == 0'), "scorer has no model"
     await _exercise(stack, nats_url, nats_client, prometheus)
     # The scorer was killed last: its series were scraped while it ran. Let Prometheus take
     # a few more scrapes of the gateway and the registry after the last step.
@@ -439,7 +560,35 @@ async def test_every_metric_named_by_dashboards_and_rules_is_scraped(
     assert not missing, (
         f"dashboards/rules reference metrics Prometheus never scraped: {missing}{stack.log_tails()}"
     )
-    print(f"\n{len(wanted)} referenced metric names, all among {len(names)} scraped")
+    # Each of them had series during the test (not only a name in the TSDB's index).
+    window = f"{int(time.time() - started) + 5}s"
+    without_series = [
+        name
+        for name in sorted(wanted)
+        if not _query(prometheus, f"count(last_over_time({name}[{window}]))")
+    ]
+    assert not without_series, f"no series during the test: {without_series}"
+    # Every panel shows data: its query (template variables = All) returns series.
+    empty = []
+    checked = 0
+    for dashboard, exprs in dashboard_exprs().items():
+        if not DASHBOARD_NEEDS.get(dashboard, frozenset()) <= set(SERVICES):
+            continue
+        for expr in exprs:
+            promql = expr.replace("$instance", ".*").replace("$model", ".*")
+            body = get_json(
+                f"{prometheus}/api/v1/query_range?"
+                + urlencode({"query": promql, "start": started, "end": time.time(), "step": "2"})
+            )
+            assert body is not None and body["status"] == "success", f"{dashboard}: {promql}"
+            checked += 1
+            if not body["data"]["result"]:
+                empty.append(f"{dashboard}: {expr}")
+    assert not empty, "panels without data over the test:\n" + "\n".join(empty)
+    print(
+        f"\n{len(wanted)} referenced metric names with series, among {len(names)} scraped; "
+        f"{checked} panel queries return data"
+    )
 
     # The shipped rules load in the real Prometheus and evaluate without error.
     rules = get_json(f"{prometheus}/api/v1/rules")
