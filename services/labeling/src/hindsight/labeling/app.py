@@ -22,6 +22,7 @@ from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, se
 from hindsight.labeling.auth import Auth
 from hindsight.labeling.config import LabelingSettings
 from hindsight.labeling.http_api import api_router
+from hindsight.labeling.http_guards import install_guards
 from hindsight.labeling.ingest import QueueBuilder
 from hindsight.labeling.login_throttle import InMemoryLoginThrottle, LoginThrottle
 from hindsight.labeling.memory import MemoryClient
@@ -103,7 +104,9 @@ class Labeling(PartGroup):
         publish = make_publisher(self.broker)
         self.labels = LabelService(self.storage, publish, labels_dir=settings.resolved_labels_dir())
         self.outbox = OutboxRetrier(self.storage, publish, interval_s=settings.outbox_retry_s)
-        self.queue = QueueBuilder(self.storage, settings.image_roots)
+        self.queue = QueueBuilder(
+            self.storage, settings.image_roots, png_limits=settings.png_limits()
+        )
         register_consumers(self.broker, self.queue, max_deliveries=settings.max_deliveries)
         self.memory = MemoryClient(settings.memory_url, health_ttl_s=settings.memory_health_ttl_s)
         self.auth = Auth(self.storage, ttl_s=settings.session_ttl_s)
@@ -120,6 +123,7 @@ class Labeling(PartGroup):
         readiness.register("nats", nats_ready(self.broker))
         self.http_app = create_http_app(service=SERVICE, readiness=readiness)
         _route_timing(self.http_app)
+        install_guards(self.http_app, auth=self.auth)
         self.http_app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
         self.http_app.include_router(
             api_router(
@@ -128,6 +132,8 @@ class Labeling(PartGroup):
                 auth=self.auth,
                 memory=self.memory,
                 image_roots=settings.image_roots,
+                png_limits=settings.png_limits(),
+                default_page_size=settings.page_size,
             )
         )
         self.http_app.include_router(
@@ -139,6 +145,7 @@ class Labeling(PartGroup):
                 keymap=settings.keymap,
                 secure_cookie=settings.secure_cookie,
                 session_ttl_s=settings.session_ttl_s,
+                page_size=settings.page_size,
             )
         )
         self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)

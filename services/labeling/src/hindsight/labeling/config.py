@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.labeling.domain.keymap import parse_keymap
+from hindsight.labeling.domain.pngcheck import PngLimits
 
 __all__ = ["LabelingSettings"]
 
@@ -58,6 +59,16 @@ class LabelingSettings(BaseServiceSettings):
         default=10_000, ge=1, description="Accounts and addresses remembered each (memory bound)."
     )
 
+    image_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="Largest chart file accepted and served."
+    )
+    image_max_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Largest chart (width x height from its IHDR) accepted and served.",
+    )
+    page_size: int = Field(default=100, ge=1, le=500, description="Trades per grid page.")
+
     @field_validator("keymap", mode="before")
     @classmethod
     def _parse_keymap(cls, value: object) -> dict[str, list[str]]:
@@ -67,6 +78,10 @@ class LabelingSettings(BaseServiceSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    def png_limits(self) -> PngLimits:
+        """The chart checks' limits."""
+        return PngLimits(max_bytes=self.image_max_bytes, max_pixels=self.image_max_pixels)
 
     def resolved_labels_dir(self) -> Path:
         """The labels directory (``data_dir/labels`` unless set)."""

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hindsight.common.errors import InvalidInputError, NotFoundError, UnavailableError
 from hindsight.common.events import format_utc
-from hindsight.common.paths import resolve_in_roots
 from hindsight.common.vectors import image_vector_id
 from hindsight.labeling.auth import Auth, Principal
 from hindsight.labeling.domain.export import to_csv, to_jsonl
-from hindsight.labeling.domain.labels import is_disagreement, status_of
+from hindsight.labeling.domain.labels import in_review, is_disagreement, status_of
+from hindsight.labeling.domain.paging import PageCursor, decode_cursor, encode_cursor
+from hindsight.labeling.domain.pngcheck import PngLimits
+from hindsight.labeling.images import iter_file, open_png
+from hindsight.labeling.labelfiles import valid_trade_id
 from hindsight.labeling.memory import MemoryClient
 from hindsight.labeling.service import LabelService
-from hindsight.labeling.storage import ItemFilter, Storage
+from hindsight.labeling.storage import ItemFilter, ItemPage, Storage
 
-__all__ = ["LabelCreate", "api_router", "item_public", "parse_filter"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "LabelCreate",
+    "PageRequest",
+    "api_router",
+    "item_public",
+    "page_public",
+    "parse_filter",
+    "parse_page",
+]
+
+MAX_PAGE_SIZE = 500
 
 LabelValue = Literal["approved", "rejected", "review"]
 
@@ -83,6 +99,50 @@ def parse_filter(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Which grid page: its size and at most one cursor."""
+
+    size: int
+    after: PageCursor | None = None
+    before: PageCursor | None = None
+
+
+def _cursor(token: str | None, field: str) -> PageCursor | None:
+    if not token:
+        return None
+    try:
+        return decode_cursor(token)
+    except ValueError as exc:
+        raise InvalidInputError("not a page cursor from this service", field=field) from exc
+
+
+def parse_page(*, size: int, after: str | None, before: str | None) -> PageRequest:
+    """The page asked for by query parameters (``after`` wins over ``before``)."""
+    after_cursor = _cursor(after, "after")
+    return PageRequest(
+        size=size, after=after_cursor, before=None if after_cursor else _cursor(before, "before")
+    )
+
+
+def page_public(page: ItemPage) -> dict[str, Any]:
+    """The page's items and where the others are (``next`` / ``prev``: opaque cursors)."""
+    return {
+        "items": [item_public(i) for i in page.items],
+        "total": page.total,
+        "offset": page.offset,
+        "next": encode_cursor(page.next) if page.next else None,
+        "prev": encode_cursor(page.prev) if page.prev else None,
+    }
+
+
+def _known(trade_id: str) -> str:
+    # An id no trade can have (too long, not file-name safe) is unknown: 404, no query.
+    if not valid_trade_id(trade_id):
+        raise NotFoundError("unknown trade (not a valid trade id)")
+    return trade_id
+
+
 def item_public(item: dict[str, Any]) -> dict[str, Any]:
     """What the page and the API show of an item (paths stay on the server)."""
     trade = item.get("trade") or {}
@@ -105,6 +165,7 @@ def item_public(item: dict[str, Any]) -> dict[str, Any]:
         "labeler_id": item["labeler_id"],
         "status": status_of(item["label"]),
         "disagreement": is_disagreement(item["label"], item["suggestion_label"]),
+        "in_review": in_review(item["label"], item["suggestion_label"]),
     }
 
 
@@ -121,6 +182,8 @@ def api_router(
     auth: Auth,
     memory: MemoryClient,
     image_roots: list[Path],
+    png_limits: PngLimits,
+    default_page_size: int,
 ) -> APIRouter:
     """The ``/api`` and ``/images`` routes; every one needs a session, writes need CSRF."""
     router = APIRouter()
@@ -137,7 +200,9 @@ def api_router(
         disagreement: str | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+        size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
+        after: str | None = None,
+        before: str | None = None,
     ) -> dict[str, Any]:
         flt = parse_filter(
             symbol=symbol,
@@ -147,19 +212,20 @@ def api_router(
             date_from=date_from,
             date_to=date_to,
         )
-        items = await storage.list_items(flt, limit=limit)
-        return {"items": [item_public(i) for i in items], "counts": await storage.counts()}
+        want = parse_page(size=size or default_page_size, after=after, before=before)
+        page = await storage.list_items(flt, size=want.size, after=want.after, before=want.before)
+        return {**page_public(page), "size": want.size, "counts": await storage.counts()}
 
     @router.get("/api/items/{trade_id}")
     async def get_item(trade_id: str, _: Principal = session) -> dict[str, Any]:
-        item = await storage.get_item(trade_id)
+        item = await storage.get_item(_known(trade_id))
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
         return item_public(item)
 
     @router.get("/api/items/{trade_id}/similar")
     async def similar(trade_id: str, _: Principal = session) -> dict[str, Any]:
-        item = await storage.get_item(trade_id)
+        item = await storage.get_item(_known(trade_id))
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
         if not item["original_path"]:
@@ -185,8 +251,8 @@ def api_router(
     @router.post("/api/labels/bulk")
     async def save_bulk(body: BulkLabelCreate, who: Principal = writer) -> dict[str, Any]:
         for trade_id in body.trade_ids:  # unknown trades refused before anything is written
-            if await storage.get_item(trade_id) is None:
-                raise NotFoundError(f"unknown trade {trade_id!r}")
+            if not valid_trade_id(trade_id) or await storage.get_item(trade_id) is None:
+                raise NotFoundError(f"unknown trade {trade_id[:200]!r}")
         saved = [
             await labels.save(
                 trade_id=trade_id,
@@ -231,19 +297,21 @@ def api_router(
     @router.get("/images/{trade_id}/{kind}")
     async def image(
         trade_id: str, kind: Literal["original", "annotated"], _: Principal = session
-    ) -> FileResponse:
-        item = await storage.get_item(trade_id)
+    ) -> StreamingResponse:
+        item = await storage.get_item(_known(trade_id))
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
         raw = item[f"{kind}_path"]
         if raw is None:
             raise NotFoundError(f"trade {trade_id} has no {kind} chart")
-        try:
-            path = resolve_in_roots(raw, image_roots, field="file_path", must_exist=True)
-        except InvalidInputError as exc:  # gone, or outside the roots: never served
+        try:  # checked again: the file may have changed since png.created
+            fh, size = await asyncio.to_thread(open_png, raw, image_roots, png_limits)
+        except InvalidInputError as exc:  # gone, outside the roots, not a PNG: never served
             raise NotFoundError(f"chart of {trade_id} is not available: {exc.reason}") from exc
-        return FileResponse(
-            path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+        return StreamingResponse(
+            iter_file(fh, size),
+            media_type="image/png",
+            headers={"Cache-Control": "private, max-age=3600"},
         )
 
     return router

@@ -10,14 +10,19 @@ from typing import Any
 
 from hindsight.common.errors import InvalidInputError
 
-__all__ = ["label_path", "read_label_file", "write_label_file"]
+__all__ = ["label_path", "read_label_file", "valid_trade_id", "write_label_file"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 
 
+def valid_trade_id(trade_id: str) -> bool:
+    """Usable in a file name: 1-200 of ``A-Z a-z 0-9 . _ : @ -``, no ``..`` (see label_path)."""
+    return _SAFE_ID.fullmatch(trade_id) is not None and ".." not in trade_id
+
+
 def label_path(labels_dir: Path, trade_id: str) -> Path:
     """The file of a trade; trade ids that could escape the directory are refused."""
-    if not _SAFE_ID.match(trade_id) or ".." in trade_id:
+    if not valid_trade_id(trade_id):
         raise InvalidInputError("not usable in a file name", field="trade_id")
     return labels_dir / f"{trade_id}_label.json"
 

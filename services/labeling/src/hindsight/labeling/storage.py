@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,8 +12,9 @@ from typing import Any
 import asyncpg
 
 from hindsight.labeling.domain.labels import LabelRecord
+from hindsight.labeling.domain.paging import PageCursor
 
-__all__ = ["MIGRATIONS", "ItemFilter", "OutboxRow", "Storage"]
+__all__ = ["MIGRATIONS", "ItemFilter", "ItemPage", "OutboxRow", "Storage"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,6 +30,10 @@ _ITEM_SELECT = """
            l.llm_agreed, l.labeler_id, l.occurred_at AS labeled_at
     FROM items i LEFT JOIN labels l ON l.trade_id = i.trade_id
 """
+# The review queue: labelled "review", or a label that disagrees with the LLM suggestion.
+_IN_REVIEW = "(l.label = 'review' OR l.label <> i.suggestion_label)"
+_ORDER = "i.trade_time NULLS LAST, i.trade_id"
+_ORDER_REVERSED = "i.trade_time DESC NULLS FIRST, i.trade_id DESC"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +46,17 @@ class ItemFilter:
     disagreement: bool = False
     date_from: datetime | None = None
     date_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemPage:
+    """One page of the grid: its items, how many match in all, and where the others are."""
+
+    items: list[dict[str, Any]]
+    total: int
+    offset: int  # matching items before the first one of this page
+    next: PageCursor | None  # ``after`` of the next page
+    prev: PageCursor | None  # ``before`` of the previous page
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,53 @@ def _item(row: asyncpg.Record) -> dict[str, Any]:
     for key in ("trade", "suggestion"):
         out[key] = json.loads(out[key]) if out[key] is not None else None
     return out
+
+
+def _where(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _filter_sql(flt: ItemFilter, arg: Callable[[Any], str]) -> list[str]:
+    where: list[str] = []
+    if flt.symbol:
+        where.append(f"i.symbol = {arg(flt.symbol)}")
+    if flt.run_id:
+        where.append(f"i.run_id = {arg(flt.run_id)}")
+    if flt.status == "unlabeled":
+        where.append("l.label IS NULL")
+    elif flt.status == "review":
+        where.append(_IN_REVIEW)
+    elif flt.status == "labeled":
+        where.append("l.label IN ('approved', 'rejected')")
+    if flt.disagreement:
+        where.append("l.label IS NOT NULL AND i.suggestion_label IS NOT NULL")
+        where.append("l.label <> i.suggestion_label")
+    if flt.date_from is not None:
+        where.append(f"i.trade_time >= {arg(flt.date_from)}")
+    if flt.date_to is not None:
+        where.append(f"i.trade_time < {arg(flt.date_to)}")
+    return where
+
+
+def _after_sql(cursor: PageCursor, arg: Callable[[Any], str]) -> str:
+    """Rows after ``cursor`` in the grid's order (trade time nulls last, trade id)."""
+    trade_id = arg(cursor.trade_id)
+    if cursor.trade_time is None:
+        return f"(i.trade_time IS NULL AND i.trade_id > {trade_id})"
+    when = arg(cursor.trade_time)
+    return (
+        f"(i.trade_time > {when} OR (i.trade_time = {when} AND i.trade_id > {trade_id})"
+        " OR i.trade_time IS NULL)"
+    )
+
+
+def _before_sql(cursor: PageCursor, arg: Callable[[Any], str]) -> str:
+    """Rows before ``cursor`` in the grid's order."""
+    trade_id = arg(cursor.trade_id)
+    if cursor.trade_time is None:
+        return f"(i.trade_time IS NOT NULL OR i.trade_id < {trade_id})"
+    when = arg(cursor.trade_time)
+    return f"(i.trade_time < {when} OR (i.trade_time = {when} AND i.trade_id < {trade_id}))"
 
 
 def _record_row(record: LabelRecord) -> tuple[Any, ...]:
@@ -197,38 +261,65 @@ class Storage:
         row = await self.pool.fetchrow(_ITEM_SELECT + " WHERE i.trade_id = $1", trade_id)
         return None if row is None else _item(row)
 
-    async def list_items(self, flt: ItemFilter, *, limit: int = 500) -> list[dict[str, Any]]:
-        """Items matching ``flt``, oldest trade first."""
-        where: list[str] = []
+    async def list_items(
+        self,
+        flt: ItemFilter,
+        *,
+        size: int,
+        after: PageCursor | None = None,
+        before: PageCursor | None = None,
+    ) -> ItemPage:
+        """A page of the items matching ``flt``, oldest trade first.
+
+        ``after`` / ``before`` (keyset cursors) pick the page after or before a trade;
+        neither: the first page.
+        """
         args: list[Any] = []
 
         def arg(value: Any) -> str:
             args.append(value)
             return f"${len(args)}"
 
-        if flt.symbol:
-            where.append(f"i.symbol = {arg(flt.symbol)}")
-        if flt.run_id:
-            where.append(f"i.run_id = {arg(flt.run_id)}")
-        if flt.status == "unlabeled":
-            where.append("l.label IS NULL")
-        elif flt.status == "review":
-            where.append("l.label = 'review'")
-        elif flt.status == "labeled":
-            where.append("l.label IN ('approved', 'rejected')")
-        if flt.disagreement:
-            where.append("l.label IS NOT NULL AND i.suggestion_label IS NOT NULL")
-            where.append("l.label <> i.suggestion_label")
-        if flt.date_from is not None:
-            where.append(f"i.trade_time >= {arg(flt.date_from)}")
-        if flt.date_to is not None:
-            where.append(f"i.trade_time < {arg(flt.date_to)}")
-        sql = _ITEM_SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY i.trade_time NULLS LAST, i.trade_id LIMIT {arg(limit)}"
-        rows = await self.pool.fetch(sql, *args)
-        return [_item(r) for r in rows]
+        where = _filter_sql(flt, arg)
+        page_where = list(where)
+        if after is not None:
+            page_where.append(_after_sql(after, arg))
+        elif before is not None:
+            page_where.append(_before_sql(before, arg))
+        sql = _ITEM_SELECT + _where(page_where)
+        order = _ORDER_REVERSED if before is not None and after is None else _ORDER
+        sql += f" ORDER BY {order} LIMIT {arg(size)}"
+        rows = [_item(r) for r in await self.pool.fetch(sql, *args)]
+        if order is _ORDER_REVERSED:
+            rows.reverse()
+
+        args = []
+        where = _filter_sql(flt, arg)
+        first = (
+            _before_sql(PageCursor(rows[0]["trade_time"], rows[0]["trade_id"]), arg)
+            if rows
+            else "false"
+        )
+        counted = await self.pool.fetchrow(
+            f"""SELECT count(*) AS total, count(*) FILTER (WHERE {first}) AS before_first
+                FROM items i LEFT JOIN labels l ON l.trade_id = i.trade_id {_where(where)}""",
+            *args,
+        )
+        assert counted is not None
+        total = int(counted["total"])
+        offset = int(counted["before_first"]) if rows else (total if after is not None else 0)
+        last = rows[-1] if rows else None
+        return ItemPage(
+            items=rows,
+            total=total,
+            offset=offset,
+            next=PageCursor(last["trade_time"], last["trade_id"])
+            if last is not None and offset + len(rows) < total
+            else None,
+            prev=PageCursor(rows[0]["trade_time"], rows[0]["trade_id"])
+            if rows and offset > 0
+            else (after if not rows and total > 0 else None),
+        )
 
     async def facets(self) -> dict[str, list[str]]:
         """Known symbols and run ids, for the filter drop-downs."""
@@ -243,10 +334,10 @@ class Storage:
     async def counts(self) -> dict[str, int]:
         """Items per status, plus total and disagreements."""
         row = await self.pool.fetchrow(
-            """SELECT count(*) AS total,
+            f"""SELECT count(*) AS total,
                       count(*) FILTER (WHERE l.label IS NULL) AS unlabeled,
                       count(*) FILTER (WHERE l.label IN ('approved', 'rejected')) AS labeled,
-                      count(*) FILTER (WHERE l.label = 'review') AS review,
+                      count(*) FILTER (WHERE {_IN_REVIEW}) AS review,
                       count(*) FILTER (WHERE l.label <> i.suggestion_label) AS disagreements,
                       count(l.llm_agreed) AS with_suggestion,
                       count(*) FILTER (WHERE l.llm_agreed) AS agreed

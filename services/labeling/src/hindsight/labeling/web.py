@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,7 +23,7 @@ from hindsight.labeling.auth import (
     login_csrf_ok,
     login_csrf_token,
 )
-from hindsight.labeling.http_api import item_public, parse_filter
+from hindsight.labeling.http_api import MAX_PAGE_SIZE, page_public, parse_filter, parse_page
 from hindsight.labeling.login_throttle import (
     Attempt,
     LoginThrottle,
@@ -71,6 +72,15 @@ def _script_json(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+_PAGE_KEYS = ("after", "before", "focus")
+
+
+def _page_url(request: Request, **cursor: str) -> str:
+    """This page's URL with its filters, at another cursor (none: the first page)."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _PAGE_KEYS]
+    return "/?" + urlencode(kept + list(cursor.items()))
+
+
 def web_router(
     *,
     storage: Storage,
@@ -80,6 +90,7 @@ def web_router(
     keymap: dict[str, list[str]],
     secure_cookie: bool,
     session_ttl_s: float,
+    page_size: int,
 ) -> APIRouter:
     """``/``, ``/login``, ``/logout``."""
     router = APIRouter()
@@ -195,6 +206,9 @@ def web_router(
         date_from: str | None = None,
         date_to: str | None = None,
         focus: str | None = None,
+        size: int | None = None,
+        after: str | None = None,
+        before: str | None = None,
     ) -> Response:
         principal = await auth.principal(request)
         if principal is None:
@@ -207,12 +221,26 @@ def web_router(
             date_from=date_from,
             date_to=date_to,
         )
-        items = [item_public(i) for i in await storage.list_items(flt)]
+        want = parse_page(
+            size=max(1, min(size or page_size, MAX_PAGE_SIZE)), after=after, before=before
+        )
+        page = page_public(
+            await storage.list_items(flt, size=want.size, after=want.after, before=want.before)
+        )
+        items = page["items"]
         context = {
             "labeler_id": principal.labeler_id,
             "csrf_token": principal.csrf_token,
             "csrf_header": CSRF_HEADER,
             "items": items,
+            "page": {
+                "total": page["total"],
+                "first": page["offset"] + 1 if items else 0,
+                "last": page["offset"] + len(items),
+                "next_url": _page_url(request, after=page["next"]) if page["next"] else None,
+                "prev_url": _page_url(request, before=page["prev"]) if page["prev"] else None,
+                "first_url": _page_url(request) if page["prev"] else None,
+            },
             "counts": await storage.counts(),
             "facets": await storage.facets(),
             "filters": {
@@ -228,6 +256,8 @@ def web_router(
                 "memory_up": await memory.is_up(),
                 "focus": focus,
                 "csrf_header": CSRF_HEADER,
+                "next_page": _page_url(request, after=page["next"]) if page["next"] else None,
+                "prev_page": _page_url(request, before=page["prev"]) if page["prev"] else None,
             },
         }
         response = templates.TemplateResponse(request, "index.html", context)

@@ -8,7 +8,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["EXPORT_FIELDS", "to_csv", "to_jsonl"]
+__all__ = ["EXPORT_FIELDS", "csv_cell", "to_csv", "to_jsonl"]
+
+# OWASP CSV injection: a spreadsheet runs a cell starting with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 EXPORT_FIELDS: tuple[str, ...] = (
     "trade_id",
@@ -34,19 +37,24 @@ def to_jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A CSV cell: empty for null, ``true``/``false``, and text a spreadsheet will not run
+    (one starting with ``= + - @``, tab or carriage return gets a leading ``'``)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
-    """CSV with a header; empty cell for null, ``true``/``false`` for booleans."""
+    """CSV with a header, every cell through :func:`csv_cell`."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180's CRLF: Python 3.11 quotes only fields holding a line-terminator character,
+    # so with "\n" alone a comment holding "\r" would break its row.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_FIELDS)
     for row in rows:
-        writer.writerow([_cell(row.get(f)) for f in EXPORT_FIELDS])
+        writer.writerow([csv_cell(row.get(f)) for f in EXPORT_FIELDS])
     return out.getvalue()

@@ -20,6 +20,8 @@ DEFAULT_KEYMAP: Mapping[str, tuple[str, ...]] = {
     "comment": ("c",),
     "next": ("j", "ArrowRight", "ArrowDown"),
     "prev": ("k", "ArrowLeft", "ArrowUp"),
+    "next_page": ("]", "PageDown"),
+    "prev_page": ("[", "PageUp"),
     "undo": ("u",),
     "select": ("x", " "),
     "similar": ("s",),

@@ -15,6 +15,7 @@ __all__ = [
     "STATUSES",
     "LabelRecord",
     "agreement_rate",
+    "in_review",
     "is_disagreement",
     "llm_agreed",
     "status_of",
@@ -35,6 +36,11 @@ def llm_agreed(label: str, suggestion_label: str | None) -> bool | None:
 def is_disagreement(label: str | None, suggestion_label: str | None) -> bool:
     """A saved label that differs from the LLM's suggestion (flagged for review)."""
     return label is not None and suggestion_label is not None and label != suggestion_label
+
+
+def in_review(label: str | None, suggestion_label: str | None) -> bool:
+    """In the review queue: labelled ``review``, or a label that disagrees with the LLM."""
+    return label == "review" or is_disagreement(label, suggestion_label)
 
 
 def status_of(label: str | None) -> Status:

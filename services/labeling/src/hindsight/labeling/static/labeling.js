@@ -11,6 +11,8 @@
   const review = document.getElementById("review");
   const chart = document.getElementById("chart");
   const toast = document.getElementById("toast");
+  const toastText = document.getElementById("toast-text");
+  const bulkBox = document.getElementById("bulk-confirm");
   const commentBox = document.getElementById("comment-box");
   const commentText = document.getElementById("comment-text");
 
@@ -20,6 +22,7 @@
     kind: "original",
     selected: new Set(),
     anchor: null,
+    pendingBulk: null,
     grades: new Map(),
     comments: new Map(),
     busy: Promise.resolve(),
@@ -43,23 +46,35 @@
     ["next", "next"], ["prev", "previous"], ["undo", "undo"], ["select", "select"],
     ["open", "open"], ["close", "grid"], ["toggle_image", "chart"],
   ].concat(config.memory_up ? [["similar", "similar"]] : [])
+    .concat(config.next_page ? [["next_page", "next page"]] : [])
+    .concat(config.prev_page ? [["prev_page", "prev page"]] : [])
     .map(([a, label]) => `<span><kbd>${escapeHtml(keyName(a))}</kbd> ${label}</span>`).join("");
   for (const btn of document.querySelectorAll(".act kbd")) {
     const action = btn.parentElement.dataset.action;
     if (config.keymap[action]) btn.textContent = keyName(action);
+  }
+  for (const kbd of document.querySelectorAll("#pager kbd[data-action]")) {
+    kbd.textContent = keyName(kbd.dataset.action);
   }
 
   // --- helpers ----------------------------------------------------------------------
   function escapeHtml(s) {
     return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   }
+  // Toasts go away by themselves (errors stay longer) and on a click of their ×.
+  const TOAST_MS = { info: 2500, ok: 2500, error: 8000 };
   let toastTimer = null;
+  function hideToast() {
+    clearTimeout(toastTimer);
+    toast.hidden = true;
+  }
   function say(message, kind) {
-    toast.textContent = message;
-    toast.className = "toast " + (kind || "info");
+    kind = kind || "info";
+    toastText.textContent = message;
+    toast.className = "toast " + kind;
     toast.hidden = false;
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { toast.hidden = true; }, kind === "error" ? 8000 : 2200);
+    toastTimer = setTimeout(hideToast, TOAST_MS[kind] || TOAST_MS.info);
   }
   async function api(method, url, body) {
     const response = await fetch(url, {
@@ -99,10 +114,20 @@
     badge.className = "badge label-badge " + (it.label || "none");
     badge.textContent = it.label || "unlabeled";
   }
+  // The selection, in page order (only trades of this page can be selected).
+  const selectedItems = () => items.filter((it) => state.selected.has(it.trade_id));
+  function summary(list, max) {
+    const ids = list.slice(0, max).map((it) => it.trade_id).join(", ");
+    return list.length > max ? ids + ", … +" + (list.length - max) + " more" : ids;
+  }
   function renderSelection() {
-    const info = document.getElementById("selection-info");
-    document.getElementById("selection-count").textContent = state.selected.size;
-    info.hidden = state.selected.size === 0;
+    const bar = document.getElementById("selection-bar");
+    const chosen = selectedItems();
+    document.getElementById("selection-count").textContent = chosen.length;
+    document.getElementById("selection-list").textContent = summary(chosen, 12);
+    document.getElementById("selection-list").title = chosen.map((it) => it.trade_id).join(", ");
+    bar.hidden = chosen.length === 0;
+    document.body.classList.toggle("has-selection", chosen.length > 0);
   }
   function renderReview() {
     const it = items[state.index];
@@ -190,16 +215,42 @@
   const LABELS = { approve: "approved", reject: "rejected", review: "review" };
   const GRADES = { grade_a: "A", grade_b: "B", grade_c: "C", grade_d: "D" };
 
+  // A bulk label first says what it will do: how many trades change, which ones. Only
+  // those are sent; trades that already carry the label are left as they are.
+  function askBulk(value) {
+    const chosen = selectedItems();
+    const changing = chosen.filter((it) => it.label !== value);
+    const same = chosen.length - changing.length;
+    state.pendingBulk = { value, ids: changing.map((it) => it.trade_id) };
+    const n = (k) => k + (k === 1 ? " trade" : " trades");
+    document.getElementById("bulk-title").textContent = "Label " + n(chosen.length) + " " + value + "?";
+    document.getElementById("bulk-summary").textContent = changing.length
+      ? n(changing.length) + " will change" + (same ? "; " + same + " already " + value + " stay as they are." : ".")
+      : "None will change: all " + n(chosen.length) + " are already " + value + ".";
+    document.getElementById("bulk-list").textContent = summary(changing.length ? changing : chosen, 50);
+    document.getElementById("bulk-ok-text").textContent = changing.length ? "Label " + changing.length : "Close";
+    bulkBox.hidden = false;
+  }
+  function closeBulk() {
+    state.pendingBulk = null;
+    bulkBox.hidden = true;
+  }
+  async function confirmBulk() {
+    const pending = state.pendingBulk;
+    closeBulk();
+    if (!pending || pending.ids.length === 0) return;
+    const data = await api("POST", "/api/labels/bulk", { trade_ids: pending.ids, label: pending.value });
+    data.saved.forEach(applySaved);
+    state.selected.clear();
+    render();
+    updateCounts(data.counts);
+    say(pending.ids.length + " trades labeled " + pending.value, "ok");
+  }
+
   async function label(action) {
     const value = LABELS[action];
     if (state.selected.size > 0) {
-      const ids = items.filter((it) => state.selected.has(it.trade_id)).map((it) => it.trade_id);
-      const data = await api("POST", "/api/labels/bulk", { trade_ids: ids, label: value });
-      data.saved.forEach(applySaved);
-      state.selected.clear();
-      render();
-      updateCounts(data.counts);
-      say(ids.length + " trades labeled " + value, "ok");
+      askBulk(value);
       return;
     }
     const it = items[state.index];
@@ -262,8 +313,14 @@
   function run(action) {
     switch (action) {
       case "approve": case "reject": case "review": return label(action);
-      case "next": focus(state.index + 1); return null;
+      case "next":
+        if (state.index === items.length - 1 && config.next_page) say("Last trade of this page: " + keyName("next_page") + " opens the next page", "info");
+        focus(state.index + 1); return null;
       case "prev": focus(state.index - 1); return null;
+      case "next_page": if (config.next_page) window.location.href = config.next_page; return null;
+      case "prev_page": if (config.prev_page) window.location.href = config.prev_page; return null;
+      case "bulk_confirm": return confirmBulk();
+      case "bulk_cancel": closeBulk(); return null;
       case "undo": return undo();
       case "select": toggleSelect(state.index); return null;
       case "similar": return similar();
@@ -294,6 +351,11 @@
   }
 
   document.addEventListener("keydown", (ev) => {
+    if (!bulkBox.hidden) {
+      if (ev.key === "Enter") { ev.preventDefault(); dispatch("bulk_confirm", ev.timeStamp || performance.now()); }
+      else if (ev.key === "Escape") { ev.preventDefault(); dispatch("bulk_cancel", ev.timeStamp || performance.now()); }
+      return;
+    }
     if (!commentBox.hidden) {
       if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); closeComment(true); }
       else if (ev.key === "Escape") { ev.preventDefault(); closeComment(false); }
@@ -331,6 +393,10 @@
   for (const tab of document.querySelectorAll(".chart-tabs .tab")) {
     tab.addEventListener("click", () => { state.kind = tab.dataset.kind; renderReview(); });
   }
+  document.getElementById("bulk-ok").addEventListener("click", () => dispatch("bulk_confirm", performance.now()));
+  document.getElementById("bulk-cancel").addEventListener("click", () => dispatch("bulk_cancel", performance.now()));
+  document.getElementById("toast-close").addEventListener("click", hideToast);
+  document.getElementById("selection-clear").addEventListener("click", () => { state.selected.clear(); render(); });
   document.getElementById("logout").addEventListener("click", async () => {
     try { await api("POST", "/logout"); } catch (e) { /* already out */ }
     window.location.href = "/login";
