@@ -41,7 +41,7 @@ class EmbedderSettings(BaseServiceSettings):
     # Micro-batching
     batch_size: int = Field(default=32, ge=1, le=1024, description="Flush at N items.")
     batch_timeout_ms: float = Field(
-        default=50.0, ge=0, le=60_000, description="Flush T ms after the first item."
+        default=50.0, ge=0, le=600_000, description="Flush T ms after the first item."
     )
     # Output
     thumbnail_px: int = Field(default=128, ge=16, le=1024, description="Thumbnail max side.")
@@ -51,6 +51,14 @@ class EmbedderSettings(BaseServiceSettings):
     text_model: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
     # Consumers
     durable_prefix: str = Field(default="embedder", min_length=1)
+    ack_wait_s: float = Field(
+        default=15.0,
+        ge=1,
+        le=600,
+        description="JetStream ack wait of the consumers. Messages waiting for a batch are "
+        "kept with in-progress heartbeats, so this bounds how long a crashed embedder's "
+        "messages wait before redelivery, not how long a batch may take.",
+    )
     query_subject: str = EMBED_QUERY
 
     @field_validator("clip_pretrained")

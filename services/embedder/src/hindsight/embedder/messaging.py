@@ -25,12 +25,13 @@ def register_consumers(
     broker: NatsBroker, pipeline: EmbeddingPipeline, settings: EmbedderSettings
 ) -> None:
     """Subscribe the embedder's handlers (before the broker starts)."""
-    # Two batches in flight: one in the forward pass, the next one filling up.
+    # Two batches in flight: one in the forward pass, the next one filling up. The ack wait
+    # is short: a message waiting for its batch is kept by in-progress heartbeats.
     options = ConsumerOptions(
         max_deliveries=settings.max_deliveries,
         batch_size=settings.batch_size,
         max_workers=2 * settings.batch_size,
-        ack_wait_s=120.0,
+        ack_wait_s=settings.ack_wait_s,
         max_ack_pending=max(1000, 4 * settings.batch_size),
     )
     names = durable_names(settings)
