@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from hindsight.labeling.service import UNDO_COMMENT
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[4] / "test-artifacts" / "labeling"
 PASSWORD = "browser-password"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 N_TRADES = 32
 KEYS = "yynryynnyrynyyny yny".replace(" ", "y")  # 20 label keys, a mix of Y/N/R
 EXPECTED = {"y": "approved", "n": "rejected", "r": "review"}
@@ -46,15 +37,13 @@ async def _timings(page: Page) -> list[dict[str, Any]]:
     return result
 
 
-async def _press(page: Page, key: str) -> None:
-    """Press a key and wait until the page finished the action it started."""
-    before = len(await _timings(page))
-    await page.keyboard.press(key)
-    await page.wait_for_function(f"window.hindsightTimings.length > {before}", timeout=10_000)
-
-
-async def test_keyboard_labeling_end_to_end(harness: Any) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+async def test_keyboard_labeling_end_to_end(
+    harness: Any,
+    chromium: Browser,
+    keys: Callable[[Page, str], Awaitable[None]],
+    artifacts: Path,
+) -> None:
+    _press, ARTIFACTS, browser = keys, artifacts, chromium
     trades = [
         await harness.add_trade(i, suggestion=("approved", "rejected", "review")[i % 3])
         for i in range(1, N_TRADES + 1)
@@ -62,103 +51,95 @@ async def test_keyboard_labeling_end_to_end(harness: Any) -> None:
     await harness.wait_items(N_TRADES)
     await harness.add_labeler("alice", PASSWORD)
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            # Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
-            context = await browser.new_context(
-                viewport={"width": 1440, "height": 900}, bypass_csp=True
-            )
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{harness.base_url}/")
-            assert page.url.endswith("/login")
-            await page.screenshot(path=str(ARTIFACTS / "login.png"))
-            await page.fill("#username", "alice")
-            await page.fill("#password", PASSWORD)
-            await page.press("#password", "Enter")
-            await page.wait_for_selector("body[data-ready='1']")
-            assert await page.locator("#grid .card").count() == N_TRADES
-            lazy = await page.eval_on_selector_all(
-                "#grid img", "imgs => imgs.filter(i => i.loading === 'lazy').length"
-            )
-            assert lazy == N_TRADES
-            # Memory is down in this test: the "similar" button stays hidden.
-            assert await page.locator("#similar-button").is_hidden()
-            await page.wait_for_function(
-                "Array.from(document.querySelectorAll('#grid img')).slice(0, 8)"
-                ".every(i => i.complete && i.naturalWidth > 0)"
-            )
-            await page.screenshot(path=str(ARTIFACTS / "grid.png"))
+    # Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
+    context = await browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{harness.base_url}/")
+    assert page.url.endswith("/login")
+    await page.screenshot(path=str(ARTIFACTS / "login.png"))
+    await page.fill("#username", "alice")
+    await page.fill("#password", PASSWORD)
+    await page.press("#password", "Enter")
+    await page.wait_for_selector("body[data-ready='1']")
+    assert await page.locator("#grid .card").count() == N_TRADES
+    lazy = await page.eval_on_selector_all(
+        "#grid img", "imgs => imgs.filter(i => i.loading === 'lazy').length"
+    )
+    assert lazy == N_TRADES
+    # Memory is down in this test: the "similar" button stays hidden.
+    assert await page.locator("#similar-button").is_hidden()
+    await page.wait_for_function(
+        "Array.from(document.querySelectorAll('#grid img')).slice(0, 8)"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    await page.screenshot(path=str(ARTIFACTS / "grid.png"))
 
-            # Focused review view, keyboard only from here on.
-            await _press(page, "Enter")
-            await page.wait_for_function(
-                "document.getElementById('chart').complete && "
-                "document.getElementById('chart').naturalWidth > 0"
-            )
-            await _press(page, "t")  # annotated chart
-            await page.wait_for_function(
-                "document.getElementById('chart').src.endsWith('/annotated') && "
-                "document.getElementById('chart').complete"
-            )
-            await page.screenshot(path=str(ARTIFACTS / "review.png"))
-            await _press(page, "t")
+    # Focused review view, keyboard only from here on.
+    await _press(page, "Enter")
+    await page.wait_for_function(
+        "document.getElementById('chart').complete && "
+        "document.getElementById('chart').naturalWidth > 0"
+    )
+    await _press(page, "t")  # annotated chart
+    await page.wait_for_function(
+        "document.getElementById('chart').src.endsWith('/annotated') && "
+        "document.getElementById('chart').complete"
+    )
+    await page.screenshot(path=str(ARTIFACTS / "review.png"))
+    await _press(page, "t")
 
-            # A grade and a comment for the first trade, then 20 labels.
-            await _press(page, "2")
-            await page.keyboard.press("c")
-            await page.wait_for_selector("#comment-box:not([hidden])")
-            await page.keyboard.type("clean retest of the breakout level")
-            await page.keyboard.press("Enter")
-            await page.wait_for_selector("#comment-box", state="hidden")
-            started = time.perf_counter()
-            for key in KEYS:
-                await _press(page, key)
-            labeling_s = time.perf_counter() - started
-            label_timings = [
-                t["ms"]
-                for t in (await _timings(page))
-                if t["action"] in ("approve", "reject", "review")
-            ]
-            # Previous then next, to check navigation without labeling.
-            await _press(page, "k")
-            await _press(page, "ArrowRight")
+    # A grade and a comment for the first trade, then 20 labels.
+    await _press(page, "2")
+    await page.keyboard.press("c")
+    await page.wait_for_selector("#comment-box:not([hidden])")
+    await page.keyboard.type("clean retest of the breakout level")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#comment-box", state="hidden")
+    started = time.perf_counter()
+    for key in KEYS:
+        await _press(page, key)
+    labeling_s = time.perf_counter() - started
+    label_timings = [
+        t["ms"] for t in (await _timings(page)) if t["action"] in ("approve", "reject", "review")
+    ]
+    # Previous then next, to check navigation without labeling.
+    await _press(page, "k")
+    await _press(page, "ArrowRight")
 
-            # Bulk: back to the grid, select 5 with X / space, reject them all with N.
-            await _press(page, "Escape")
-            for i, key in enumerate(("x", "j", " ", "j", "x", "j", "x", "j", "x")):
-                await _press(page, key)
-                del i
-            assert await page.locator("#grid .card.selected").count() == 5
-            await page.screenshot(path=str(ARTIFACTS / "bulk-selection.png"))
-            await _press(page, "n")
-            assert await page.locator("#grid .card.selected").count() == 0
-            # Undo the last label (the fifth of the bulk: unlabeled before → review).
-            await _press(page, "u")
-            await page.wait_for_selector("#toast:not([hidden])")
-            await page.screenshot(path=str(ARTIFACTS / "grid-after.png"))
-            all_timings = [t["ms"] for t in await _timings(page)]
-            counter = await page.inner_text("#progress")
-            assert errors == []
-            # The page itself works under its CSP (no inline script or style is blocked).
-            strict = await browser.new_context(viewport={"width": 1440, "height": 900})
-            await strict.add_cookies(await context.cookies())
-            strict_page = await strict.new_page()
-            violations: list[str] = []
-            strict_page.on(
-                "console",
-                lambda msg: (
-                    violations.append(msg.text) if "Content Security Policy" in msg.text else None
-                ),
-            )
-            await strict_page.goto(f"{harness.base_url}/?focus={trades[0]}")
-            await strict_page.wait_for_selector("body[data-ready='1']")
-            await strict_page.wait_for_selector("#review:not([hidden])")
-            assert violations == []
-        finally:
-            await browser.close()
+    # Bulk: back to the grid, select 5 with X / space, reject them all with N.
+    await _press(page, "Escape")
+    for i, key in enumerate(("x", "j", " ", "j", "x", "j", "x", "j", "x")):
+        await _press(page, key)
+        del i
+    assert await page.locator("#grid .card.selected").count() == 5
+    assert await page.inner_text("#selection-count") == "5"
+    await page.screenshot(path=str(ARTIFACTS / "bulk-selection.png"))
+    await _press(page, "n")  # asks first: how many change
+    assert await page.inner_text("#bulk-summary") == "5 trades will change."
+    await _press(page, "Enter")
+    assert await page.locator("#grid .card.selected").count() == 0
+    # Undo the last label (the fifth of the bulk: unlabeled before → review).
+    await _press(page, "u")
+    await page.wait_for_selector("#toast:not([hidden])")
+    await page.screenshot(path=str(ARTIFACTS / "grid-after.png"))
+    all_timings = [t["ms"] for t in await _timings(page)]
+    counter = await page.inner_text("#progress")
+    assert errors == []
+    # The page itself works under its CSP (no inline script or style is blocked).
+    strict = await browser.new_context(viewport={"width": 1440, "height": 900})
+    await strict.add_cookies(await context.cookies())
+    strict_page = await strict.new_page()
+    violations: list[str] = []
+    strict_page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    await strict_page.goto(f"{harness.base_url}/?focus={trades[0]}")
+    await strict_page.wait_for_selector("body[data-ready='1']")
+    await strict_page.wait_for_selector("#review:not([hidden])")
+    assert violations == []
 
     labeled_by_key = trades[:20]
     bulk = trades[20:25]

@@ -223,9 +223,10 @@
     const same = chosen.length - changing.length;
     state.pendingBulk = { value, ids: changing.map((it) => it.trade_id) };
     const n = (k) => k + (k === 1 ? " trade" : " trades");
-    document.getElementById("bulk-title").textContent = "Label " + n(chosen.length) + " " + value + "?";
+    document.getElementById("bulk-title").textContent = "Label " + n(chosen.length) + " as " + value + "?";
+    const kept = same === 1 ? " stays as it is." : " stay as they are.";
     document.getElementById("bulk-summary").textContent = changing.length
-      ? n(changing.length) + " will change" + (same ? "; " + same + " already " + value + " stay as they are." : ".")
+      ? n(changing.length) + " will change" + (same ? "; " + same + " already " + value + kept : ".")
       : "None will change: all " + n(chosen.length) + " are already " + value + ".";
     document.getElementById("bulk-list").textContent = summary(changing.length ? changing : chosen, 50);
     document.getElementById("bulk-ok-text").textContent = changing.length ? "Label " + changing.length : "Close";
