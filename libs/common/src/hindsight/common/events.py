@@ -50,6 +50,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.paths import canonical_path
 
 __all__ = [
     "AB_COMPLETED",
@@ -382,7 +383,9 @@ class PngCreated(Event):
     subject: ClassVar[str] = PNG_CREATED
 
     file_path: PathStr
-    """Path of the PNG; must resolve inside ``HINDSIGHT_IMAGE_ROOTS``."""
+    """Absolute path of the PNG; must resolve inside ``HINDSIGHT_IMAGE_ROOTS``. Normalised on
+    parsing (``/a/./b//c.png`` → ``/a/b/c.png``), so the key and the vector id do not depend
+    on the spelling; a relative path is refused."""
     run_id: NonEmptyStr
     """The backtest or live run that produced it."""
     trade_id: NonEmptyStr | None = None
@@ -392,6 +395,14 @@ class PngCreated(Event):
     timeframe: NonEmptyStr | None = None
     image_type: Literal["original", "annotated"] | None = None
     author: NonEmptyStr | None = None
+
+    @field_validator("file_path")
+    @classmethod
+    def _canonical_file_path(cls, value: str) -> str:
+        try:
+            return canonical_path(value)
+        except ValueError as exc:
+            raise PydanticCustomError("absolute_path", str(exc)) from None
 
     def idempotency_key(self) -> str:
         return self.file_path

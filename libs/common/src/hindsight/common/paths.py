@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from hindsight.common.errors import InvalidInputError
 
-__all__ = ["resolve_in_roots"]
+__all__ = ["canonical_path", "resolve_in_roots"]
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def canonical_path(path: str) -> str:
+    """The one spelling of an absolute POSIX path: ``.`` and ``..`` segments, repeated and
+    trailing slashes removed (``/data//a/./b/../c.png`` → ``/data/a/c.png``).
+
+    Lexical, so every service computes it the same way without the file system (the id of
+    a memory record is derived from it); symlinks are followed only where a file is read
+    (:func:`resolve_in_roots`). ValueError for a relative path: relative to what?
+    """
+    if not path.startswith("/"):
+        raise ValueError("must be an absolute path (start with /)")
+    return posixpath.normpath(_SLASHES.sub("/", path))
 
 
 def resolve_in_roots(

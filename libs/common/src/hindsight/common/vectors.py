@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
+from hindsight.common.paths import canonical_path
+
 __all__ = ["doc_vector_id", "image_vector_id"]
 
 
@@ -18,8 +20,14 @@ def _digest(kind: str, key: str) -> str:
 
 
 def image_vector_id(file_path: str) -> str:
-    """The vector id of a ``png.created`` (its idempotency key is ``file_path``, as published)."""
-    return "img-" + _digest("png", file_path)
+    """The vector id of a ``png.created``: from its ``file_path`` in canonical form, so two
+    spellings of one path (``/a/./b.png``, ``/a/b.png``) name one record. A relative path
+    (refused by the event contract; kept here for ids of old records) is hashed as given."""
+    try:
+        key = canonical_path(file_path)
+    except ValueError:
+        key = file_path
+    return "img-" + _digest("png", key)
 
 
 def doc_vector_id(key: str, *, chunk: int = 0) -> str:
