@@ -145,12 +145,15 @@ class ServiceProcesses:
         ready_path: str = "/healthz",
         timeout: float = 60.0,
         extra_env: dict[str, str] | None = None,
+        nice: int = 0,
     ) -> None:
-        """Start one service (``extra_env`` on top of ``env``), wait for ``ready_path``."""
+        """Start one service (``extra_env`` on top of ``env``), wait for ``ready_path``;
+        ``nice`` > 0 runs it at a lower CPU priority (as the dev stack runs the learning side)."""
         probe = f"{self.url(service)}{ready_path}"
         spec = ChildSpec(
             name=service,
             argv=[sys.executable, "-m", f"hindsight.{service}"],
+            nice=nice,
             env={**self.env, **(extra_env or {})},
             log_file=self.logs / f"{service}.log",
             ready=lambda: get_json(probe) is not None,

@@ -1,0 +1,40 @@
+"""Issue 12's soak at full length, printed: the whole stack at 1,000 calls/s for 120 s
+(8 phases of 15 s: no fault, then kill -9 of the scorer, the registry, NATS, PostgreSQL,
+the trainer, the embedder and memory in turn).
+
+Set HINDSIGHT_SOAK_RATE / HINDSIGHT_SOAK_PHASE_S to try other rates. Prints the table of
+``hindsight.devstack.soak.format_report``; asserts nothing about timings.
+Run with `pytest -m bench bench/test_bench_soak.py -s`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from hindsight.devstack.soak import SoakPlan, format_report, run_soak
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "scorer" / "tests"))
+from scorer_testkit import build_artifact  # noqa: E402
+
+pytestmark = pytest.mark.bench
+
+
+@pytest.mark.timeout(1800)
+def test_bench_soak_full_length(hindsight_test_dir: Path) -> None:
+    root = hindsight_test_dir / "soak-bench"
+    artifact = build_artifact(root / "artifacts", version="20260101T000000Z-soak01", n_features=12)
+    plan = SoakPlan(
+        rate=float(os.environ.get("HINDSIGHT_SOAK_RATE", "1000")),
+        phase_s=float(os.environ.get("HINDSIGHT_SOAK_PHASE_S", "15")),
+    )
+    report = run_soak(
+        root,
+        plan,
+        deployment=artifact.deployment(),
+        features=dict.fromkeys(artifact.feature_names, 0.5),
+    )
+    print("\n" + format_report(report))
