@@ -35,9 +35,12 @@ from hindsight.common.artifacts import (
     artifact_uri,
     sha256_file,
 )
+from hindsight.common.grpc_server import GrpcServer
+from hindsight.common.limits import MAX_FORWARDED_BYTES, max_receive_option
 from hindsight.scorer.domain.deployments import Deployment
-from hindsight.scorer.domain.models import LoadedModel
+from hindsight.scorer.domain.models import LoadedModel, ModelStore
 from hindsight.scorer.domain.scoring import Score, score_columns
+from hindsight.scorer.grpc_api import SERVICE_NAME, ScoringServicer
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 CAL_SCALE = 0.9
@@ -277,3 +280,20 @@ def score_batch(items: Sequence[BatchItem]) -> list[Score]:
             scores.p_success, scores.ci_low, scores.ci_high, scores.contributions, strict=True
         )
     ]
+
+
+async def start_servicer(model: LoadedModel) -> GrpcServer:
+    """The real scorer servicer serving ``model`` on a real port, with the scorer's
+    maximum receive size (no loader, NATS or HTTP: for tests of the gRPC surface)."""
+    store = ModelStore(default_model=model.name)
+    store.install(model, serve=True)
+    servicer = ScoringServicer(store, None)
+    server = GrpcServer(
+        host="127.0.0.1",
+        port=0,
+        register=[lambda s: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, s)],
+        service_names=[SERVICE_NAME],
+        options=[max_receive_option(MAX_FORWARDED_BYTES)],
+    )
+    await server.start()
+    return server

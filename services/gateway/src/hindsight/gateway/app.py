@@ -16,6 +16,7 @@ from faststream.nats import NatsBroker
 from hindsight.common.broker import create_broker
 from hindsight.common.grpc_server import GrpcServer
 from hindsight.common.http import HttpServer
+from hindsight.common.limits import MAX_REQUEST_BYTES, max_receive_option
 from hindsight.common.runtime import Part
 from hindsight.gateway.config import GatewaySettings
 from hindsight.gateway.domain.routing import RoutingTable
@@ -147,6 +148,7 @@ def build_app(settings: GatewaySettings) -> GatewayApp:
         port=settings.grpc_port,
         register=register,
         service_names=[SERVICE_NAME],
+        options=[max_receive_option(MAX_REQUEST_BYTES)],  # larger: RESOURCE_EXHAUSTED
         tls=server_tls(settings),
     )
     http = HttpServer(

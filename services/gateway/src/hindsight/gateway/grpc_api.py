@@ -2,8 +2,10 @@
 
 A valid request always gets an answer: the scorer's, or a fallback with its reason.
 INVALID_ARGUMENT (the caller's bug) is relayed with the scorer's message, or raised here
-for what needs no model (empty ``signal_id``, unknown ``side``; in a packed batch, a
-duplicate in ``feature_names``, a row's ``feature_values`` length, both forms in a row).
+for what needs no model, before any scorer is called: the request limits of
+:mod:`hindsight.common.limits` (lengths, counts, batch size), empty ``signal_id``, unknown
+``side``; in a packed batch, a duplicate in ``feature_names``, a row's ``feature_values``
+length, both forms in a row.
 Packed batches are forwarded unchanged; only the model's feature set is left to the scorer.
 """
 
@@ -19,6 +21,7 @@ from typing import Any, Final
 import grpc
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.limits import SIDES, check_batch_limits, check_request, truncated
 from hindsight.gateway.domain.fallback import Budget, FallbackReason
 from hindsight.gateway.domain.routing import NO_EXPERIMENT, Route, RoutingTable
 from hindsight.gateway.messaging import Record, Recorder
@@ -32,7 +35,6 @@ __all__ = ["SERVICE_NAME", "GatewayPolicy", "ScoringGateway"]
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME: Final = "hindsight.scoring.v1.Scoring"
-SIDES: Final = frozenset({"buy", "sell", "hold"})
 
 # Field readers for whole batches: map() over a repeated field runs without bytecode per row.
 _SIGNAL_ID = attrgetter("signal_id")
@@ -53,13 +55,6 @@ class GatewayPolicy:
     max_in_flight: int = 256
 
 
-def _check(request: Any, prefix: str = "") -> None:
-    if not request.signal_id:
-        raise InvalidInputError("must not be empty", field=f"{prefix}signal_id")
-    if request.side not in SIDES:
-        raise InvalidInputError("must be one of buy, sell, hold", field=f"{prefix}side")
-
-
 def _valid_rows(requests: Any, width: int) -> bool:
     """The usual valid batch, checked with C loops only (no bytecode per row)."""
     if not all(map(_SIGNAL_ID, requests)) or not set(map(_SIDE, requests)) <= SIDES:
@@ -75,14 +70,16 @@ def _check_batch(request: Any) -> None:
     """Each request as by ``Score``, plus the packed form's shape (no model needed).
 
     In the scorer's order, so that the gateway names the same field as a scorer would:
-    every row's own fields first, then ``feature_names``, then each row's packed shape.
+    the limits first, every row's own fields, then ``feature_names``, then each row's
+    packed shape.
     """
+    check_batch_limits(request)
     names = request.feature_names
     width = len(names)
     rows_valid = _valid_rows(request.requests, width)
     if not rows_valid:
         for i, one in enumerate(request.requests):
-            _check(one, f"requests[{i}].")
+            check_request(one, f"requests[{i}].")
     if width and len(set(names)) != width:
         _duplicate(names)
     if rows_valid:
@@ -108,7 +105,7 @@ def _check_batch(request: Any) -> None:
 
 def _duplicate(names: Any) -> None:
     duplicate = next(name for k, name in enumerate(names) if name in names[:k])
-    raise InvalidInputError(f"duplicate name {duplicate!r}", field="feature_names")
+    raise InvalidInputError(f"duplicate name {truncated(duplicate)!r}", field="feature_names")
 
 
 def _unpacked(request: Any, names: Any) -> Any:
@@ -169,7 +166,7 @@ class ScoringGateway(scoring_pb2_grpc.ScoringServicer):
         """Score one signal: the scorer's answer, or a fallback; never an error if valid."""
         clock = self._clock
         started = clock()
-        _check(request)
+        check_request(request)
         if request.feature_values:
             raise InvalidInputError(
                 "packed values are for ScoreBatch (with feature_names) only",

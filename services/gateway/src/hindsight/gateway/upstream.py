@@ -3,7 +3,11 @@
 :meth:`ScorerPool.call` tries the endpoints whose breaker admits a call, least loaded
 first (round-robin among equals), each with what is left of the budget as its gRPC
 timeout, and moves on to the next endpoint only while budget remains. Every admitted
-call ends in exactly one breaker record (success, failure or release). Channels are
+call ends in exactly one breaker record (success, failure or release). As resilience4j
+counts, only the scorer's own failures and slow calls are recorded: INVALID_ARGUMENT, a
+request refused for its size, a cancelled call (the caller went away) and a deadline
+missed within less time than a slow call takes (the caller's own short deadline) are
+released. Channels are
 plaintext, or TLS (mutual with a client certificate) when the pool is given a
 :class:`~hindsight.common.tls.ClientTls`; a refused handshake reads as UNAVAILABLE.
 """
@@ -19,6 +23,7 @@ from typing import Any, Final
 
 import grpc
 
+from hindsight.common.limits import truncated
 from hindsight.common.tls import ClientTls
 from hindsight.gateway.domain.breaker import BreakerConfig, CircuitBreaker, Transition
 from hindsight.gateway.domain.fallback import (
@@ -58,6 +63,15 @@ _COUNTED: Final = {
 }
 
 
+_MAX_DETAILS: Final = 1024
+"""Characters of a scorer's INVALID_ARGUMENT message relayed to the caller."""
+
+
+def _too_large(code: grpc.StatusCode, details: str) -> bool:
+    """The scorer refused the request for its size: the request's fault, not the scorer's."""
+    return code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details
+
+
 def channel_options(target: str) -> list[tuple[str, Any]]:
     """Channel options: reconnect fast after a scorer restart; balance a DNS name's addresses."""
     options: list[tuple[str, Any]] = [
@@ -65,6 +79,9 @@ def channel_options(target: str) -> list[tuple[str, Any]]:
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
         ("grpc.enable_retries", 0),
+        # A scorer's answer is bounded by the request limits; gRPC's default 4 MiB receive
+        # limit would turn a large ScoreBatch answer into a failure of a healthy scorer.
+        ("grpc.max_receive_message_length", -1),
     ]
     if target.startswith("dns:"):
         options.append(("grpc.lb_policy_name", "round_robin"))
@@ -201,22 +218,28 @@ class ScorerPool:
             endpoint.in_flight += 1
             started = clock()
             recorded = False
+            # Less time than a slow call takes: a deadline missed in it is the caller's short
+            # deadline, not a sign that the scorer is failing (it must not open the breaker).
+            counts_deadline = remaining >= breaker.config.slow_call_s
             try:
                 response = await stub(request, timeout=remaining, metadata=LOGGED_BY)
             except grpc.aio.AioRpcError as exc:
                 elapsed = clock() - started
                 code = exc.code()
                 UPSTREAM_CALLS.labels(endpoint.target, code.name).inc()
-                if code is grpc.StatusCode.INVALID_ARGUMENT:
+                details = exc.details() or ""
+                if code is grpc.StatusCode.INVALID_ARGUMENT or _too_large(code, details):
                     breaker.release()
                     recorded = True
-                    return UpstreamResult(endpoint=endpoint.target, invalid=exc.details() or "")
+                    return UpstreamResult(
+                        endpoint=endpoint.target, invalid=truncated(details, _MAX_DETAILS)
+                    )
                 outcome = _COUNTED.get(code)
-                if outcome is None:
+                if outcome is None or (outcome is Outcome.DEADLINE and not counts_deadline):
                     breaker.release()
-                    outcome = Outcome.ERROR
+                    outcome = outcome or Outcome.ERROR
                 else:
-                    if code is grpc.StatusCode.UNAVAILABLE and is_no_model(exc.details()):
+                    if code is grpc.StatusCode.UNAVAILABLE and is_no_model(details):
                         outcome = Outcome.NO_MODEL
                     breaker.record_failure(elapsed)
                 recorded = True

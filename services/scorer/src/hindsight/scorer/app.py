@@ -23,6 +23,7 @@ from faststream.nats import NatsBroker
 from hindsight.common.broker import create_broker
 from hindsight.common.grpc_server import GrpcServer
 from hindsight.common.http import HttpServer
+from hindsight.common.limits import MAX_FORWARDED_BYTES, max_receive_option
 from hindsight.common.runtime import Part
 from hindsight.common.tls import ServerTls
 from hindsight.scorer.config import ScorerSettings
@@ -191,6 +192,9 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
         port=settings.grpc_port,
         register=[lambda server: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, server)],
         service_names=[SERVICE_NAME],
+        # Explicit, and above the gateway's: a request it accepted, with the versions it
+        # pins, always fits (hindsight.common.limits).
+        options=[max_receive_option(MAX_FORWARDED_BYTES)],
         tls=ServerTls.from_settings(
             settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
         ),

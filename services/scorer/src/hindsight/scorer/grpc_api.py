@@ -1,7 +1,9 @@
 """The gRPC ``Scoring`` servicer: protobuf in, domain, protobuf out.
 
 Errors are :mod:`hindsight.common.errors`; the shared interceptor maps them to status
-codes. Nothing here awaits between filling a model's input row and running it.
+codes. The request limits of :mod:`hindsight.common.limits` are checked first, as the
+gateway checks them, and no message quotes a caller's string untruncated. Nothing here
+awaits between filling a model's input row and running it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import grpc
 
 from hindsight.common.errors import HindsightError, InvalidInputError, UnavailableError
+from hindsight.common.limits import SIDES, check_batch_limits, check_request
 from hindsight.scorer.domain.models import LoadedModel, ModelStore
 from hindsight.scorer.domain.scoring import (
     BatchScores,
@@ -29,7 +32,6 @@ __all__ = ["LOGGED_BY_HEADER", "SERVICE_NAME", "ScoringServicer"]
 
 SERVICE_NAME = "hindsight.scoring.v1.Scoring"
 LOGGED_BY_HEADER = "x-hindsight-logged-by"
-SIDES = frozenset({"buy", "sell", "hold"})
 
 # Field readers for whole batches: map() over a repeated field runs without bytecode per row.
 _SIGNAL_ID = attrgetter("signal_id")
@@ -56,13 +58,6 @@ def _logged_by_gateway(context: grpc.aio.ServicerContext) -> bool:
         if key == LOGGED_BY_HEADER:
             return bool(value == "gateway")
     return False
-
-
-def _check_request(request: Any, prefix: str = "") -> None:
-    if not request.signal_id:
-        raise InvalidInputError("must not be empty", field=f"{prefix}signal_id")
-    if request.side not in SIDES:
-        raise InvalidInputError("must be one of buy, sell, hold", field=f"{prefix}side")
 
 
 def _no_packed_values(requests: Any) -> None:
@@ -133,7 +128,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         """Score one signal."""
         started = time.perf_counter()
         try:
-            _check_request(request)
+            check_request(request)
             if request.feature_values:
                 raise InvalidInputError(
                     "packed values are for ScoreBatch (with feature_names) only",
@@ -159,6 +154,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         started = time.perf_counter()
         requests = request.requests
         try:
+            check_batch_limits(request)
             signal_ids: list[str] = list(map(_SIGNAL_ID, requests))
             models = self._resolve_batch(requests, signal_ids)
             explain = list(map(_EXPLAIN, requests))
@@ -216,7 +212,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         resolved: dict[tuple[str, str], LoadedModel] = {}
         for i, one in enumerate(requests):
             if not one.signal_id or one.side not in SIDES:
-                _check_request(one, f"requests[{i}].")
+                check_request(one, f"requests[{i}].")
             key = (one.model_name, one.model_version)
             model = resolved.get(key)
             if model is None:

@@ -20,6 +20,27 @@ Errors are standard gRPC status codes:
                     "no production version" (the gateway's `no_model` fallback reason
                     relies on that prefix).
   INTERNAL          an unexpected failure; the message carries no internal details.
+  RESOURCE_EXHAUSTED (from gRPC itself) the serialized request is over the server's
+                    maximum receive size: 4 MiB on the gateway (8 MiB on a scorer, which
+                    must take what the gateway forwards with the versions it pins).
+
+Request limits (the gateway checks them before calling any scorer, a scorer checks
+them too; over a limit is INVALID_ARGUMENT naming the field):
+  signal_id, symbol, timeframe               at most 256 characters each
+  model_name, model_version, feature names   at most 256 characters each
+  features / feature_values / feature_names  at most 1,024 entries
+  ScoreBatchRequest.requests                 at most 10,000 requests
+In a batch the gateway checks per request `signal_id`, `model_name` and
+`model_version`; the other fields of a batch's requests are bounded by the message size
+(a feature name the model does not have is INVALID_ARGUMENT from the scorer).
+Error messages never quote a caller's value whole: a long one is shown as its first
+64 characters followed by "…(N chars)", in the field name too
+(`features.xxxx…(16384 chars)`).
+
+Circuit breakers on the gateway count only a scorer's own failures and slow calls:
+INVALID_ARGUMENT, an oversized request, a call the caller cancelled and a deadline
+missed within less time than a slow call takes (the caller's short deadline) never
+count, so one caller's bad requests cannot turn other callers' answers into fallbacks.
 
 Servers also serve the standard `grpc.health.v1.Health` service and server reflection.
 
@@ -80,12 +101,12 @@ class ScoreRequest(_message.Message):
     signal_id: _builtins.str
     """The signal's id: the same id as in the `signal.features` and `signal.outcome`
     events, so that the prediction can be joined to the trade's outcome. Must not be
-    empty. Echoed in `ScoreResponse.signal_id`.
+    empty. Echoed in `ScoreResponse.signal_id`. At most 256 characters.
     """
     symbol: _builtins.str
-    """The instrument, for example "EURUSD"."""
+    """The instrument, for example "EURUSD". At most 256 characters."""
     timeframe: _builtins.str
-    """The chart timeframe of the signal, for example "M15" or "H1"."""
+    """The chart timeframe of the signal, for example "M15" or "H1". At most 256 characters."""
     side: _builtins.str
     """The trade direction: exactly one of "buy", "sell" or "hold" (lower case).
     Any other value is INVALID_ARGUMENT.
@@ -95,19 +116,21 @@ class ScoreRequest(_message.Message):
     leave it false on latency-critical paths.
     """
     model_name: _builtins.str
-    """The model to score with. Absent or empty: the default model."""
+    """The model to score with. Absent or empty: the default model. At most 256 characters."""
     model_version: _builtins.str
     """Pins one loaded version of the model (a version as named by the registry).
     Absent or empty: the serving version chosen by the server. The gateway sets it when it routes
     a request to an experiment arm; the trading engine normally leaves it unset.
     A version that is not loaded is INVALID_ARGUMENT naming `model_version`.
+    At most 256 characters.
     """
     @_builtins.property
     def features(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Feature name -> value, with the names of the model's feature schema (the same
         names and values as in the `signal.features` event). A missing or unknown feature
         is INVALID_ARGUMENT naming it (`features.<name>`). NaN means "missing value" and is
-        accepted only where the model's schema allows missing values.
+        accepted only where the model's schema allows missing values. At most 1,024
+        entries; names of at most 256 characters.
         """
 
     @_builtins.property
@@ -262,7 +285,9 @@ class ScoreBatchRequest(_message.Message):
     FEATURE_NAMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreRequest]:
-        """The requests, each scored as `Score` scores the same features."""
+        """The requests, each scored as `Score` scores the same features. At most 10,000
+        (INVALID_ARGUMENT naming `requests`).
+        """
 
     @_builtins.property
     def feature_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -273,6 +298,7 @@ class ScoreBatchRequest(_message.Message):
         different models or pinned versions, as long as they share that feature set).
         An unknown, missing or duplicate name is INVALID_ARGUMENT naming `feature_names`
         and the name. Empty: each request carries its own `features` map, as before.
+        At most 1,024 names of at most 256 characters (`feature_names[i]`).
         """
 
     def __init__(

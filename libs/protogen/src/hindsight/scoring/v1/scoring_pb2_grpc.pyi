@@ -20,6 +20,27 @@ Errors are standard gRPC status codes:
                     "no production version" (the gateway's `no_model` fallback reason
                     relies on that prefix).
   INTERNAL          an unexpected failure; the message carries no internal details.
+  RESOURCE_EXHAUSTED (from gRPC itself) the serialized request is over the server's
+                    maximum receive size: 4 MiB on the gateway (8 MiB on a scorer, which
+                    must take what the gateway forwards with the versions it pins).
+
+Request limits (the gateway checks them before calling any scorer, a scorer checks
+them too; over a limit is INVALID_ARGUMENT naming the field):
+  signal_id, symbol, timeframe               at most 256 characters each
+  model_name, model_version, feature names   at most 256 characters each
+  features / feature_values / feature_names  at most 1,024 entries
+  ScoreBatchRequest.requests                 at most 10,000 requests
+In a batch the gateway checks per request `signal_id`, `model_name` and
+`model_version`; the other fields of a batch's requests are bounded by the message size
+(a feature name the model does not have is INVALID_ARGUMENT from the scorer).
+Error messages never quote a caller's value whole: a long one is shown as its first
+64 characters followed by "…(N chars)", in the field name too
+(`features.xxxx…(16384 chars)`).
+
+Circuit breakers on the gateway count only a scorer's own failures and slow calls:
+INVALID_ARGUMENT, an oversized request, a call the caller cancelled and a deadline
+missed within less time than a slow call takes (the caller's short deadline) never
+count, so one caller's bad requests cannot turn other callers' answers into fallbacks.
 
 Servers also serve the standard `grpc.health.v1.Health` service and server reflection.
 

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.limits import truncated
 
 __all__ = ["FeatureIndex", "Matrix", "packed_rows"]
 
@@ -135,9 +136,13 @@ class FeatureIndex:
         column = self.column
         for k, name in enumerate(given):
             if name in position:
-                raise InvalidInputError(f"duplicate name {name!r}", field="feature_names")
+                raise InvalidInputError(
+                    f"duplicate name {truncated(name)!r}", field="feature_names"
+                )
             if name not in column:
-                raise InvalidInputError(f"unknown feature {name!r}", field="feature_names")
+                raise InvalidInputError(
+                    f"unknown feature {truncated(name)!r}", field="feature_names"
+                )
             position[name] = k
         if len(position) != len(self.names):
             missing = next(name for name in self.names if name not in position)
@@ -156,7 +161,10 @@ class FeatureIndex:
         for key in keys:
             index = column.get(key)
             if index is None:
-                raise InvalidInputError("unknown feature", field=f"{prefix}features.{key}")
+                # The caller's key goes into the status message: never unbounded.
+                raise InvalidInputError(
+                    "unknown feature", field=f"{prefix}features.{truncated(key)}"
+                )
             row[index] = features[key]
         if len(keys) != len(self.names):
             present = set(keys)

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from hindsight.common.artifacts import ModelCard
 from hindsight.common.errors import InvalidInputError, UnavailableError
+from hindsight.common.limits import truncated
 from hindsight.scorer.domain.deployments import Deployment, Stage
 from hindsight.scorer.domain.drift import DriftMonitor
 from hindsight.scorer.domain.features import FeatureIndex, Matrix
@@ -115,16 +116,19 @@ class ModelStore:
             if found is not None:
                 return found
             if model_name not in self._names:
-                raise InvalidInputError(f"unknown model {model_name!r}", field="model_name")
+                raise InvalidInputError(
+                    f"unknown model {truncated(model_name)!r}", field="model_name"
+                )
             raise InvalidInputError(
-                f"version {version!r} of {model_name!r} is not loaded", field="model_version"
+                f"version {truncated(version)!r} of {truncated(model_name)!r} is not loaded",
+                field="model_version",
             )
         default = self._default.get(model_name)
         if default is not None:
             return models[(model_name, default)]
         if name and model_name not in self._names:
-            raise InvalidInputError(f"unknown model {model_name!r}", field="model_name")
-        raise UnavailableError(f"no production version of {model_name!r} is loaded")
+            raise InvalidInputError(f"unknown model {truncated(model_name)!r}", field="model_name")
+        raise UnavailableError(f"no production version of {truncated(model_name)!r} is loaded")
 
     def install(self, model: LoadedModel, *, serve: bool) -> None:
         """Add or replace a version; ``serve`` makes it the model's default. One swap."""
