@@ -91,7 +91,7 @@ async def test_bad_charts_are_dead_lettered_naming_file_path(
         if path == long_path:
             # As a plain publisher sends it: raw JSON (the event model may refuse to build
             # it) and no Nats-Msg-Id (it would pass the 64 kB header limit).
-            body = json.loads(_png_event("x", f"BAD{i}").to_json_bytes())
+            body = json.loads(_png_event(str(images / "x.png"), f"BAD{i}").to_json_bytes())
             body["file_path"] = path
             await harness.nats.jetstream().publish("png.created", json.dumps(body).encode())
         else:
