@@ -191,7 +191,10 @@ async def test_fast_replay_of_eurusd_flows_through_every_service(
     assert _labeling_items(labeling) == signals
 
     # Nobody asked for training: enough outcomes did (250 of them, or all of them once the
-    # flow went quiet). The registry promotes, the scorer loads.
+    # flow went quiet). A version the registry refuses (the 250-trigger fires wherever an
+    # ingest batch crosses it; too few test rows) is followed by a run on all outcomes once
+    # the flow is quiet (trainer README, data-triggered runs; issue 13). The registry
+    # promotes, the scorer loads.
     registry = stack.url("registry")
     print(f"{time.strftime('%X')} step: training", flush=True)
     try:

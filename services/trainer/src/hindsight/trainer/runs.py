@@ -166,9 +166,13 @@ class RunService:
         accepted = await self.production.accepted_versions(name)
         base = await self.storage.last_accepted_at(name, accepted)
         last_try = await self.storage.last_attempt_at(name)
+        pending = await self.storage.outcomes_since(base)
+        # One count when both points coincide (none yet, or the last run was accepted): two
+        # queries could see different numbers while outcomes arrive.
+        fresh = pending if last_try == base else await self.storage.outcomes_since(last_try)
         return DataState(
-            pending=await self.storage.outcomes_since(base),
-            fresh=await self.storage.outcomes_since(last_try),
+            pending=pending,
+            fresh=fresh,
             has_accepted=base is not None,
             newest_outcome_at=await self.storage.latest_outcome_at(),
             has_attempt=last_try is not None,
