@@ -59,7 +59,7 @@ from hindsight.registry.metrics import (
     export_production,
 )
 from hindsight.registry.service import Registry
-from hindsight.registry.storage import Tx
+from hindsight.registry.storage import PredictionsStored, Tx
 
 __all__ = [
     "DEGRADATION_ACTOR",
@@ -605,16 +605,19 @@ class Experiments:
 
     # --- consumers ----------------------------------------------------------------------
 
-    async def handle_predictions(self, events: Sequence[PredictionLogged]) -> int:
-        """Store a batch of ``prediction.logged`` (idempotent by prediction_id); how many new."""
+    async def handle_predictions(self, events: Sequence[PredictionLogged]) -> PredictionsStored:
+        """Store a batch of ``prediction.logged`` (idempotent by prediction_id)."""
         if not events:
-            return 0
-        new = await self.storage.insert_predictions(events)
+            return PredictionsStored(new=0, joined=0)
+        stored = await self.storage.insert_predictions(events)
         PREDICTION_BATCH_SIZE.observe(len(events))
-        PREDICTIONS_INGESTED.inc(new)
-        PREDICTIONS_DUPLICATE.inc(len(events) - new)
-        logger.debug("predictions stored", extra={"batch": len(events), "new": new})
-        return new
+        PREDICTIONS_INGESTED.inc(stored.new)
+        PREDICTIONS_DUPLICATE.inc(len(events) - stored.new)
+        logger.debug(
+            "predictions stored",
+            extra={"batch": len(events), "new": stored.new, "joined": stored.joined},
+        )
+        return stored
 
     async def handle_outcome(self, event: SignalOutcome) -> bool:
         """Store a ``signal.outcome`` (idempotent by signal_id); True when it has a result."""

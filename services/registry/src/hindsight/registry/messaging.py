@@ -76,11 +76,15 @@ def subscribe_evaluation(
 
     Predictions come at the trading engine's rate (every Score answer), so they are
     fetched and written in batches, one INSERT per batch, with a pause after a full batch
-    so that a catch-up never takes the CPU from the Score path.
+    so that a catch-up never takes the CPU from the Score path. ``on_outcome`` is called
+    when something became evaluable: an outcome with a result, or predictions whose
+    outcome was stored first.
     """
 
     async def on_predictions(events: list[PredictionLogged]) -> None:
-        await experiments.handle_predictions(events)
+        stored = await experiments.handle_predictions(events)
+        if stored.joined:  # their outcomes came first: evaluable only now
+            on_outcome()
 
     async def on_signal_outcome(event: SignalOutcome) -> None:
         if await experiments.handle_outcome(event):

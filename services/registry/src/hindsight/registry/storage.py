@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hindsight.common.errors import UnavailableError
 from hindsight.common.events import PredictionLogged
 from hindsight.registry.domain import AuditEntry, Stage
 
-__all__ = ["MIGRATIONS_DIR", "SCHEMA", "Database", "Storage", "Tx"]
+__all__ = ["MIGRATIONS_DIR", "SCHEMA", "Database", "PredictionsStored", "Storage", "Tx"]
 
 SCHEMA = "registry"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -25,6 +26,16 @@ logger = logging.getLogger(__name__)
 
 _VERSION_COLUMNS = """model_name, version, stage, training_run_id, created_at, registered_at,
     stage_changed_at, artifact_uri, sha256, headline, gates, gates_passed, refused_reason"""
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionsStored:
+    """What one batch write of predictions did."""
+
+    new: int
+    """Rows written (the rest of the batch was stored already)."""
+    joined: int
+    """New rows whose signal already has an outcome with a result: evaluable now."""
 
 
 def _version(row: asyncpg.Record, *, with_card: bool = False) -> dict[str, Any]:
@@ -551,8 +562,10 @@ class Storage:
         )
         return [_version(r, with_card=True) for r in rows]
 
-    async def insert_predictions(self, predictions: Sequence[PredictionLogged]) -> int:
-        """Store predictions once by prediction_id, in one statement; how many were new."""
+    async def insert_predictions(
+        self, predictions: Sequence[PredictionLogged]
+    ) -> PredictionsStored:
+        """Store predictions once by prediction_id, in one statement (one round trip)."""
         columns: list[list[Any]] = [[] for _ in range(8)]
         for p in predictions:
             row = (
@@ -569,18 +582,22 @@ class Storage:
                 column.append(value)
         # unnest of one array per column: a single round trip whatever the batch size.
         # DO NOTHING also skips a prediction_id repeated inside the batch.
-        inserted = await self.db.pool.fetchval(
+        stored = await self.db.pool.fetchrow(
             """WITH new AS (
                    INSERT INTO predictions (prediction_id, signal_id, model_version, p_success,
                        fallback, experiment_id, arm, occurred_at)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
                        $4::double precision[], $5::boolean[], $6::text[], $7::text[],
                        $8::timestamptz[])
-                   ON CONFLICT (prediction_id) DO NOTHING RETURNING 1)
-               SELECT count(*) FROM new""",
+                   ON CONFLICT (prediction_id) DO NOTHING RETURNING signal_id)
+               SELECT count(*) AS new,
+                      count(*) FILTER (WHERE EXISTS (
+                          SELECT 1 FROM outcomes o
+                          WHERE o.signal_id = new.signal_id AND o.win IS NOT NULL)) AS joined
+               FROM new""",
             *columns,
         )
-        return int(inserted)
+        return PredictionsStored(new=int(stored["new"]), joined=int(stored["joined"]))
 
     async def upsert_outcome(self, values: dict[str, Any]) -> None:
         """Store a signal's outcome by signal_id; a later event with a result fills one in."""
