@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scorer_testkit import BatchItem, make_model, score_batch
 
-from hindsight.common.artifacts import IntervalBin
+from hindsight.common.artifacts import P_MIN, IntervalBin
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.scorer.domain.deployments import Deployment, DeploymentState
 from hindsight.scorer.domain.features import FeatureIndex
@@ -268,4 +268,20 @@ def test_batch_scores_equal_single_scores_bit_for_bit(bins: list[tuple[float, fl
             math.copysign(1.0, v) for v in (one.ci_low, one.ci_high)
         ]
         assert repr(got.contributions) == repr(one.contributions)  # NaN-safe equality
-    assert batch[0].p_success == 0.0 and batch[12].p_success == 1.0 and batch[13].p_success == 1.0
+    assert batch[0].p_success == P_MIN  # below 0, clipped to the floor
+    assert batch[12].p_success == batch[13].p_success == 1.0 - P_MIN
+
+
+def test_no_answer_is_a_certainty_even_when_the_model_says_so() -> None:
+    """A model whose output saturates (an artifact made before the trainer clipped in the
+    graph) still never answers p_success 0 or 1, on the single and the batch path."""
+    model = make_model()
+    sure = {"a": 60.0, "b": 60.0, "c": 0.0}  # float32 sigmoid(120) == 1.0
+    never = {"a": -60.0, "b": -60.0, "c": 0.0}  # == 0.0
+    assert model.predictor.predict(np.array([[60.0, 60.0, 0.0]]))[0] == 1.0
+    singles = [score_one(model, f, explain=False) for f in (sure, never)]
+    batch = score_batch([BatchItem(model, f, False) for f in (sure, never)])
+    for score in [*singles, *batch]:
+        assert P_MIN <= score.p_success <= 1.0 - P_MIN
+    assert singles[0].p_success == batch[0].p_success == pytest.approx(1.0 - P_MIN)
+    assert singles[1].p_success == batch[1].p_success == pytest.approx(P_MIN)

@@ -24,6 +24,7 @@ __all__ = [
     "METRICS_FILE",
     "MODEL_FILE",
     "ONNX_FILE",
+    "P_MIN",
     "IntervalBin",
     "ModelCard",
     "artifact_dir",
@@ -37,6 +38,9 @@ __all__ = [
 ONNX_FILE = "model.onnx"
 MODEL_FILE = "model.txt"
 METRICS_FILE = "metrics.json"
+P_MIN = 1e-4
+"""A served probability lies in ``[P_MIN, 1 - P_MIN]``: no model answers a certainty (the
+trainer clips inside the ONNX graph; the scorer clips again for artifacts made before)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from hindsight.common.artifacts import P_MIN
 from hindsight.common.errors import InvalidInputError
 from hindsight.scorer.domain.features import Matrix, packed_rows
 from hindsight.scorer.domain.intervals import Z_95, IntervalTable
@@ -54,14 +55,14 @@ def _contributions(model: LoadedModel, row: npt.NDArray[np.float64]) -> dict[str
 
 
 def _finish(model: LoadedModel, p: float) -> tuple[float, float, float]:
-    p = min(1.0, max(0.0, p))
+    p = min(1.0 - P_MIN, max(P_MIN, p)) if p == p else P_MIN  # NaN: the "don't trade" end
     low, high = model.intervals.interval(p)
     return p, low, high
 
 
 def _clip(p: Floats) -> Floats:
-    """``min(1, max(0, p))`` per element, NaN to 0 like the scalar version."""
-    return np.where(p > 0.0, np.where(p < 1.0, p, 1.0), 0.0)
+    """:func:`_finish`'s clip to ``[P_MIN, 1 - P_MIN]`` per element, NaN to ``P_MIN``."""
+    return np.where(p > P_MIN, np.where(p < 1.0 - P_MIN, p, 1.0 - P_MIN), P_MIN)
 
 
 def _intervals(table: IntervalTable, p: Floats) -> tuple[Floats, Floats]:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from hindsight.common.artifacts import P_MIN
 from hindsight.trainer.domain.metrics import brier_score, log_loss
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 GRID_POINTS = 101
 EPS = 1e-6  # clip of the raw p before its logit (sigmoid)
-P_MIN = 1e-4  # calibrated p lies in [P_MIN, 1 - P_MIN]: never a certainty
 ISOTONIC_MIN_ROWS = 1000  # fewer calibration rows: sigmoid only
 
 
