@@ -496,6 +496,34 @@ def test_unknown_subject_is_invalid_input_naming_the_subject() -> None:
     assert "png.deleted" in str(info.value)
 
 
+@pytest.mark.parametrize("cls", [PngCreated, JsonCreated])
+def test_record_time_is_ts_when_given_else_occurred_at(cls: type[Event]) -> None:
+    from hindsight.common.vectors import record_time
+
+    fields: dict[str, Any] = (
+        {"file_path": "/c/a.png", "run_id": "r"}
+        if cls is PngCreated
+        else {"doc_type": "trade_meta", "payload": {"a": 1}, "run_id": "r"}
+    )
+
+    def parse(**extra: Any) -> PngCreated | JsonCreated:
+        body = {**ENVELOPE, "source": "t", **fields, "occurred_at": "2025-01-02T03:04:05Z"}
+        event = parse_event(cls.subject, json.dumps({**body, **extra}).encode())
+        assert isinstance(event, PngCreated | JsonCreated)
+        return event
+
+    with_ts = parse(ts="2017-03-01T09:30:00+01:00")
+    assert record_time(with_ts) == datetime(2017, 3, 1, 8, 30, tzinfo=UTC)
+    assert json.loads(with_ts.to_json_bytes())["ts"] == "2017-03-01T08:30:00Z"
+    without = parse()
+    assert record_time(without) == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert "ts" not in json.loads(without.to_json_bytes())
+    # Like every time field: RFC 3339 text with a timezone, nothing else.
+    for bad in ("2017-03-01T09:30:00", 1488357000, "yesterday"):
+        with pytest.raises(InvalidEventError, match="ts"):
+            parse(ts=bad)
+
+
 def test_json_created_key_ignores_payload_key_order() -> None:
     first = good("json.created")
     second = good("json.created")

@@ -33,6 +33,25 @@ def test_image_record_has_the_mandatory_metadata_and_no_unknown_optionals() -> N
     assert record.message_id() == f"embedding.created:{record.vector_id}"
 
 
+def test_metadata_timestamp_is_the_event_time_ts_not_the_write_time() -> None:
+    # A backtest writes in 2025 the chart of a 2017 trade: memory's as_of must see 2017.
+    png = PngCreated.create(
+        source="renderer", file_path="/c/a.png", run_id="r1", ts="2017-03-01T09:30:00+01:00"
+    )
+    doc = JsonCreated.create(
+        source="s", doc_type="trade_meta", run_id="r", payload={"a": 1}, ts="2017-03-01T08:30:00Z"
+    )
+    image = image_embedding(png, [1.0], model="m", random_weights=True, thumbnail_b64="iVBO")
+    text = text_embedding(doc, [1.0], model="m", document="d")
+    assert image.metadata["timestamp"] == text.metadata["timestamp"] == "2017-03-01T08:30:00Z"
+    # Without ts: when the file was written (occurred_at), as before.
+    plain = PngCreated.create(
+        source="renderer", file_path="/c/b.png", run_id="r1", occurred_at="2025-01-02T03:04:05Z"
+    )
+    record = image_embedding(plain, [1.0], model="m", random_weights=True, thumbnail_b64="iVBO")
+    assert record.metadata["timestamp"] == "2025-01-02T03:04:05Z"
+
+
 @pytest.mark.parametrize(
     ("doc_type", "collection"),
     [

@@ -593,7 +593,8 @@ async def test_docs_prompts_and_retention(
         "field"
     ] == "response"
 
-    # Retention: records older than 30 days are archived, then restored.
+    # Retention ages records by ingestion time, not event time: records of 2024 trades
+    # stored just now stay; 31 days later everything stored now is archived.
     now = datetime.now(UTC)
     old = [embedding(f"old-{i}", run_id="ret", hours=0) for i in range(3)]
     fresh = embedding("fresh", run_id="ret", hours=0)
@@ -604,11 +605,13 @@ async def test_docs_prompts_and_retention(
     app.settings.retention_days = 30
     assert (await client.post("/v1/retention/run")).status_code == 401
     result = (await client.post("/v1/retention/run", headers=AUTH)).json()
-    # The theory doc and the prompt are recent: only the three old images go.
-    assert result["archived"] == 3
-    assert [r["id"] for r in await records(client, run_id="ret")] == ["fresh"]
+    assert result["archived"] == 0
+    result = await app.retention.run(now=now + timedelta(days=31))
+    # The three old images, the fresh one, the theory doc and the prompt.
+    assert result["archived"] == 6
+    assert await records(client, run_id="ret") == []
     archived = await records(client, run_id="ret", include_archived="true")
-    assert sum(r["archived"] for r in archived) == 3
+    assert sum(r["archived"] for r in archived) == 4
     hits = await search(client, {"vector": unit("old-1", 512), "model": CLIP, "k": 10})
     assert "old-1" not in [r["id"] for r in hits["results"]]
     restored = await client.post(
@@ -618,10 +621,98 @@ async def test_docs_prompts_and_retention(
     hits = await search(client, {"vector": unit("old-1", 512), "model": CLIP, "k": 1})
     assert hits["results"][0]["id"] == "old-1"
     assert hits["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    # Restored with its ingestion time: still found by ingested_before.
+    ingested = hits["results"][0]["metadata"]["ingested_at"]
+    later = format_utc(now + timedelta(hours=1))
+    again = await search(
+        client, {"vector": unit("old-1", 512), "model": CLIP, "k": 1, "ingested_before": later}
+    )
+    assert [r["id"] for r in again["results"]] == ["old-1"]
+    assert again["results"][0]["metadata"]["ingested_at"] == ingested
     app.settings.retention_mode = "delete"
-    result = (await client.post("/v1/retention/run", headers=AUTH)).json()
-    assert result["deleted"] == 3  # the restored one and the two still archived
-    assert len(await records(client, run_id="ret", include_archived="true")) == 1
+    result = await app.retention.run(now=now + timedelta(days=31))
+    assert result["deleted"] == 6  # the restored one and the five still archived
+    assert await records(client, run_id="ret", include_archived="true") == []
+
+
+# --- point in time: event time vs ingestion time -------------------------------------------
+
+
+async def test_as_of_is_event_time_and_ingested_before_is_ingestion_time(
+    memory: tuple[Memory, httpx.AsyncClient, FakeEmbedder], nats_client: NatsClient
+) -> None:
+    _, client, fake = memory
+    query_vec = unit("pit-query", 384)
+    fake.fixed[("text", "pitword")] = query_vec
+    started = datetime.now(UTC)
+    # A backtest stores today trades of 2017 and 2018 (event times), nearest first.
+    dated = {
+        "pit-jan": "2017-01-15T10:00:00Z",
+        "pit-may": "2017-05-31T23:00:00Z",
+        "pit-jun": "2017-06-01T00:00:00Z",  # exactly as_of: not strictly earlier
+        "pit-aug": "2017-08-01T00:00:00Z",
+        "pit-2018": "2018-02-01T00:00:00Z",
+    }
+    events = []
+    for i, (vid, ts) in enumerate(dated.items()):
+        event = embedding(
+            vid,
+            run_id="pit",
+            trade_id=f"pit-t{i}",
+            modality="text",
+            document=f"pitword trade {vid}",
+            vector=near(query_vec, vid, 0.05 * (i + 1)),
+        )
+        event.metadata["timestamp"] = ts
+        events.append(event)
+    for event in events:
+        await publish(nats_client, event)
+    await wait_for_count(client, len(events), run_id="pit")
+    for row in await records(client, run_id="pit"):
+        assert row["metadata"]["timestamp"] == dated[row["id"]]
+        ingested = datetime.fromisoformat(row["metadata"]["ingested_at"])
+        assert ingested >= started - timedelta(seconds=5)  # now-ish, not 2017
+
+    base = {"text": "pitword", "k": 10, "filter": {"run_id": "pit"}}
+    for hybrid in (False, True):
+        body = {**base, "hybrid": hybrid}
+        found = await search(client, {**body, "as_of": "2017-06-01T00:00:00Z"})
+        assert {r["id"] for r in found["results"]} == {"pit-jan", "pit-may"}, hybrid
+        found = await search(client, {**body, "as_of": "2017-12-31T00:00:00Z"})
+        assert {r["id"] for r in found["results"]} == set(dated) - {"pit-2018"}, hybrid
+        # Ingestion time: all were stored now, so none before an hour ago, all before later.
+        hour_ago = format_utc(started - timedelta(hours=1))
+        assert (await search(client, {**body, "ingested_before": hour_ago}))["results"] == []
+        soon = format_utc(datetime.now(UTC) + timedelta(hours=1))
+        found = await search(
+            client, {**body, "ingested_before": soon, "as_of": "2017-06-01T00:00:00Z"}
+        )
+        assert {r["id"] for r in found["results"]} == {"pit-jan", "pit-may"}, hybrid
+
+    # A label and a redelivery under a new message id keep the first ingestion time.
+    before = {r["id"]: r["metadata"]["ingested_at"] for r in await records(client, run_id="pit")}
+    label = LabelSaved.create(
+        source="labeling", trade_id="pit-t0", label="approved", labeler_id="ann"
+    )
+    await publish(nats_client, label)
+    await publish(nats_client, events[1], msg_id="again:pit-may")
+
+    async def labelled() -> bool:
+        rows = {r["id"]: r for r in await records(client, run_id="pit")}
+        return rows["pit-jan"]["metadata"]["user_label"] == "approved"
+
+    await until(labelled, what="the label on pit-jan")
+    sentinel = embedding("pit-sentinel", run_id="pit-s")
+    await publish(nats_client, sentinel)
+    await wait_for_count(client, 1, run_id="pit-s")  # the redelivery was applied before it
+    after = {r["id"]: r["metadata"]["ingested_at"] for r in await records(client, run_id="pit")}
+    assert after == before
+    soon = format_utc(datetime.now(UTC) + timedelta(hours=1))
+    found = await search(client, {**base, "ingested_before": soon, "as_of": "2017-06-01T00:00:00Z"})
+    assert {r["id"] for r in found["results"]} == {"pit-jan", "pit-may"}
+    # Bad input names the field.
+    response = await client.post("/v1/search", json={**base, "ingested_before": "yesterday"})
+    assert response.status_code == 400 and response.json()["field"] == "ingested_before"
 
 
 # --- backup / restore --------------------------------------------------------------------

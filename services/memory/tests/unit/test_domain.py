@@ -112,6 +112,7 @@ def test_combine_skips_missing_clauses() -> None:
         ({"text": "a", "k": "5"}, "k"),
         ({"text": "a", "as_of": "2024-01-01T00:00:00"}, "as_of"),
         ({"text": "a", "as_of": "yesterday"}, "as_of"),
+        ({"text": "a", "ingested_before": "2024-01-01T00:00:00"}, "ingested_before"),
         ({"vector_id": "x", "hybrid": True}, "hybrid"),
         ({"text": "a", "filter": {"symbol": {"$like": "E"}}}, "filter"),
         ({"text": "a", "filter": ["symbol"]}, "filter"),
@@ -130,6 +131,19 @@ def test_as_of_becomes_a_numeric_lt_filter() -> None:
         {"text": "a", "filter": {"symbol": "EURUSD"}, "as_of": "2024-01-01T00:00:00Z"}
     )
     assert where == {"$and": [{"symbol": {"$eq": "EURUSD"}}, {"ts": {"$lt": 1704067200.0}}]}
+
+
+def test_ingested_before_filters_the_numeric_ingestion_time() -> None:
+    _, where = parse_search_request(
+        {
+            "text": "a",
+            "as_of": "2017-06-01T00:00:00Z",
+            "ingested_before": "2024-01-01T00:00:00Z",
+        }
+    )
+    assert where == {
+        "$and": [{"ts": {"$lt": 1496275200.0}}, {"ingested_ts": {"$lt": 1704067200.0}}]
+    }
 
 
 # --- fusion --------------------------------------------------------------------------------
@@ -212,3 +226,10 @@ def test_metadata_for_chroma_and_for_the_api() -> None:
     shown = full_metadata(meta)
     assert shown["trade_id"] is None and shown["run_id"] is None
     assert shown["user_label"] is None and "ts" not in shown
+    # Ingestion time: shown as RFC 3339, stored in Chroma as epoch seconds too; null when
+    # unknown (records stored before memory kept it).
+    assert shown["ingested_at"] is None
+    meta = {"id": "v", "ingested_at": "2024-01-01T00:00:00Z", "ingested_ts": 1.0}
+    stored = chroma_metadata(meta, ts=12.5)
+    assert stored["ingested_ts"] == 1704067200.0 and stored["ingested_at"] == meta["ingested_at"]
+    assert "ingested_ts" not in full_metadata(meta)

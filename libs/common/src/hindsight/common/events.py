@@ -395,6 +395,10 @@ class PngCreated(Event):
     timeframe: NonEmptyStr | None = None
     image_type: Literal["original", "annotated"] | None = None
     author: NonEmptyStr | None = None
+    ts: UtcDatetime | None = None
+    """The time of the trade or bar the chart shows (RFC 3339, UTC): the record's event
+    time, what memory's ``as_of`` compares. ``occurred_at`` (when the file was written) is
+    used when absent."""
 
     @field_validator("file_path")
     @classmethod
@@ -441,6 +445,10 @@ class JsonCreated(Event):
     """Payload keys that matter most; the embedder puts them first in the text it embeds."""
     doc_id: NonEmptyStr | None = None
     """Stable id of the document; the idempotency key when given."""
+    ts: UtcDatetime | None = None
+    """The time of the trade, bar or document the payload describes (RFC 3339, UTC): the
+    record's event time, what memory's ``as_of`` compares. ``occurred_at`` (when the
+    document was written) is used when absent; the payload's own time fields are not read."""
 
     @field_validator("payload")
     @classmethod

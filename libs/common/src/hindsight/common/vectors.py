@@ -4,15 +4,19 @@ The embedder derives a record's ``vector_id`` from the event's idempotency key, 
 redelivered or republished event upserts the same Chroma record instead of adding one;
 the labeling service derives the same id from a ``png.created`` to fill
 ``chroma_vector_id`` in ``label.saved``.
+
+:func:`record_time` is a record's event time, the one ``as_of`` searches compare.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
+from hindsight.common.events import JsonCreated, PngCreated
 from hindsight.common.paths import canonical_path
 
-__all__ = ["doc_vector_id", "image_vector_id"]
+__all__ = ["doc_vector_id", "image_vector_id", "record_time"]
 
 
 def _digest(kind: str, key: str) -> str:
@@ -34,3 +38,9 @@ def doc_vector_id(key: str, *, chunk: int = 0) -> str:
     """The vector id of a ``json.created`` (or an ingested document) chunk, from its key."""
     suffix = f"#{chunk}" if chunk else ""
     return "doc-" + _digest("json", key + suffix)
+
+
+def record_time(event: PngCreated | JsonCreated) -> datetime:
+    """The event time of the record an event makes: the trade / bar / document time
+    ``ts`` when given, else ``occurred_at`` (when the file was written)."""
+    return event.ts if event.ts is not None else event.occurred_at

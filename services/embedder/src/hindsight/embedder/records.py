@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hindsight.common.events import EmbeddingCreated, JsonCreated, PngCreated, format_utc
-from hindsight.common.vectors import doc_vector_id, image_vector_id
+from hindsight.common.vectors import doc_vector_id, image_vector_id, record_time
 
 __all__ = ["SOURCE", "collection_for", "image_embedding", "text_embedding"]
 
@@ -46,7 +46,7 @@ def image_embedding(
         "trade_id": event.trade_id,
         "setup_id": event.setup_id,
         "rule_version": event.rule_version,
-        "timestamp": format_utc(event.occurred_at),
+        "timestamp": format_utc(record_time(event)),
         "type": "image",
         "source": event.source,
         **_known(
@@ -83,7 +83,7 @@ def text_embedding(
         "trade_id": event.trade_id or _payload_str(payload, "trade_id"),
         "setup_id": event.setup_id,
         "rule_version": event.rule_version,
-        "timestamp": format_utc(event.occurred_at),
+        "timestamp": format_utc(record_time(event)),
         "type": "text",
         "source": event.source,
         "doc_type": event.doc_type,

@@ -8,10 +8,13 @@ from typing import Any
 
 from hindsight.common.events import EmbeddingCreated, LabelSaved
 from hindsight.memory.domain.records import (
+    INGESTED_KEY,
     LOGICAL_COLLECTIONS,
     chroma_metadata,
     epoch_seconds,
+    format_timestamp,
     full_metadata,
+    now_utc,
     parse_timestamp,
     physical_name,
 )
@@ -50,7 +53,12 @@ class Ingestor:
 
     async def _store(self, event: EmbeddingCreated) -> None:
         meta = dict(event.metadata)
+        # Event time (the trade / bar / document time the embedder put there).
         when = parse_timestamp(meta.get("timestamp")) or event.occurred_at
+        # Ingestion time: when memory first stored this record; a redelivery or re-embed
+        # keeps it (and so does a label update, which patches only the label keys).
+        ingested = await self.storage.created_at(event.vector_id) or now_utc()
+        meta[INGESTED_KEY] = format_timestamp(ingested)
         trade_id = _text(meta.get("trade_id"))
         label = await self.storage.effective_label(trade_id) if trade_id else None
         if label is not None:
@@ -80,6 +88,7 @@ class Ingestor:
             thumbnail_b64=event.thumbnail_b64,
             user_label=_text(meta.get("user_label")),
             quality_grade=_text(meta.get("quality_grade")),
+            created_at=ingested,
         )
         # Chroma first: if it fails the row is not written and the redelivery retries both.
         await self.vectors.upsert(

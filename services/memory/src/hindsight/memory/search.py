@@ -18,7 +18,13 @@ from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.filters import combine, validate_filter
 from hindsight.memory.domain.fusion import reciprocal_rank_fusion
 from hindsight.memory.domain.overfetch import FallbackMemory, OverfetchWalk, candidate_count
-from hindsight.memory.domain.records import LOGICAL_COLLECTIONS, epoch_seconds, full_metadata
+from hindsight.memory.domain.records import (
+    INGESTED_TS_KEY,
+    LOGICAL_COLLECTIONS,
+    TS_KEY,
+    epoch_seconds,
+    full_metadata,
+)
 from hindsight.memory.domain.where import Predicate, where_predicate
 from hindsight.memory.embed_client import QueryEmbedder, QueryVector, Tower
 from hindsight.memory.metrics import SEARCH_PATHS, SEARCH_SECONDS
@@ -46,6 +52,9 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] | None = None
     k: int = Field(default=10, ge=1, le=200, strict=True)
     as_of: AwareDatetime | None = None
+    """Point in time: only records whose event time (``timestamp``) is strictly earlier."""
+    ingested_before: AwareDatetime | None = None
+    """Only records memory stored (``ingested_at``) strictly earlier."""
     hybrid: bool = False
 
 
@@ -82,7 +91,10 @@ def parse_search_request(body: Any) -> tuple[SearchRequest, dict[str, Any] | Non
         raise InvalidInputError("hybrid search needs a text query", field="hybrid")
     where = validate_filter(request.filter)
     if request.as_of is not None:
-        where = combine(where, {"ts": {"$lt": epoch_seconds(request.as_of)}})
+        where = combine(where, {TS_KEY: {"$lt": epoch_seconds(request.as_of)}})
+    if request.ingested_before is not None:
+        # Records stored before ingested_at existed have no ingested_ts: never matched.
+        where = combine(where, {INGESTED_TS_KEY: {"$lt": epoch_seconds(request.ingested_before)}})
     return request, where
 
 
@@ -299,6 +311,7 @@ class Searcher:
             request.text,
             collections=request.collections,
             before=before,
+            ingested_before=request.ingested_before,
             limit=self.settings.keyword_candidates,
         )
         if where is not None and hits:

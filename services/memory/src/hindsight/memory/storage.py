@@ -43,6 +43,8 @@ class RecordRow:
     thumbnail_b64: str | None = None
     user_label: str | None = None
     quality_grade: str | None = None
+    created_at: datetime | None = None
+    """When memory first stored the record (its ingestion time); now when None."""
 
 
 def _row(record: asyncpg.Record) -> dict[str, Any]:
@@ -76,8 +78,9 @@ class Storage:
             WITH old AS (SELECT physical FROM records WHERE vector_id = $1)
             INSERT INTO records (vector_id, collection, physical, modality, model, file_path,
                                  run_id, trade_id, setup_id, "timestamp", document, metadata,
-                                 thumbnail_b64, user_label, quality_grade)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15)
+                                 thumbnail_b64, user_label, quality_grade, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15,
+                    coalesce($16::timestamptz, now()))
             ON CONFLICT (vector_id) DO UPDATE SET
                 collection = EXCLUDED.collection, physical = EXCLUDED.physical,
                 modality = EXCLUDED.modality, model = EXCLUDED.model,
@@ -104,9 +107,17 @@ class Storage:
             row.thumbnail_b64,
             row.user_label,
             row.quality_grade,
+            row.created_at,
         )
         assert result is not None
         return bool(result["inserted"]), result["old_physical"]
+
+    async def created_at(self, vector_id: str) -> datetime | None:
+        """When the record was first stored (its ingestion time), or None if it is new."""
+        value: datetime | None = await self._pool().fetchval(
+            "SELECT created_at FROM records WHERE vector_id = $1", vector_id
+        )
+        return value
 
     async def get_many(self, vector_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows by vector_id (missing ids are absent)."""
@@ -153,20 +164,26 @@ class Storage:
         *,
         collections: Sequence[str],
         before: datetime | None,
+        ingested_before: datetime | None = None,
         limit: int,
     ) -> list[tuple[str, str]]:
-        """Full-text hits (vector_id, physical), best first; archived records excluded."""
+        """Full-text hits (vector_id, physical), best first; archived records excluded.
+
+        ``before`` bounds the event time, ``ingested_before`` the ingestion time (created_at).
+        """
         rows = await self._pool().fetch(
             """SELECT vector_id, physical FROM records,
                       websearch_to_tsquery('english', $1) AS q
                WHERE document_tsv @@ q AND collection = ANY($2::text[])
                  AND archived_at IS NULL AND ($3::timestamptz IS NULL OR "timestamp" < $3)
+                 AND ($5::timestamptz IS NULL OR created_at < $5)
                ORDER BY ts_rank_cd(document_tsv, q) DESC, "timestamp" DESC, vector_id
                LIMIT $4""",
             text,
             list(collections),
             before,
             limit,
+            ingested_before,
         )
         return [(r["vector_id"], r["physical"]) for r in rows]
 
@@ -267,11 +284,15 @@ class Storage:
     async def expired(
         self, before: datetime, *, limit: int, include_archived: bool = False
     ) -> list[dict[str, Any]]:
-        """Rows older than ``before`` (active ones; archived too when asked)."""
+        """Rows stored before ``before`` (active ones; archived too when asked).
+
+        By ingestion time (created_at), not event time: a backtest that stores 2017 trades
+        today must not see them aged out at once.
+        """
         rows = await self._pool().fetch(
             f"""SELECT {_COLUMNS} FROM records
-                WHERE ($3 OR archived_at IS NULL) AND "timestamp" < $1
-                ORDER BY "timestamp" LIMIT $2""",
+                WHERE ($3 OR archived_at IS NULL) AND created_at < $1
+                ORDER BY created_at LIMIT $2""",
             before,
             limit,
             include_archived,

@@ -204,6 +204,8 @@ def _trade_meta(trade: Trade, *, closed: bool) -> JsonCreated:
         rule_version=trade.rule_version,
         doc_id=f"trade_meta:{trade.trade_id}:{state}",
         key_fields=["symbol", "side", "setup", "result"],
+        # Event time: the signal's bar (open) or the exit bar (closed), not publish time.
+        ts=trade.closed_at if closed else trade.ts,
     )
 
 
@@ -413,6 +415,7 @@ class _Replay:
                     timeframe=trade.timeframe,
                     image_type=image_type,
                     author=CHART_AUTHOR,
+                    ts=trade.ts,
                 )
             )
         events.append(_trade_meta(trade, closed=False))
@@ -429,6 +432,7 @@ class _Replay:
                 rule_version=trade.rule_version,
                 doc_id=f"llm_suggestion:{trade.trade_id}",
                 key_fields=["label", "quality_grade", "comment"],
+                ts=trade.ts,
             )
         )
         if publisher is not None:

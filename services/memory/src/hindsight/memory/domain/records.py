@@ -10,8 +10,11 @@ from typing import Any
 from hindsight.common.events import VECTOR_METADATA_KEYS
 
 __all__ = [
+    "INGESTED_KEY",
+    "INGESTED_TS_KEY",
     "LOGICAL_COLLECTIONS",
     "MODALITIES",
+    "TS_KEY",
     "chroma_metadata",
     "epoch_seconds",
     "format_timestamp",
@@ -24,9 +27,16 @@ __all__ = [
 
 LOGICAL_COLLECTIONS: tuple[str, ...] = ("trade_cases", "theory_docs", "prompts_history")
 MODALITIES: tuple[str, ...] = ("image", "text")
-# Keys memory owns in a record's metadata (labels, the numeric time for as_of).
+# Keys memory owns in a record's metadata (labels, the numeric times for as_of and
+# ingested_before). ``timestamp`` is the record's event time (the trade / bar / document
+# time); ``ingested_at`` is when memory first stored the record (RFC 3339, also shown by
+# the API). ``ts`` and ``ingested_ts`` are their epoch seconds, only in Chroma, because
+# Chroma compares numbers only.
 LABEL_KEYS: tuple[str, ...] = ("user_label", "quality_grade")
 TS_KEY = "ts"
+INGESTED_KEY = "ingested_at"
+INGESTED_TS_KEY = "ingested_ts"
+_CHROMA_ONLY = (TS_KEY, INGESTED_TS_KEY)
 
 Scalar = str | int | float | bool | None
 
@@ -66,8 +76,8 @@ def epoch_seconds(value: datetime) -> float:
 def full_metadata(metadata: Mapping[str, Scalar]) -> dict[str, Scalar]:
     """The metadata as the API returns it: every mandatory key present (null when unknown)."""
     out: dict[str, Scalar] = dict.fromkeys(VECTOR_METADATA_KEYS)
-    out.update({k: v for k, v in metadata.items() if k != TS_KEY})
-    for key in LABEL_KEYS:
+    out.update({k: v for k, v in metadata.items() if k not in _CHROMA_ONLY})
+    for key in (*LABEL_KEYS, INGESTED_KEY):
         out.setdefault(key, None)
     return out
 
@@ -75,11 +85,15 @@ def full_metadata(metadata: Mapping[str, Scalar]) -> dict[str, Scalar]:
 def chroma_metadata(
     metadata: Mapping[str, Scalar], *, ts: float
 ) -> dict[str, str | int | float | bool]:
-    """The metadata as Chroma stores it: no None values, plus the numeric ``ts``."""
+    """The metadata as Chroma stores it: no None values, plus the numeric ``ts`` and, when
+    ``ingested_at`` is known, ``ingested_ts`` (records stored before it existed lack it)."""
     out: dict[str, str | int | float | bool] = {
-        k: v for k, v in metadata.items() if v is not None and k != TS_KEY
+        k: v for k, v in metadata.items() if v is not None and k not in _CHROMA_ONLY
     }
     out[TS_KEY] = float(ts)
+    ingested = parse_timestamp(metadata.get(INGESTED_KEY))
+    if ingested is not None:
+        out[INGESTED_TS_KEY] = epoch_seconds(ingested)
     return out
 
 
