@@ -7,7 +7,7 @@ export UV_PYTHON ?= python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --locked --all-packages --no-sync
 
-.PHONY: setup run status down test test-unit lint fmt protos asyncapi check-generated bench clean
+.PHONY: setup run status down test test-unit lint fmt protos asyncapi check-generated soak bench clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -51,6 +51,9 @@ asyncapi: setup  ## regenerate the event catalog docs/asyncapi.yaml from the eve
 
 check-generated: protos asyncapi  ## fail when generated files differ from what is committed
 	git diff --exit-code -- libs/protogen docs/asyncapi.yaml
+
+soak: setup  ## the Score path under load while each part is killed (issue 12; prints a table)
+	$(RUN) pytest -m soak -p no:cacheprovider tests/integration/test_soak.py -s
 
 bench: setup  ## benchmarks: print figures, never assert timings
 	$(RUN) pytest -m bench -p no:cacheprovider bench -s

@@ -10,6 +10,8 @@ trading. Every call gets the deadline; the outcome of each is written as one CSV
 ``scheduled,send_lag_s,latency_s,code,fallback,reason`` (``scheduled`` in epoch seconds,
 ``code`` ``OK`` or the gRPC status name). It runs for ``--duration`` seconds, or until
 SIGTERM / SIGINT when that is 0, then waits for the calls in flight and writes the file.
+With ``--concurrency N`` it runs closed loop instead (N calls always in flight, for
+``--duration``): the throughput a server sustains, not its behaviour at a given rate.
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ async def _run(args: argparse.Namespace) -> None:
                 outcome = f"{exc.code().name},,"
             lines.append(f"{scheduled:.4f},{sent - scheduled:.4f},{done - sent:.5f},{outcome}")
 
+        if args.concurrency > 0:  # closed loop: each worker calls again once answered
+            counter = iter(range(sys.maxsize))
+
+            async def worker() -> None:
+                while not stop.is_set() and time.time() < args.start + args.duration:
+                    await call(next(counter), time.time())
+
+            await asyncio.sleep(max(0.0, args.start - time.time()))
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            total = 0
         i = 0
         while i < total and not stop.is_set():
             now = time.time()
@@ -107,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", required=True, help="host:port of the gateway")
     parser.add_argument("--stubs", required=True, help="folder of scoring_pb2(_grpc).py")
     parser.add_argument("--features", required=True, help="JSON file: feature name -> value")
-    parser.add_argument("--rate", type=float, required=True, help="calls per second")
+    parser.add_argument("--rate", type=float, default=0.0, help="calls per second (open loop)")
+    parser.add_argument(
+        "--concurrency", type=int, default=0, help="closed loop: calls in flight (with --duration)"
+    )
     parser.add_argument("--duration", type=float, default=0.0, help="seconds (0: until SIGTERM)")
     parser.add_argument("--start", type=float, required=True, help="wall-clock start (epoch s)")
     parser.add_argument("--deadline-ms", type=float, default=100.0)
