@@ -152,6 +152,15 @@ def prometheus(stack: ServiceProcesses, hindsight_test_dir: Path) -> Iterator[st
         log.close()
 
 
+EXPERIMENT_SERIES = (
+    "hindsight_registry_experiment_traffic_share",
+    "hindsight_registry_experiment_arm_outcomes",
+    "hindsight_registry_experiment_arm_win_rate",
+    "hindsight_registry_experiment_arm_brier",
+    "hindsight_registry_experiment_p_value",
+)
+
+
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     """The instant vector ``expr`` evaluates to now (empty when it selects nothing)."""
     body = get_json(f"{prometheus}/api/v1/query?{urlencode({'query': expr})}")
@@ -343,12 +352,24 @@ async def _exercise(
         {"model_name": MODEL, "kind": "shadow", "candidate_version": v2, "reason": "drill"},
     )
     # The evaluator exports the running experiment's arms: the dashboard's table shows them.
+    # The series leave with the experiment, so it runs until each was scraped at least 4 times
+    # (4 s at a 1 s scrape): a panel's range query, stepped every 2 s, then sees them at a step.
+    selector = f'{{experiment_id="{experiment["experiment_id"]}"}}'
     await wait_until(
         "Prometheus to scrape the running experiment's traffic split",
         lambda: _query(
             prometheus,
             "hindsight_registry_experiment_traffic_share"
             f'{{experiment_id="{experiment["experiment_id"]}",arm="control"}} == 1',
+        ),
+        timeout=60,
+        services=stack,
+    )
+    await wait_until(
+        "4 scrapes of every series of the running experiment",
+        lambda: all(
+            _query(prometheus, f"count_over_time({name}{selector}[60s]) >= 4")
+            for name in EXPERIMENT_SERIES
         ),
         timeout=60,
         services=stack,

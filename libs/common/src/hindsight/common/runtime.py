@@ -72,6 +72,11 @@ class BrokerPart:
         await self.broker.connect()
         await ensure_streams(self.broker, self.settings)
         await self.broker.start()
+        # SUBs are buffered by the client: a PING/PONG round trip makes sure the server has
+        # registered every subscription (a request-reply responder included) once start
+        # returns, so "started" means "answering" (a request right after would see no
+        # responders otherwise).
+        await self.broker.connection.flush(timeout=10)
         if self.lag_every_s > 0:
             self._lag_task = asyncio.create_task(self._lag_loop(), name="consumer-lag")
 
