@@ -464,9 +464,10 @@ def _wait(what: str, probe: Callable[[], bool], timeout: float) -> float:
     raise AssertionError(f"soak: {what} did not happen within {timeout:g} s")
 
 
-def _fault(stack: _Stack, target: str, down_s: float) -> float:
+def _fault(stack: _Stack, target: str, down_s: float, features: Mapping[str, float]) -> float:
     """Kill ``target`` with SIGKILL, restart it after ``down_s``; seconds until the whole
-    stack answers ``/readyz`` again (the part included)."""
+    stack answers ``/readyz`` again (the part included) and the gateway serves real scores
+    (its breaker closed again), so that no phase inherits the previous one's fault."""
     killed = time.monotonic()
     if target in ("nats", "postgres"):
         stack.kill_server(target)
@@ -477,6 +478,7 @@ def _fault(stack: _Stack, target: str, down_s: float) -> float:
         time.sleep(down_s)
         stack.start_service(target)
     _wait(f"every service ready after killing {target}", stack.all_ready, 120)
+    _wait(f"real scores after killing {target}", lambda: _real_score(stack, features), 60)
     return time.monotonic() - killed
 
 
@@ -521,7 +523,7 @@ def run_soak(
                 phase = Phase(target, time.time())
                 phases.append(phase)
                 _say(f"kill -9 {target}")
-                phase.recovery_s = _fault(stack, target, plan.down_s)
+                phase.recovery_s = _fault(stack, target, plan.down_s, features)
                 _say(f"{target}: every service ready again after {phase.recovery_s:.1f} s")
                 time.sleep(max(0.0, phase.start + plan.phase_s - time.time()))
             phases[-1].end = time.time()
