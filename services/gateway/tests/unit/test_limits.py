@@ -21,8 +21,10 @@ from hindsight.common.limits import MAX_BATCH_REQUESTS, MAX_REQUEST_BYTES
 from hindsight.gateway.domain.breaker import BreakerConfig, BreakerState
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "scorer" / "tests"))
+sys.path.insert(0, str(Path(__file__).parents[3] / "scorer" / "tests"))
 from scorer_testkit import NAMES, make_model, start_servicer  # noqa: E402
+
+pytestmark = pytest.mark.unit
 
 LONG = "x" * 16_384
 VALID = dict.fromkeys(NAMES, 0.1)

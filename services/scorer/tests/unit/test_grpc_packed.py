@@ -17,6 +17,8 @@ from hindsight.scorer.grpc_api import ScoringServicer
 from hindsight.scorer.loader import ArtifactLoader
 from hindsight.scoring.v1 import scoring_pb2
 
+pytestmark = pytest.mark.unit
+
 
 def _rows(artifact: Artifact, n: int, *, seed: int = 3) -> list[dict[str, float]]:
     matrix = np.random.default_rng(seed).normal(size=(n, len(artifact.feature_names)))

@@ -5,32 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 import pytest_asyncio
+from gateway_testkit import Fake, request
 from nats.aio.client import Client as NatsClient
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the test kit importable
-
-from gateway_testkit import Fake, request  # noqa: E402
-
-from hindsight.common.broker import create_broker, ensure_streams, publish_event  # noqa: E402
-from hindsight.common.events import (  # noqa: E402
+from hindsight.common.broker import create_broker, ensure_streams, publish_event
+from hindsight.common.events import (
     PREDICTION_LOGGED,
     AbCompleted,
     Event,
     ModelDeployed,
 )
-from hindsight.common.settings import BaseServiceSettings  # noqa: E402
-from hindsight.devstack.ports import free_port  # noqa: E402
-from hindsight.gateway.app import GatewayApp, build_app, build_settings  # noqa: E402
-from hindsight.scoring.v1 import scoring_pb2_grpc  # noqa: E402
+from hindsight.common.settings import BaseServiceSettings
+from hindsight.devstack.ports import free_port
+from hindsight.gateway.app import GatewayApp, build_app, build_settings
+from hindsight.scoring.v1 import scoring_pb2_grpc
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,8 @@ from scorer_testkit import NAMES, make_model, start_servicer, stub
 
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
+pytestmark = pytest.mark.unit
+
 LONG = "y" * 20_000
 VALID = dict.fromkeys(NAMES, 0.1)
 

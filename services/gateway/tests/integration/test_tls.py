@@ -21,8 +21,7 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[3] / "libs" / "common" / "tests"))
+sys.path.insert(0, str(Path(__file__).parents[4] / "libs" / "common" / "tests"))
 
 from gateway_testkit import Fake, request, start_fake  # noqa: E402
 from tls_testkit import Pki, make_pki  # noqa: E402

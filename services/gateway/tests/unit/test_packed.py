@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from gateway_testkit import Fake, GatewayFactory
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make conftest helpers importable
+from hindsight.gateway.domain.routing import Deployed
+from hindsight.scoring.v1 import scoring_pb2
 
-from gateway_testkit import Fake, GatewayFactory  # noqa: E402
-
-from hindsight.gateway.domain.routing import Deployed  # noqa: E402
-from hindsight.scoring.v1 import scoring_pb2  # noqa: E402
+pytestmark = pytest.mark.unit
 
 NAMES = ["f02", "f00", "f01"]
 

@@ -17,6 +17,8 @@ from hindsight.scorer.domain.intervals import wilson_interval
 from hindsight.scorer.loader import ArtifactLoader, ArtifactRefusedError
 from hindsight.scoring.v1 import scoring_pb2
 
+pytestmark = pytest.mark.unit
+
 SERVICE = "hindsight.scoring.v1.Scoring"
 
 

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 from scorer_testkit import Artifact, request, stub
 
-sys.path.insert(0, str(Path(__file__).parents[3] / "libs" / "common" / "tests"))
+sys.path.insert(0, str(Path(__file__).parents[4] / "libs" / "common" / "tests"))
 
 from tls_testkit import Pki, make_pki  # noqa: E402
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import grpc
 import pytest
+from gateway_testkit import Fake, GatewayFactory, request, start_fake
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make conftest helpers importable
+from hindsight.gateway.domain.breaker import BreakerConfig, BreakerState
+from hindsight.gateway.domain.routing import Deployed
+from hindsight.gateway.grpc_api import GatewayPolicy
+from hindsight.scoring.v1 import scoring_pb2
 
-from gateway_testkit import Fake, GatewayFactory, request, start_fake  # noqa: E402
-
-from hindsight.gateway.domain.breaker import BreakerConfig, BreakerState  # noqa: E402
-from hindsight.gateway.domain.routing import Deployed  # noqa: E402
-from hindsight.gateway.grpc_api import GatewayPolicy  # noqa: E402
-from hindsight.scoring.v1 import scoring_pb2  # noqa: E402
+pytestmark = pytest.mark.unit
 
 FAST_BREAKER = BreakerConfig(open_s=0.3)
 
