@@ -29,6 +29,7 @@ from prometheus_client import Counter
 from hindsight.common.broker import publish_event
 from hindsight.common.events import Event
 from hindsight.common.loop import TimeSlice
+from hindsight.common.tasks import cancel_and_wait
 
 __all__ = ["BackgroundPublisher", "is_connected"]
 
@@ -124,10 +125,8 @@ class BackgroundPublisher(Generic[T]):
 
     async def stop(self, *, flush_timeout: float = 2.0) -> None:
         """Publish what is queued (bounded by ``flush_timeout``), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._pending and is_connected(self.broker):
             self._catching_up = False  # stopping: flush as fast as the time slices allow
             with suppress(TimeoutError):

@@ -31,6 +31,7 @@ from hindsight.common.errors import (
     UnavailableError,
 )
 from hindsight.common.metrics import BUILD_INFO, READY
+from hindsight.common.tasks import cancel_and_wait
 
 __all__ = [
     "HTTP_STATUS",
@@ -224,11 +225,8 @@ class HttpServer:
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests, return when down."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        await cancel_and_wait(self._watch)
+        self._watch = None
         if self._task is None:
             return
         self._server.should_exit = True

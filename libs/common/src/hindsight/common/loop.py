@@ -13,12 +13,12 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Final
 
 from prometheus_client import Gauge, Histogram
 
 from hindsight.common.metrics import EVENT_LOOP_LAG, EVENT_LOOP_LAG_MAX
+from hindsight.common.tasks import cancel_and_wait
 
 __all__ = ["SLICE_S", "LoopLagMonitor", "TimeSlice", "freeze_heap"]
 
@@ -104,10 +104,7 @@ class LoopLagMonitor:
     async def stop(self) -> None:
         """Stop measuring."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         clock, interval = self._clock, self.interval_s

@@ -33,6 +33,7 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 from hindsight.common.broker import STREAM, ensure_streams
 from hindsight.common.loop import TimeSlice
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.common.tasks import cancel_and_wait
 
 __all__ = ["ReplayFeed"]
 
@@ -74,10 +75,8 @@ class ReplayFeed:
 
     async def stop(self) -> None:
         """Stop consuming and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
         with suppress(Exception):
             await self.broker.stop()
 

@@ -30,6 +30,7 @@ from hindsight.common.metrics import (
     DLQ_SUBJECTS,
 )
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.common.tasks import cancel_and_wait
 
 __all__ = ["BrokerPart", "Part", "PartGroup", "Startable", "nats_ready", "serve"]
 
@@ -81,11 +82,8 @@ class BrokerPart:
             self._lag_task = asyncio.create_task(self._lag_loop(), name="consumer-lag")
 
     async def stop(self) -> None:
-        if self._lag_task is not None:
-            self._lag_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._lag_task
-            self._lag_task = None
+        await cancel_and_wait(self._lag_task)
+        self._lag_task = None
         await self.broker.stop()
 
     def durables(self) -> list[tuple[str, str]]:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from hindsight.common.db import DatabasePart
 from hindsight.common.http import HttpServer, Readiness, create_http_app
 from hindsight.common.logs import configure_logging
 from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
+from hindsight.common.tasks import cancel_and_wait
 from hindsight.labeling.auth import Auth
 from hindsight.labeling.config import LabelingSettings
 from hindsight.labeling.http_api import api_router
@@ -69,11 +69,8 @@ class _Metrics:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 def _route_timing(app: FastAPI) -> None:

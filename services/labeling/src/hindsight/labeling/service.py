@@ -17,6 +17,7 @@ from typing import Any
 
 from hindsight.common.errors import AlreadyExistsError, HindsightError, NotFoundError
 from hindsight.common.events import LabelSaved
+from hindsight.common.tasks import cancel_and_wait
 from hindsight.common.vectors import image_vector_id
 from hindsight.labeling.domain.labels import STATUSES, LabelRecord, agreement_rate, llm_agreed
 from hindsight.labeling.labelfiles import label_path, write_label_file
@@ -253,8 +254,5 @@ class OutboxRetrier:
 
     async def stop(self) -> None:
         """Stop retrying (rows stay for the next start)."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
+from hindsight.common.tasks import cancel_and_wait
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.records import chroma_metadata, epoch_seconds, now_utc
 from hindsight.memory.ingest import Ingestor
@@ -137,8 +137,5 @@ class RetentionTask:
             await asyncio.sleep(self.retention.settings.retention_interval_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

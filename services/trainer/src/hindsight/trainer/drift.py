@@ -23,6 +23,7 @@ import httpx
 from hindsight.common.artifacts import load_card, resolve_artifact
 from hindsight.common.drift import FeatureReference, parse_references
 from hindsight.common.events import SignalFeatures
+from hindsight.common.tasks import cancel_and_wait
 from hindsight.trainer.domain.drift import LiveDrift
 from hindsight.trainer.service_metrics import (
     DRIFT_FEATURES_OVER,
@@ -195,8 +196,5 @@ class FeatureDrift:
 
     async def stop(self) -> None:
         """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

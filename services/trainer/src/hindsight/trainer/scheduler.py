@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 from datetime import UTC, datetime
 
+from hindsight.common.tasks import cancel_and_wait
 from hindsight.trainer.domain.schedule import Schedule, next_fire
 from hindsight.trainer.runs import RunService
 
@@ -37,10 +37,7 @@ class Scheduler:
     async def stop(self) -> None:
         """Cancel the loops."""
         for task in (self._task, self._data_task):
-            if task is not None:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._task = self._data_task = None
 
     async def _data_loop(self) -> None:

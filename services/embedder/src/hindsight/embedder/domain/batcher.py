@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from hindsight.common.tasks import cancel_and_wait
+
 __all__ = ["BatchFunction", "BatchObserver", "MicroBatcher"]
 
 T = TypeVar("T")
@@ -65,13 +67,8 @@ class MicroBatcher(Generic[T, R]):
 
     async def stop(self) -> None:
         """Stop the worker; items still queued fail with :class:`RuntimeError`."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
