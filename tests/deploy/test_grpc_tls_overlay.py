@@ -3,16 +3,14 @@ in a read-only Secret volume (Secret by name only), and each hop is complete."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deploy_files import DEPLOY  # noqa: E402
+from deploy_files import DEPLOY, kustomize  # noqa: E402
 
 from hindsight.gateway.config import GatewaySettings  # noqa: E402
 from hindsight.scorer.config import ScorerSettings  # noqa: E402
@@ -38,18 +36,8 @@ REQUIRED = {
 SECRET_KEYS = {"tls.crt", "tls.key", "ca.crt"}  # a kubernetes.io/tls Secret (+ cert-manager CA)
 
 
-def _kustomize() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "kustomize_lite", Path(__file__).parent / "kustomize_lite.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pod(overlay: str, name: str) -> dict[str, Any]:
-    docs = _kustomize().render(DEPLOY / "k8s/overlays" / overlay)
+    docs = kustomize(DEPLOY / "k8s/overlays" / overlay)
     [deployment] = [d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Deployment", name)]
     pod: dict[str, Any] = deployment["spec"]["template"]["spec"]
     return pod

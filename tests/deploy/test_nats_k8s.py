@@ -4,19 +4,23 @@ its TLS certificate and passwords from Secrets, while dev and the plain infra st
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deploy_files import DEPLOY, OPTIONAL_SERVICES, ROOT, SERVICES  # noqa: E402
+from deploy_files import (  # noqa: E402
+    DEPLOY,
+    OPTIONAL_SERVICES,
+    ROOT,
+    SERVICES,
+    kustomize,
+    kustomize_text,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -28,18 +32,8 @@ CA_SECRET = "hindsight-nats-ca"
 _USER = re.compile(r"\buser:\s*(\w+),\s*password:\s*\$(\w+)")
 
 
-def _kustomize() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "kustomize_lite", Path(__file__).parent / "kustomize_lite.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _render(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    docs = _kustomize().render(directory)
+    docs = kustomize(directory)
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
@@ -59,9 +53,9 @@ def _secret_ref(env: dict[str, Any]) -> tuple[str, str] | None:
     return (ref["name"], ref["key"]) if ref else None
 
 
-def _validate_strict(docs: list[dict[str, Any]], tmp_path: Path) -> None:
+def _validate_strict(directory: Path, tmp_path: Path) -> None:
     rendered = tmp_path / "rendered.yaml"
-    rendered.write_text("".join("---\n" + yaml.safe_dump(d, sort_keys=False) for d in docs))
+    rendered.write_text(kustomize_text(directory))  # exactly what `kubectl apply -k` sends
     result = subprocess.run(
         [str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "--quiet", str(rendered)],
         capture_output=True,
@@ -144,7 +138,7 @@ def test_dev_keeps_the_plain_nats_of_the_config_map() -> None:
 def test_infra_variant_renders_and_passes_kubernetes_validate_strict(
     variant: str, tmp_path: Path
 ) -> None:
-    docs = _kustomize().render(DEPLOY / "k8s" / variant)
+    docs = kustomize(DEPLOY / "k8s" / variant)
     assert {(d["kind"], d["metadata"]["name"]) for d in docs} >= {
         ("StatefulSet", "nats"),
         ("Service", "nats"),
@@ -152,7 +146,7 @@ def test_infra_variant_renders_and_passes_kubernetes_validate_strict(
         ("StatefulSet", "postgres"),
     }
     assert not [d for d in docs if d["kind"] == "Secret"], "a Secret must not be committed"
-    _validate_strict(docs, tmp_path)
+    _validate_strict(DEPLOY / "k8s" / variant, tmp_path)
 
 
 def test_secure_infra_runs_nats_secure_conf_verbatim() -> None:
