@@ -14,9 +14,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the test 
 from gateway_testkit import Fake, Gateway, GatewayFactory, ListLog, start_fake  # noqa: E402
 
 from hindsight.common.grpc_server import GrpcServer  # noqa: E402
+from hindsight.gateway.dataplane import DataPlane, GatewayPolicy  # noqa: E402
 from hindsight.gateway.domain.breaker import BreakerConfig  # noqa: E402
 from hindsight.gateway.domain.routing import RoutingTable  # noqa: E402
-from hindsight.gateway.grpc_api import SERVICE_NAME, GatewayPolicy, ScoringGateway  # noqa: E402
+from hindsight.gateway.grpc_api import SERVICE_NAME, ScoringGateway  # noqa: E402
 from hindsight.gateway.shadow import ShadowScorer  # noqa: E402
 from hindsight.gateway.upstream import ScorerPool  # noqa: E402
 from hindsight.scoring.v1 import scoring_pb2_grpc  # noqa: E402
@@ -46,7 +47,7 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
         table = RoutingTable()
         shadow = ShadowScorer(pool, log, deadline_s=shadow_deadline_s, max_in_flight=8)
         servicer = ScoringGateway(
-            pool, policy or GatewayPolicy(), routes=lambda: table, log=log, shadow=shadow
+            DataPlane(pool, policy or GatewayPolicy(), routes=lambda: table, log=log, shadow=shadow)
         )
         server = GrpcServer(
             host="127.0.0.1",

@@ -37,6 +37,7 @@ from hindsight.common.artifacts import (
 )
 from hindsight.common.grpc_server import GrpcServer
 from hindsight.common.limits import MAX_FORWARDED_BYTES, max_receive_option
+from hindsight.scorer.dataplane import DataPlane
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.domain.models import LoadedModel, ModelStore
 from hindsight.scorer.domain.scoring import Score, score_columns
@@ -287,7 +288,7 @@ async def start_servicer(model: LoadedModel) -> GrpcServer:
     maximum receive size (no loader, NATS or HTTP: for tests of the gRPC surface)."""
     store = ModelStore(default_model=model.name)
     store.install(model, serve=True)
-    servicer = ScoringServicer(store, None)
+    servicer = ScoringServicer(DataPlane(store, None))
     server = GrpcServer(
         host="127.0.0.1",
         port=0,

@@ -10,7 +10,7 @@ from gateway_testkit import Fake, GatewayFactory, request, start_fake
 
 from hindsight.gateway.domain.breaker import BreakerConfig, BreakerState
 from hindsight.gateway.domain.routing import Deployed
-from hindsight.gateway.grpc_api import GatewayPolicy
+from hindsight.gateway.dataplane import GatewayPolicy
 from hindsight.scoring.v1 import scoring_pb2
 
 pytestmark = pytest.mark.unit

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scorer_testkit import Artifact, build_artifact, request, stub
 
+from hindsight.scorer.dataplane import DataPlane
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.domain.models import ModelStore
 from hindsight.scorer.grpc_api import ScoringServicer
@@ -84,7 +85,7 @@ async def test_in_process_packed_answers_and_logs_like_the_map_form(  # type: ig
     store = ModelStore(default_model="trade_success")
     store.install(ArtifactLoader(shared_root).load(Deployment(**model_v1.deployment())), serve=True)
     log = _Log()
-    servicer = ScoringServicer(store, log)  # type: ignore[arg-type]
+    servicer = ScoringServicer(DataPlane(store, log))  # type: ignore[arg-type]
     rows = _rows(model_v1, 120)
     order = sorted(model_v1.feature_names, reverse=True)
     as_map, packed = _batches(rows, order, explain=lambda i: i % 40 == 0 or None)

@@ -29,6 +29,7 @@ __all__ = [
     "SIDES",
     "check_batch_limits",
     "check_request",
+    "check_score_request",
     "max_receive_option",
     "truncated",
 ]
@@ -125,6 +126,16 @@ def check_request(request: Any, prefix: str = "") -> None:
         raise InvalidInputError("must not be empty", field=f"{prefix}signal_id")
     if request.side not in SIDES:
         raise InvalidInputError("must be one of buy, sell, hold", field=f"{prefix}side")
+
+
+def check_score_request(request: Any) -> None:
+    """A ``Score`` call's request (gateway and scorer alike): :func:`check_request`, and no
+    packed ``feature_values`` (they belong to ``ScoreBatch`` with ``feature_names``)."""
+    check_request(request)
+    if request.feature_values:
+        raise InvalidInputError(
+            "packed values are for ScoreBatch (with feature_names) only", field="feature_values"
+        )
 
 
 def check_batch_limits(request: Any) -> None:

@@ -19,8 +19,9 @@ from hindsight.common.http import HttpServer
 from hindsight.common.limits import MAX_REQUEST_BYTES, max_receive_option
 from hindsight.common.runtime import Part
 from hindsight.gateway.config import GatewaySettings
+from hindsight.gateway.dataplane import DataPlane, GatewayPolicy
 from hindsight.gateway.domain.routing import RoutingTable
-from hindsight.gateway.grpc_api import SERVICE_NAME, GatewayPolicy, ScoringGateway
+from hindsight.gateway.grpc_api import SERVICE_NAME, ScoringGateway
 from hindsight.gateway.http_api import create_app
 from hindsight.gateway.messaging import PredictionLog, RoutingFeed, is_connected
 from hindsight.gateway.shadow import ShadowScorer
@@ -139,7 +140,7 @@ def build_app(settings: GatewaySettings) -> GatewayApp:
         fallback_p_success=settings.fallback_p_success,
         max_in_flight=settings.max_in_flight,
     )
-    servicer = ScoringGateway(pool, policy, routes=routes, log=log, shadow=shadow)
+    servicer = ScoringGateway(DataPlane(pool, policy, routes=routes, log=log, shadow=shadow))
     register: list[Callable[[grpc.aio.Server], None]] = [
         lambda server: scoring_pb2_grpc.add_ScoringServicer_to_server(servicer, server)
     ]

@@ -1,354 +1,53 @@
-"""The gateway's ``Scoring`` servicer: validate, route, forward within the budget, answer.
+"""The gateway's ``Scoring`` servicer: gRPC in and out, the policy in :class:`DataPlane`.
 
-A valid request always gets an answer: the scorer's, or a fallback with its reason.
-INVALID_ARGUMENT (the caller's bug) is relayed with the scorer's message, or raised here
-for what needs no model, before any scorer is called: the request limits of
-:mod:`hindsight.common.limits` (lengths, counts, batch size), empty ``signal_id``, unknown
-``side``; in a packed batch, a duplicate in ``feature_names``, a row's ``feature_values``
-length, both forms in a row.
-Packed batches are forwarded unchanged; only the model's feature set is left to the scorer.
+Each method hands the request and the caller's remaining time to the data plane and
+converts what comes back: an answer; INVALID_ARGUMENT with the scorer's message
+(:class:`RelayedInvalid`); :class:`~hindsight.common.errors.InvalidInputError` goes to the
+shared interceptor, which maps it to INVALID_ARGUMENT naming the field.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from operator import attrgetter
-from typing import Any, Final
+from typing import Final
 
 import grpc
 
-from hindsight.common.errors import InvalidInputError
-from hindsight.common.limits import SIDES, check_batch_limits, check_request, truncated
-from hindsight.gateway.domain.fallback import Budget, FallbackReason
-from hindsight.gateway.domain.routing import NO_EXPERIMENT, Route, RoutingTable
-from hindsight.gateway.messaging import Record, Recorder
-from hindsight.gateway.metrics import ANSWERS, IN_FLIGHT, SCORE_SECONDS
-from hindsight.gateway.shadow import ShadowScorer
-from hindsight.gateway.upstream import ScorerPool
-from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from hindsight.gateway.dataplane import DataPlane, RelayedInvalid
+from hindsight.scoring.v1 import scoring_pb2_grpc
+from hindsight.scoring.v1.scoring_pb2 import (
+    ScoreBatchRequest,
+    ScoreBatchResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
 
-__all__ = ["SERVICE_NAME", "GatewayPolicy", "ScoringGateway"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["SERVICE_NAME", "ScoringGateway"]
 
 SERVICE_NAME: Final = "hindsight.scoring.v1.Scoring"
 
-# Field readers for whole batches: map() over a repeated field runs without bytecode per row.
-_SIGNAL_ID = attrgetter("signal_id")
-_SIDE = attrgetter("side")
-_FEATURES = attrgetter("features")
-_VALUES = attrgetter("feature_values")
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayPolicy:
-    """The knobs of the answering policy (from the settings)."""
-
-    default_model: str = "trade_success"
-    default_deadline_s: float = 0.100
-    margin_s: float = 0.005
-    margin_ratio: float = 0.1
-    fallback_p_success: float = 0.0
-    max_in_flight: int = 256
-
-
-def _valid_rows(requests: Any, width: int) -> bool:
-    """The usual valid batch, checked with C loops only (no bytecode per row)."""
-    if not all(map(_SIGNAL_ID, requests)) or not set(map(_SIDE, requests)) <= SIDES:
-        return False
-    if width:
-        return not any(map(len, map(_FEATURES, requests))) and set(
-            map(len, map(_VALUES, requests))
-        ) <= {width}
-    return not any(map(len, map(_VALUES, requests)))
-
-
-def _check_batch(request: Any) -> None:
-    """Each request as by ``Score``, plus the packed form's shape (no model needed).
-
-    In the scorer's order, so that the gateway names the same field as a scorer would:
-    the limits first, every row's own fields, then ``feature_names``, then each row's
-    packed shape.
-    """
-    check_batch_limits(request)
-    names = request.feature_names
-    width = len(names)
-    rows_valid = _valid_rows(request.requests, width)
-    if not rows_valid:
-        for i, one in enumerate(request.requests):
-            check_request(one, f"requests[{i}].")
-    if width and len(set(names)) != width:
-        _duplicate(names)
-    if rows_valid:
-        return
-    for i, one in enumerate(request.requests):
-        prefix = f"requests[{i}]."
-        if width:
-            if one.features:
-                raise InvalidInputError(
-                    "set in a batch with feature_names: send feature_values only",
-                    field=f"{prefix}features",
-                )
-            if len(one.feature_values) != width:
-                raise InvalidInputError(
-                    f"has {len(one.feature_values)} values, feature_names has {width}",
-                    field=f"{prefix}feature_values",
-                )
-        elif one.feature_values:
-            raise InvalidInputError(
-                "set in a batch without feature_names", field=f"{prefix}feature_values"
-            )
-
-
-def _duplicate(names: Any) -> None:
-    duplicate = next(name for k, name in enumerate(names) if name in names[:k])
-    raise InvalidInputError(f"duplicate name {truncated(duplicate)!r}", field="feature_names")
-
-
-def _unpacked(request: Any, names: Any) -> Any:
-    """A packed batch row as a map-form request (what ``Score`` takes: shadows use it)."""
-    copy = scoring_pb2.ScoreRequest()
-    copy.CopyFrom(request)
-    copy.ClearField("feature_values")
-    copy.features.update(zip(names, request.feature_values, strict=True))
-    return copy
-
-
-def _pinned_by_caller(request: Any) -> bool:
-    return request.HasField("model_version") and bool(request.model_version)
-
-
-def _pin(request: Any, version: str) -> Any:
-    copy = scoring_pb2.ScoreRequest()
-    copy.CopyFrom(request)
-    copy.model_version = version
-    return copy
-
-
-def _about_pinned_version(details: str) -> bool:
-    # The scorer names the field first: "model_version: ..." or "requests[3].model_version: ..."
-    head = details.split(":", 1)[0]
-    return head == "model_version" or head.endswith("].model_version")
-
 
 class ScoringGateway(scoring_pb2_grpc.ScoringServicer):
-    """Implements ``Score`` and ``ScoreBatch`` by forwarding to the scorer pool."""
+    """Implements ``Score`` and ``ScoreBatch`` on a :class:`DataPlane`."""
 
-    def __init__(
-        self,
-        pool: ScorerPool,
-        policy: GatewayPolicy,
-        *,
-        routes: Callable[[], RoutingTable],
-        log: Recorder | None = None,
-        shadow: ShadowScorer | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._pool = pool
-        self._policy = policy
-        self._routes = routes
-        self._log = log
-        self._shadow = shadow
-        self._clock = clock
-        self.in_flight = 0
-        self._model_answers = ANSWERS.labels("Score", "model", "")
-        self._latency = SCORE_SECONDS.labels("Score")
-        self._batch_latency = SCORE_SECONDS.labels("ScoreBatch")
-
-    # --- Score -----------------------------------------------------------------------
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     async def Score(  # noqa: N802  (gRPC method name)
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> scoring_pb2.ScoreResponse:
+        self, request: ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> ScoreResponse:
         """Score one signal: the scorer's answer, or a fallback; never an error if valid."""
-        clock = self._clock
-        started = clock()
-        check_request(request)
-        if request.feature_values:
-            raise InvalidInputError(
-                "packed values are for ScoreBatch (with feature_names) only",
-                field="feature_values",
-            )
-        policy = self._policy
-        if self.in_flight >= policy.max_in_flight:
-            response = self._fallback(request, FallbackReason.OVERLOADED, started)
-            self._record(request, response, NO_EXPERIMENT)
-            return response
-        self.in_flight += 1
-        IN_FLIGHT.inc()
         try:
-            budget = Budget.plan(
-                started,
-                caller_remaining_s=context.time_remaining(),
-                default_s=policy.default_deadline_s,
-                margin_s=policy.margin_s,
-                margin_ratio=policy.margin_ratio,
-            )
-            route = self._route(request)
-            forwarded = _pin(request, route.model_version) if route.model_version else request
-            result = await self._pool.call("Score", forwarded, budget)
-            if result.invalid is not None and route.model_version:
-                if _about_pinned_version(result.invalid):
-                    # The candidate is not loaded (yet, or any more): production answers.
-                    logger.warning("candidate not loaded: %s", result.invalid)
-                    route = Route(shadows=route.shadows)
-                    result = await self._pool.call("Score", request, budget)
-        finally:
-            self.in_flight -= 1
-            IN_FLIGHT.dec()
-        if result.invalid is not None:
-            ANSWERS.labels("Score", "invalid", "").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.invalid)
-        if result.response is not None:
-            response = result.response
-            response.arm = route.arm
-            response.prediction_time_ms = (clock() - started) * 1000.0
-            self._model_answers.inc()
-        else:
-            assert result.reason is not None
-            response = self._fallback(request, result.reason, started)
-        self._latency.observe(clock() - started)
-        self._record(request, response, route)
-        if route.shadows and self._shadow is not None:
-            self._shadow.submit(request, route.shadows)
-        return response
-
-    # --- ScoreBatch ------------------------------------------------------------------
+            return await self.plane.score(request, context.time_remaining())
+        except RelayedInvalid as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.details)
+            raise  # abort raises; this is never reached
 
     async def ScoreBatch(  # noqa: N802  (gRPC method name)
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> scoring_pb2.ScoreBatchResponse:
+        self, request: ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> ScoreBatchResponse:
         """Forward the batch as one call (map or packed form); failures fall back per request."""
-        clock = self._clock
-        started = clock()
-        requests = request.requests
-        _check_batch(request)
-        policy = self._policy
-        answer = scoring_pb2.ScoreBatchResponse()
-        if self.in_flight >= policy.max_in_flight:
-            return self._batch_fallback(answer, requests, FallbackReason.OVERLOADED, started)
-        self.in_flight += 1
-        IN_FLIGHT.inc()
         try:
-            budget = Budget.plan(
-                started,
-                caller_remaining_s=context.time_remaining(),
-                default_s=policy.default_deadline_s,
-                margin_s=policy.margin_s,
-                margin_ratio=policy.margin_ratio,
-            )
-            routes = [self._route(one) for one in requests]
-            forwarded = self._pinned_batch(request, routes)
-            result = await self._pool.call("ScoreBatch", forwarded, budget)
-            if (
-                result.invalid is not None
-                and forwarded is not request
-                and _about_pinned_version(result.invalid)
-            ):
-                logger.warning("a candidate is not loaded: %s", result.invalid)
-                routes = [Route(shadows=r.shadows) for r in routes]
-                result = await self._pool.call("ScoreBatch", request, budget)
-        finally:
-            self.in_flight -= 1
-            IN_FLIGHT.dec()
-        if result.invalid is not None:
-            ANSWERS.labels("ScoreBatch", "invalid", "").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.invalid)
-        if result.response is None or len(result.response.responses) != len(requests):
-            reason = result.reason or FallbackReason.UNAVAILABLE
-            return self._batch_fallback(answer, requests, reason, started, routes)
-        elapsed_ms = (clock() - started) * 1000.0
-        ANSWERS.labels("ScoreBatch", "model", "").inc(len(requests))
-        names = request.feature_names
-        for one, response, route in zip(requests, result.response.responses, routes, strict=True):
-            response.arm = route.arm
-            response.prediction_time_ms = elapsed_ms
-            self._record(one, response, route)
-            if route.shadows and self._shadow is not None:
-                self._shadow.submit(_unpacked(one, names) if names else one, route.shadows)
-        self._batch_latency.observe(clock() - started)
-        return result.response  # type: ignore[no-any-return]
-
-    # --- helpers ---------------------------------------------------------------------
-
-    def _route(self, request: Any) -> Route:
-        if _pinned_by_caller(request):
-            return NO_EXPERIMENT
-        return self._routes().route(
-            request.model_name or self._policy.default_model, request.signal_id
-        )
-
-    @staticmethod
-    def _pinned_batch(request: Any, routes: list[Route]) -> Any:
-        if not any(r.model_version for r in routes):
-            return request
-        batch = scoring_pb2.ScoreBatchRequest(feature_names=request.feature_names)
-        batch.requests.extend(
-            _pin(one, r.model_version) if r.model_version else one
-            for one, r in zip(request.requests, routes, strict=True)
-        )
-        return batch
-
-    def _fallback(
-        self, request: Any, reason: FallbackReason, started: float
-    ) -> scoring_pb2.ScoreResponse:
-        p = self._policy.fallback_p_success
-        ANSWERS.labels("Score", "fallback", reason.value).inc()
-        return scoring_pb2.ScoreResponse(
-            signal_id=request.signal_id,
-            p_success=p,
-            p_failure=1.0 - p,
-            ci_low=0.0,
-            ci_high=1.0,
-            fallback=True,
-            fallback_reason=reason.value,
-            prediction_time_ms=(self._clock() - started) * 1000.0,
-        )
-
-    def _batch_fallback(
-        self,
-        answer: scoring_pb2.ScoreBatchResponse,
-        requests: Any,
-        reason: FallbackReason,
-        started: float,
-        routes: list[Route] | None = None,
-    ) -> scoring_pb2.ScoreBatchResponse:
-        p = self._policy.fallback_p_success
-        elapsed_ms = (self._clock() - started) * 1000.0
-        ANSWERS.labels("ScoreBatch", "fallback", reason.value).inc(len(requests))
-        for i, one in enumerate(requests):
-            response = answer.responses.add(
-                signal_id=one.signal_id,
-                p_success=p,
-                p_failure=1.0 - p,
-                ci_low=0.0,
-                ci_high=1.0,
-                fallback=True,
-                fallback_reason=reason.value,
-                prediction_time_ms=elapsed_ms,
-            )
-            self._record(one, response, routes[i] if routes else NO_EXPERIMENT)
-        self._batch_latency.observe(self._clock() - started)
-        return answer
-
-    def _record(self, request: Any, response: Any, route: Route) -> None:
-        log = self._log
-        if log is None:
-            return
-        fallback = response.fallback
-        log.record(
-            Record(
-                signal_id=request.signal_id,
-                model_version=None if fallback else response.model_version or None,
-                p_success=response.p_success,
-                fallback=fallback,
-                fallback_reason=response.fallback_reason or None,
-                # A fallback is no arm's answer: it must not count in an experiment.
-                experiment_id=None if fallback else route.experiment_id,
-                arm=None if fallback else route.arm or None,
-                latency_ms=response.prediction_time_ms,
-            )
-        )
+            return await self.plane.score_batch(request, context.time_remaining())
+        except RelayedInvalid as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.details)
+            raise

@@ -25,8 +25,10 @@ from hindsight.common.grpc_server import GrpcServer
 from hindsight.common.http import HttpServer
 from hindsight.common.limits import MAX_FORWARDED_BYTES, max_receive_option
 from hindsight.common.runtime import Part
+from hindsight.common.tasks import cancel_and_wait
 from hindsight.common.tls import ServerTls
 from hindsight.scorer.config import ScorerSettings
+from hindsight.scorer.dataplane import DataPlane
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.domain.models import ModelStore
 from hindsight.scorer.drift_metrics import DriftExporter
@@ -158,9 +160,7 @@ class _Core:
     async def stop(self) -> None:
         app = self.app
         for task in app._tasks:
-            task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         app._tasks.clear()
         if app.log is not None:
             await app.log.stop()
@@ -186,7 +186,7 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
         if broker is not None
         else None
     )
-    servicer = ScoringServicer(store, log)
+    servicer = ScoringServicer(DataPlane(store, log))
     grpc_server = GrpcServer(
         host=settings.grpc_host,
         port=settings.grpc_port,

@@ -1,56 +1,28 @@
-"""The gRPC ``Scoring`` servicer: protobuf in, domain, protobuf out.
+"""The scorer's ``Scoring`` servicer: gRPC in and out, the policy in :class:`DataPlane`.
 
-Errors are :mod:`hindsight.common.errors`; the shared interceptor maps them to status
-codes. The request limits of :mod:`hindsight.common.limits` are checked first, as the
-gateway checks them, and no message quotes a caller's string untruncated. Nothing here
-awaits between filling a model's input row and running it.
+The only gRPC fact the data plane needs is whether the gateway marked the call
+(``x-hindsight-logged-by: gateway``): the gateway logs those answers itself.
 """
 
 from __future__ import annotations
 
-import time
-from operator import attrgetter
-from typing import Any
+from typing import Final
 
 import grpc
 
-from hindsight.common.errors import HindsightError, InvalidInputError, UnavailableError
-from hindsight.common.limits import SIDES, check_batch_limits, check_request
-from hindsight.scorer.domain.models import LoadedModel, ModelStore
-from hindsight.scorer.domain.scoring import (
-    BatchScores,
-    Score,
-    score_columns,
-    score_one,
-    score_packed,
+from hindsight.scorer.dataplane import DataPlane
+from hindsight.scoring.v1 import scoring_pb2_grpc
+from hindsight.scoring.v1.scoring_pb2 import (
+    ScoreBatchRequest,
+    ScoreBatchResponse,
+    ScoreRequest,
+    ScoreResponse,
 )
-from hindsight.scorer.messaging import PredictionLog
-from hindsight.scorer.metrics import REQUESTS, SCORE_SECONDS
-from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 __all__ = ["LOGGED_BY_HEADER", "SERVICE_NAME", "ScoringServicer"]
 
-SERVICE_NAME = "hindsight.scoring.v1.Scoring"
-LOGGED_BY_HEADER = "x-hindsight-logged-by"
-
-# Field readers for whole batches: map() over a repeated field runs without bytecode per row.
-_SIGNAL_ID = attrgetter("signal_id")
-_SIDE = attrgetter("side")
-_MODEL_NAME = attrgetter("model_name")
-_MODEL_VERSION = attrgetter("model_version")
-_FEATURES = attrgetter("features")
-_VALUES = attrgetter("feature_values")
-_EXPLAIN = attrgetter("explain")
-
-_CODE_BY_ERROR = (
-    (InvalidInputError, "INVALID_ARGUMENT"),
-    (UnavailableError, "UNAVAILABLE"),
-    (HindsightError, "INTERNAL"),
-)
-
-
-def _code(exc: BaseException) -> str:
-    return next((code for cls, code in _CODE_BY_ERROR if isinstance(exc, cls)), "INTERNAL")
+SERVICE_NAME: Final = "hindsight.scoring.v1.Scoring"
+LOGGED_BY_HEADER: Final = "x-hindsight-logged-by"
 
 
 def _logged_by_gateway(context: grpc.aio.ServicerContext) -> bool:
@@ -60,166 +32,20 @@ def _logged_by_gateway(context: grpc.aio.ServicerContext) -> bool:
     return False
 
 
-def _no_packed_values(requests: Any) -> None:
-    """A map batch (no ``feature_names``): no request may carry ``feature_values``."""
-    if any(map(len, map(_VALUES, requests))):
-        i = next(i for i, one in enumerate(requests) if one.feature_values)
-        raise InvalidInputError(
-            "set in a batch without feature_names", field=f"requests[{i}].feature_values"
-        )
-
-
-def _response(
-    request: Any, score: Score, version: str, elapsed_ms: float
-) -> scoring_pb2.ScoreResponse:
-    return scoring_pb2.ScoreResponse(
-        signal_id=request.signal_id,
-        p_success=score.p_success,
-        p_failure=1.0 - score.p_success,
-        ci_low=score.ci_low,
-        ci_high=score.ci_high,
-        contributions=score.contributions,
-        model_version=version,
-        prediction_time_ms=elapsed_ms,
-    )
-
-
-def _batch_response(
-    signal_ids: list[str], scores: BatchScores, versions: list[str], elapsed_ms: float
-) -> scoring_pb2.ScoreBatchResponse:
-    """One ScoreResponse per row, in order (fields set one by one: cheaper than kwargs)."""
-    answer = scoring_pb2.ScoreBatchResponse()
-    add = answer.responses.add
-    for signal_id, p, low, high, contributions, version in zip(
-        signal_ids,
-        scores.p_success,
-        scores.ci_low,
-        scores.ci_high,
-        scores.contributions,
-        versions,
-        strict=True,
-    ):
-        one = add()
-        one.signal_id = signal_id
-        one.p_success = p
-        one.p_failure = 1.0 - p
-        one.ci_low = low
-        one.ci_high = high
-        if contributions is not None:
-            one.contributions.update(contributions)
-        one.model_version = version
-        one.prediction_time_ms = elapsed_ms
-    return answer
-
-
 class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
-    """Implements ``Score`` and ``ScoreBatch`` on the loaded models."""
+    """Implements ``Score`` and ``ScoreBatch`` on a :class:`DataPlane`."""
 
-    def __init__(self, store: ModelStore, log: PredictionLog | None) -> None:
-        self._store = store
-        self._log = log
-        self._score_ok = REQUESTS.labels("Score", "OK")
-        self._batch_ok = REQUESTS.labels("ScoreBatch", "OK")
-        self._latency: dict[tuple[str, str], Any] = {}
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     async def Score(  # noqa: N802  (gRPC method name)
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> scoring_pb2.ScoreResponse:
+        self, request: ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> ScoreResponse:
         """Score one signal."""
-        started = time.perf_counter()
-        try:
-            check_request(request)
-            if request.feature_values:
-                raise InvalidInputError(
-                    "packed values are for ScoreBatch (with feature_names) only",
-                    field="feature_values",
-                )
-            model = self._store.resolve(request.model_name or None, request.model_version or None)
-            score = score_one(model, request.features, explain=request.explain)
-        except Exception as exc:
-            REQUESTS.labels("Score", _code(exc)).inc()
-            raise
-        elapsed = time.perf_counter() - started
-        self._latency_of(model.name, model.version).observe(elapsed)
-        self._score_ok.inc()
-        elapsed_ms = elapsed * 1000.0
-        if self._log is not None and not _logged_by_gateway(context):
-            self._log.record(request.signal_id, model.version, score.p_success, elapsed_ms)
-        return _response(request, score, model.version, elapsed_ms)
+        return self.plane.score(request, logged_upstream=_logged_by_gateway(context))
 
     async def ScoreBatch(  # noqa: N802  (gRPC method name)
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> scoring_pb2.ScoreBatchResponse:
+        self, request: ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> ScoreBatchResponse:
         """Score several signals (map or packed form); one invalid request fails the call."""
-        started = time.perf_counter()
-        requests = request.requests
-        try:
-            check_batch_limits(request)
-            signal_ids: list[str] = list(map(_SIGNAL_ID, requests))
-            models = self._resolve_batch(requests, signal_ids)
-            explain = list(map(_EXPLAIN, requests))
-            feature_names = request.feature_names
-            if feature_names:
-                scores = score_packed(
-                    models,
-                    feature_names=feature_names,
-                    values=list(map(_VALUES, requests)),
-                    map_sizes=list(map(len, map(_FEATURES, requests))),
-                    explain=explain,
-                )
-            else:
-                _no_packed_values(requests)
-                scores = score_columns(models, list(map(_FEATURES, requests)), explain)
-        except Exception as exc:
-            REQUESTS.labels("ScoreBatch", _code(exc)).inc()
-            raise
-        elapsed = time.perf_counter() - started
-        self._batch_ok.inc()
-        elapsed_ms = elapsed * 1000.0
-        single = bool(models) and all(m is models[0] for m in models)
-        versions = [models[0].version] * len(models) if single else [m.version for m in models]
-        answer = _batch_response(signal_ids, scores, versions, elapsed_ms)
-        if self._log is not None and not _logged_by_gateway(context):
-            per_row_ms = elapsed_ms / max(1, len(models))
-            self._log.record_many(signal_ids, versions, scores.p_success, per_row_ms)
-        distinct = {(m.name, m.version) for m in (models[:1] if single else models)}
-        for name, version in distinct:
-            self._latency_of(name, version).observe(elapsed)
-        return answer
-
-    def _latency_of(self, name: str, version: str) -> Any:
-        child = self._latency.get((name, version))
-        if child is None:
-            child = self._latency[(name, version)] = SCORE_SECONDS.labels(name, version)
-        return child
-
-    def _resolve_batch(self, requests: Any, signal_ids: list[str]) -> list[LoadedModel]:
-        """Check every request and find its model; errors name ``requests[i].``.
-
-        The usual batch (every signal_id set, valid sides, one model) is checked with C
-        loops and one resolve; otherwise each request is checked in order.
-        """
-        keys = set(zip(map(_MODEL_NAME, requests), map(_MODEL_VERSION, requests), strict=True))
-        if len(keys) == 1 and all(signal_ids) and set(map(_SIDE, requests)) <= SIDES:
-            name, version = keys.pop()
-            try:
-                only = self._store.resolve(name or None, version or None)
-            except InvalidInputError:
-                pass  # named with its index below
-            else:
-                return [only] * len(signal_ids)
-        models: list[LoadedModel] = []
-        resolved: dict[tuple[str, str], LoadedModel] = {}
-        for i, one in enumerate(requests):
-            if not one.signal_id or one.side not in SIDES:
-                check_request(one, f"requests[{i}].")
-            key = (one.model_name, one.model_version)
-            model = resolved.get(key)
-            if model is None:
-                try:
-                    model = self._store.resolve(key[0] or None, key[1] or None)
-                except InvalidInputError as exc:
-                    raise InvalidInputError(exc.reason, field=f"requests[{i}].{exc.field}") from exc
-                resolved[key] = model
-            models.append(model)
-        return models
+        return self.plane.score_batch(request, logged_upstream=_logged_by_gateway(context))
