@@ -18,6 +18,8 @@ from hindsight.common.settings import BaseServiceSettings
 from hindsight.devstack.ports import free_port
 from hindsight.devstack.servers import NatsServer, RunningServer, start_server
 
+pytestmark = pytest.mark.integration
+
 BACKLOG = 3000
 # A correctness bound on starvation, not a performance figure: the publisher yields after
 # ~2 ms of loop work, so between two wake-ups of a ticker that asks to wake every
