@@ -26,8 +26,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from hindsight.memory.app import build_memory, build_settings
+from hindsight.memory.chroma_store import PhysicalCollection
 from hindsight.memory.domain.records import chroma_metadata, full_metadata, physical_name
-from hindsight.memory.vectors import PhysicalCollection
 
 # Loading 100k vectors alone takes minutes on 2 busy cores: above the suite's 300 s.
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]

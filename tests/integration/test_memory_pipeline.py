@@ -27,7 +27,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from hindsight.common.events import LabelSaved, PngCreated
-from hindsight.common.vectors import image_vector_id
+from hindsight.common.record_ids import image_vector_id
 from hindsight.devstack.testing import ServiceProcesses, get_json, wait_until
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 
 from hindsight.common.events import InvalidEventError, PngCreated, parse_event
 from hindsight.common.paths import canonical_path
-from hindsight.common.vectors import image_vector_id
+from hindsight.common.record_ids import image_vector_id
 
 pytestmark = pytest.mark.unit
 

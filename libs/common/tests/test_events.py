@@ -498,7 +498,7 @@ def test_unknown_subject_is_invalid_input_naming_the_subject() -> None:
 
 @pytest.mark.parametrize("cls", [PngCreated, JsonCreated])
 def test_record_time_is_ts_when_given_else_occurred_at(cls: type[Event]) -> None:
-    from hindsight.common.vectors import record_time
+    from hindsight.common.record_ids import record_time
 
     fields: dict[str, Any] = (
         {"file_path": "/c/a.png", "run_id": "r"}

@@ -52,7 +52,7 @@ def test_missing_file_and_no_roots(roots: list[Path]) -> None:
 
 
 def test_vector_ids_are_stable_and_distinct() -> None:
-    from hindsight.common.vectors import doc_vector_id, image_vector_id
+    from hindsight.common.record_ids import doc_vector_id, image_vector_id
 
     assert image_vector_id("/a/x.png") == image_vector_id("/a/x.png")
     assert image_vector_id("/a/x.png") != image_vector_id("/a/y.png")

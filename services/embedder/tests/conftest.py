@@ -12,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
-from hindsight.embedder.domain.vectors import l2_normalise
+from hindsight.embedder.domain.normalise import l2_normalise
 
 
 class FakeClip:

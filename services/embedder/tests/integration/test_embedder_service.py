@@ -24,7 +24,7 @@ from PIL import Image
 from hindsight.common.broker import DLQ_STREAM, STREAM
 from hindsight.common.events import JsonCreated, PngCreated, format_utc
 from hindsight.common.metrics import EVENTS_PUBLISHED
-from hindsight.common.vectors import doc_vector_id, image_vector_id
+from hindsight.common.record_ids import doc_vector_id, image_vector_id
 from hindsight.embedder.app import Embedder, build_settings, load_models
 from hindsight.embedder.models import TINY_CLIP_ARCH, Models
 

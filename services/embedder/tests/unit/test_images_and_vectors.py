@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from hindsight.embedder.domain.images import NotAPngError, decode_png, thumbnail_b64
-from hindsight.embedder.domain.vectors import l2_normalise
+from hindsight.embedder.domain.normalise import l2_normalise
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import VECTOR_METADATA_KEYS, JsonCreated, PngCreated
-from hindsight.common.vectors import doc_vector_id, image_vector_id
+from hindsight.common.record_ids import doc_vector_id, image_vector_id
 from hindsight.embedder.cli import find_pngs, folder_events
 from hindsight.embedder.pipeline import _parse_query
 from hindsight.embedder.records import collection_for, image_embedding, text_embedding

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from hindsight.common.broker import DLQ_STREAM
 from hindsight.common.events import JsonCreated, LabelSaved, PngCreated
 from hindsight.common.http import HttpServer
-from hindsight.common.vectors import image_vector_id
+from hindsight.common.record_ids import image_vector_id
 from hindsight.labeling.service import UNDO_COMMENT
 
 pytestmark = pytest.mark.integration

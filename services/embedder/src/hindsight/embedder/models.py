@@ -24,7 +24,7 @@ from PIL import Image
 
 from hindsight.common.artifacts import sha256_file
 from hindsight.common.errors import ConfigurationError
-from hindsight.embedder.domain.vectors import l2_normalise
+from hindsight.embedder.domain.normalise import l2_normalise
 
 __all__ = [
     "TEXT_MODEL_NAME",

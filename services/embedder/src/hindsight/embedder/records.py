@@ -1,5 +1,5 @@
 """Events in → ``embedding.created`` out: vector ids, collections and vector metadata
-exactly as the embedder → memory contract says (ids from :mod:`hindsight.common.vectors`)."""
+exactly as the embedder → memory contract says (ids from :mod:`hindsight.common.record_ids`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hindsight.common.events import EmbeddingCreated, JsonCreated, PngCreated, format_utc
-from hindsight.common.vectors import doc_vector_id, image_vector_id, record_time
+from hindsight.common.record_ids import doc_vector_id, image_vector_id, record_time
 
 __all__ = ["SOURCE", "collection_for", "image_embedding", "text_embedding"]
 

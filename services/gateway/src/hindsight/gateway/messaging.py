@@ -32,8 +32,8 @@ from hindsight.common.events import (
     PredictionLogged,
     parse_event,
 )
-from hindsight.common.replay import ReplayFeed
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.common.stream_replay import ReplayFeed
 from hindsight.gateway.domain.routing import Completed, Deployed, RoutingTable
 from hindsight.gateway.metrics import PREDICTIONS_LOGGED, PREDICTIONS_UNLOGGED, ROUTING_EVENTS
 

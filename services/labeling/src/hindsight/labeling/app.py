@@ -25,7 +25,7 @@ from hindsight.labeling.http_api import api_router
 from hindsight.labeling.http_guards import install_guards
 from hindsight.labeling.ingest import QueueBuilder
 from hindsight.labeling.login_throttle import InMemoryLoginThrottle, LoginThrottle
-from hindsight.labeling.memory import MemoryClient
+from hindsight.labeling.memory_client import MemoryClient
 from hindsight.labeling.messaging import make_publisher, register_consumers
 from hindsight.labeling.metrics import REQUEST_SECONDS
 from hindsight.labeling.service import LabelService, OutboxRetrier

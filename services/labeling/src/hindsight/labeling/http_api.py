@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hindsight.common.errors import InvalidInputError, NotFoundError, UnavailableError
 from hindsight.common.events import format_utc
-from hindsight.common.vectors import image_vector_id
+from hindsight.common.record_ids import image_vector_id
 from hindsight.labeling.auth import Auth, Principal
 from hindsight.labeling.domain.export import to_csv, to_jsonl
 from hindsight.labeling.domain.labels import in_review, is_disagreement, status_of
@@ -22,7 +22,7 @@ from hindsight.labeling.domain.paging import PageCursor, decode_cursor, encode_c
 from hindsight.labeling.domain.pngcheck import PngLimits
 from hindsight.labeling.images import iter_file, open_png
 from hindsight.labeling.labelfiles import valid_trade_id
-from hindsight.labeling.memory import MemoryClient
+from hindsight.labeling.memory_client import MemoryClient
 from hindsight.labeling.service import LabelService
 from hindsight.labeling.storage import ItemFilter, ItemPage, Storage
 

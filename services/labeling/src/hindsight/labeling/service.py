@@ -17,8 +17,8 @@ from typing import Any
 
 from hindsight.common.errors import AlreadyExistsError, HindsightError, NotFoundError
 from hindsight.common.events import LabelSaved
+from hindsight.common.record_ids import image_vector_id
 from hindsight.common.tasks import cancel_and_wait
-from hindsight.common.vectors import image_vector_id
 from hindsight.labeling.domain.labels import STATUSES, LabelRecord, agreement_rate, llm_agreed
 from hindsight.labeling.labelfiles import label_path, write_label_file
 from hindsight.labeling.metrics import (

@@ -30,7 +30,7 @@ from hindsight.labeling.login_throttle import (
     account_key,
     address_key,
 )
-from hindsight.labeling.memory import MemoryClient
+from hindsight.labeling.memory_client import MemoryClient
 from hindsight.labeling.metrics import LOGIN_FAILURES
 from hindsight.labeling.storage import Storage
 

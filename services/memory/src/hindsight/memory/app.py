@@ -14,6 +14,7 @@ from hindsight.common.http import HttpServer, Readiness
 from hindsight.common.logs import configure_logging
 from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
 from hindsight.memory.backup import BackupService
+from hindsight.memory.chroma_store import VectorStore
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.documents import DocumentIngestor
 from hindsight.memory.embed_client import NatsQueryEmbedder, QueryEmbedder
@@ -23,7 +24,6 @@ from hindsight.memory.messaging import register_consumers
 from hindsight.memory.retention import Retention, RetentionTask
 from hindsight.memory.search import Searcher
 from hindsight.memory.storage import MIGRATIONS, Storage
-from hindsight.memory.vectors import VectorStore
 
 __all__ = ["Memory", "build_memory", "build_settings", "main"]
 

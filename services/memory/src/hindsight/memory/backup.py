@@ -24,10 +24,10 @@ from typing import Any
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.common.events import format_utc
+from hindsight.memory.chroma_store import PhysicalCollection, VectorStore
 from hindsight.memory.domain.records import now_utc
 from hindsight.memory.ingest import Ingestor
 from hindsight.memory.storage import Storage
-from hindsight.memory.vectors import PhysicalCollection, VectorStore
 
 __all__ = ["FORMAT", "BackupService"]
 

@@ -13,7 +13,7 @@ from pypdf.errors import PdfReadError
 
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import EmbeddingCreated, canonical_json, format_utc
-from hindsight.common.vectors import doc_vector_id
+from hindsight.common.record_ids import doc_vector_id
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.chunking import chunk_text
 from hindsight.memory.domain.records import now_utc

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hindsight.common.events import EmbeddingCreated, LabelSaved
+from hindsight.memory.chroma_store import PhysicalCollection, VectorStore
 from hindsight.memory.domain.records import (
     INGESTED_KEY,
     LOGICAL_COLLECTIONS,
@@ -20,7 +21,6 @@ from hindsight.memory.domain.records import (
 )
 from hindsight.memory.metrics import LABEL_UPDATES, RECORDS, UPSERTS
 from hindsight.memory.storage import RecordRow, Storage
-from hindsight.memory.vectors import PhysicalCollection, VectorStore
 
 __all__ = ["Ingestor"]
 

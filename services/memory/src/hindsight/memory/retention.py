@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hindsight.common.tasks import cancel_and_wait
+from hindsight.memory.chroma_store import PhysicalCollection, VectorStore
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.records import chroma_metadata, epoch_seconds, now_utc
 from hindsight.memory.ingest import Ingestor
 from hindsight.memory.storage import Storage
-from hindsight.memory.vectors import PhysicalCollection, VectorStore
 
 __all__ = ["Retention", "RetentionTask"]
 

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from hindsight.common.errors import InvalidInputError, NotFoundError
 from hindsight.common.paths import resolve_in_roots
+from hindsight.memory.chroma_store import PhysicalCollection, QueryHit, VectorStore
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.filters import combine, validate_filter
 from hindsight.memory.domain.fusion import reciprocal_rank_fusion
@@ -29,7 +30,6 @@ from hindsight.memory.domain.where import Predicate, where_predicate
 from hindsight.memory.embed_client import QueryEmbedder, QueryVector, Tower
 from hindsight.memory.metrics import SEARCH_PATHS, SEARCH_SECONDS
 from hindsight.memory.storage import Storage
-from hindsight.memory.vectors import PhysicalCollection, QueryHit, VectorStore
 
 __all__ = ["SearchRequest", "Searcher", "parse_search_request", "public_record"]
 

@@ -1,7 +1,7 @@
 """NATS: background connection, ``model.deployed`` replay + live, ``prediction.logged``.
 
 Every replica replays the whole ``model.deployed`` history with an ordered ephemeral
-consumer and follows it live (:mod:`hindsight.common.replay` says why not a durable); the
+consumer and follows it live (:mod:`hindsight.common.stream_replay` says why not a durable); the
 history is folded before anything loads. The connection is made in the background and
 retried forever: the scorer starts and scores with NATS down.
 """
@@ -20,8 +20,8 @@ from nats.aio.msg import Msg
 from hindsight.common.background import BackgroundPublisher, is_connected
 from hindsight.common.errors import HindsightError
 from hindsight.common.events import MODEL_DEPLOYED, ModelDeployed, PredictionLogged, parse_event
-from hindsight.common.replay import ReplayFeed
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.common.stream_replay import ReplayFeed
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.metrics import PREDICTIONS_LOGGED, PREDICTIONS_UNLOGGED
 

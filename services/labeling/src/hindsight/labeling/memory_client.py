@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from hindsight.common.errors import UnavailableError
-from hindsight.common.vectors import image_vector_id
+from hindsight.common.record_ids import image_vector_id
 
 __all__ = ["MemoryClient"]
 
