@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -40,14 +41,22 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
         breaker: BreakerConfig | None = None,
         policy: GatewayPolicy | None = None,
         shadow_deadline_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Gateway:
-        pool = ScorerPool(targets, breaker or BreakerConfig())
+        pool = ScorerPool(targets, breaker or BreakerConfig(), clock=clock)
         await pool.start()
         log = ListLog()
         table = RoutingTable()
         shadow = ShadowScorer(pool, log, deadline_s=shadow_deadline_s, max_in_flight=8)
         servicer = ScoringGateway(
-            DataPlane(pool, policy or GatewayPolicy(), routes=lambda: table, log=log, shadow=shadow)
+            DataPlane(
+                pool,
+                policy or GatewayPolicy(),
+                routes=lambda: table,
+                log=log,
+                shadow=shadow,
+                clock=clock,
+            )
         )
         server = GrpcServer(
             host="127.0.0.1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,23 @@ from hindsight.gateway.messaging import Record
 from hindsight.gateway.shadow import ShadowScorer
 from hindsight.gateway.upstream import ScorerPool
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+
+
+class SteppedClock:
+    """``time.monotonic`` plus the seconds a test skipped with ``advance``.
+
+    Real time still runs (call latencies, deadlines), but a breaker's open period is
+    skipped instead of slept through.
+    """
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
 
 
 @dataclass
@@ -124,7 +142,7 @@ class Gateway:
 
 
 GatewayFactory = Callable[..., Any]
-"""The ``gateway_factory`` fixture: ``await make([targets], breaker=..., policy=...)``."""
+"""The ``gateway_factory`` fixture: ``await make([targets], breaker=..., clock=...)``."""
 
 
 async def start_fake(port: int = 0, *, tls: ServerTls | None = None) -> Fake:

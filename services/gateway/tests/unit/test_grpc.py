@@ -6,16 +6,16 @@ import asyncio
 
 import grpc
 import pytest
-from gateway_testkit import Fake, GatewayFactory, request, start_fake
+from gateway_testkit import Fake, GatewayFactory, SteppedClock, request, start_fake
 
+from hindsight.gateway.dataplane import GatewayPolicy
 from hindsight.gateway.domain.breaker import BreakerConfig, BreakerState
 from hindsight.gateway.domain.routing import Deployed
-from hindsight.gateway.dataplane import GatewayPolicy
 from hindsight.scoring.v1 import scoring_pb2
 
 pytestmark = pytest.mark.unit
 
-FAST_BREAKER = BreakerConfig(open_s=0.3)
+BREAKER = BreakerConfig()
 
 
 async def test_forwards_with_the_gateway_mark(fake: Fake, gateway_factory: GatewayFactory) -> None:
@@ -97,7 +97,8 @@ async def test_breaker_opens_then_half_opens_and_closes(
     fake: Fake, gateway_factory: GatewayFactory
 ) -> None:
     fake.scorer.behaviour.mode = "unavailable"
-    gateway = await gateway_factory([fake.target], breaker=FAST_BREAKER)
+    clock = SteppedClock()
+    gateway = await gateway_factory([fake.target], breaker=BREAKER, clock=clock)
     breaker = gateway.pool.endpoints[0].breaker
     for _ in range(10):
         answer = await gateway.stub.Score(request(), timeout=1.0)
@@ -109,7 +110,7 @@ async def test_breaker_opens_then_half_opens_and_closes(
     assert len(fake.scorer.requests) == seen  # not even tried
 
     fake.scorer.behaviour.mode = "ok"
-    await asyncio.sleep(0.35)
+    clock.advance(BREAKER.open_s)
     assert breaker.state is BreakerState.HALF_OPEN
     answers = [await gateway.stub.Score(request(), timeout=1.0) for _ in range(3)]
     assert [a.fallback for a in answers] == [False, False, False]
@@ -118,10 +119,11 @@ async def test_breaker_opens_then_half_opens_and_closes(
 
 async def test_failed_probe_reopens(fake: Fake, gateway_factory: GatewayFactory) -> None:
     fake.scorer.behaviour.mode = "unavailable"
-    gateway = await gateway_factory([fake.target], breaker=FAST_BREAKER)
+    clock = SteppedClock()
+    gateway = await gateway_factory([fake.target], breaker=BREAKER, clock=clock)
     for _ in range(10):
         await gateway.stub.Score(request(), timeout=1.0)
-    await asyncio.sleep(0.35)
+    clock.advance(BREAKER.open_s)
     answer = await gateway.stub.Score(request(), timeout=1.0)  # the probe fails
     assert answer.fallback_reason == "unavailable"
     assert gateway.pool.endpoints[0].breaker.state is BreakerState.OPEN
@@ -134,7 +136,7 @@ async def test_second_endpoint_answers_when_the_first_fails(
     try:
         fake.scorer.behaviour.mode = "unavailable"
         other.scorer.behaviour.p_success = 0.75
-        gateway = await gateway_factory([fake.target, other.target], breaker=FAST_BREAKER)
+        gateway = await gateway_factory([fake.target, other.target], breaker=BREAKER)
         answers = [await gateway.stub.Score(request(f"s{i}"), timeout=1.0) for i in range(30)]
         assert all(not a.fallback and a.p_success == 0.75 for a in answers)
         assert gateway.pool.endpoints[0].breaker.state is BreakerState.OPEN
