@@ -37,7 +37,7 @@ test-unit: setup
 lint: setup  ## ruff + mypy strict on src
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs/common/src libs/devstack/src $(wildcard services/*/src)
+	$(RUN) mypy libs/common/src libs/ops/src libs/devstack/src $(wildcard services/*/src)
 
 fmt: setup
 	$(RUN) ruff check --fix .

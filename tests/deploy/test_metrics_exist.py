@@ -492,7 +492,7 @@ async def _exercise_memory(stack: ServiceProcesses, nats_client: Any, prometheus
 
     # A labeler (created with the `hindsight labelers` command) labels the trade.
     created = subprocess.run(
-        [sys.executable, "-m", "hindsight.devstack", "labelers", "add", "ops-test",
+        [sys.executable, "-m", "hindsight.ops", "labelers", "add", "ops-test",
          "--password-stdin", "--database-url", stack.env["HINDSIGHT_DATABASE_URL"]],
         input="deploy-test-password\n", capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

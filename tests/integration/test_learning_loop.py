@@ -163,7 +163,7 @@ async def test_full_learning_pass(stack: ServiceProcesses, nats_url: str) -> Non
 
     # The CLI for humans sees the same thing through the registry API.
     cli = subprocess.run(
-        [sys.executable, "-m", "hindsight.devstack", "models", MODEL],
+        [sys.executable, "-m", "hindsight.ops", "models", MODEL],
         env={**stack.env, "HINDSIGHT_REGISTRY_URL": registry},
         capture_output=True,
         text=True,
@@ -193,7 +193,7 @@ async def test_promote_v2_then_roll_back_serves_v1_again(stack: ServiceProcesses
 
     # An operator rolls back with the CLI (bearer token from the environment).
     cli = subprocess.run(
-        [sys.executable, "-m", "hindsight.devstack", "rollback", MODEL, "--reason", "e2e drill"],
+        [sys.executable, "-m", "hindsight.ops", "rollback", MODEL, "--reason", "e2e drill"],
         env={**stack.env, "HINDSIGHT_REGISTRY_URL": registry},
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The dev stack's admin token."""
+"""The admin token of the data dir (the dev stack, the `hindsight` commands)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hindsight.devstack.tokens import admin_token, token_path
+from hindsight.common.cli import admin_token, token_path
 
 pytestmark = pytest.mark.unit
 

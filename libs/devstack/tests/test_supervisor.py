@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -17,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from hindsight.common.errors import ConfigurationError
-from hindsight.devstack import cli
-from hindsight.devstack.output import format_table, mask_url
+from hindsight.devstack import cli as devstack_cli
 from hindsight.devstack.ports import PortInUseError, ensure_port_free, free_port
 from hindsight.devstack.process import ChildSpec, pid_alive, process_start_time
 from hindsight.devstack.stack import replay_spec
@@ -33,14 +31,14 @@ from hindsight.devstack.state import (
 )
 from hindsight.devstack.supervisor import (
     Backoff,
-    Service,
     Supervisor,
     describe_exit,
     learning_nice,
     service_env,
-    service_ports,
     service_spec,
 )
+from hindsight.ops import cli
+from hindsight.ops.services import Service, service_ports
 
 CRASH = "import sys; sys.exit(3)"
 SLEEP = "import time; time.sleep(60)"
@@ -381,13 +379,6 @@ def test_a_moved_port_moves_its_clients_unless_they_are_set(tmp_path: Path) -> N
     assert explicit["HINDSIGHT_GATEWAY_SCORERS"] == "scorer-a:50052,scorer-b:50052"
 
 
-@pytest.mark.unit
-def test_mask_url_and_table() -> None:
-    assert mask_url("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"
-    assert mask_url("postgresql://u@h:5/db") == "postgresql://u@h:5/db"
-    assert format_table(["A", "BB"], [["xyz", None]]) == "  A    BB\n  xyz  -"
-
-
 def test_busy_port_error_names_the_variable() -> None:
     import socket
 
@@ -401,21 +392,18 @@ def test_busy_port_error_names_the_variable() -> None:
 
 
 @pytest.mark.unit
-def test_cli_subcommands_are_a_dict_later_issues_extend(tmp_path: Path) -> None:
-    seen: list[argparse.Namespace] = []
-
-    def hello(args: argparse.Namespace) -> int:
-        seen.append(args)
-        return 7
-
-    commands = {**cli.COMMANDS, "hello": cli.Command(help="say hello", handler=hello)}
-    parser = cli.build_parser(commands)
-    args = parser.parse_args(["--data-dir", str(tmp_path), "hello"])
-    assert args.handler(args) == 7 and seen[0].data_dir == str(tmp_path)
-    after = parser.parse_args(["hello", "--data-dir", "elsewhere"])
-    assert after.data_dir == "elsewhere"
-    assert parser.parse_args(["hello"]).data_dir is None
-    assert {"up", "status", "down"} <= set(cli.COMMANDS)
+def test_the_dev_stack_commands_plug_into_the_hindsight_command() -> None:
+    # Entry points of hindsight-devstack (group hindsight.commands), next to the operator
+    # commands that hindsight-ops builds in.
+    commands = cli.all_commands()
+    assert commands["up"] is devstack_cli.UP and commands["down"] is devstack_cli.DOWN
+    assert commands["status"] is devstack_cli.STATUS
+    assert commands["replay"] is devstack_cli.REPLAY
+    assert {"train", "models", "promote", "rollback", "score", "report"} <= set(commands)
+    for name in ("up", "status", "down", "replay"):
+        assert name not in cli.COMMANDS  # not built into hindsight-ops
+    # The plug-ins grouped by package: the dev stack's together.
+    assert list(cli.plugged_in_commands())[:4] == ["down", "replay", "status", "up"]
 
 
 def test_status_and_down_when_nothing_runs(

@@ -21,8 +21,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from hindsight.common.broker import STREAM
-from hindsight.devstack.cli import main as cli_main
-from hindsight.devstack.report.source import month_window
+from hindsight.ops.cli import main as cli_main
+from hindsight.ops.report.source import month_window
 from hindsight.registry.app import RegistryApp
 from hindsight.registry.app import build_settings as registry_settings
 from hindsight.trainer.app import build_settings as trainer_settings

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hindsight.devstack.report.render import expected_calibration_error, render_html, weekly
-from hindsight.devstack.report.source import ReportData, month_window, parse_drift
+from hindsight.ops.report.render import expected_calibration_error, render_html, weekly
+from hindsight.ops.report.source import ReportData, month_window, parse_drift
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hindsight.common.broker import STREAM
-from hindsight.devstack.cli import build_parser
 from hindsight.embedder.cli import COMMAND
+from hindsight.ops.cli import build_parser
 
 pytestmark = pytest.mark.integration
 

@@ -218,7 +218,7 @@ def test_tls_variables_are_read_from_the_environment(
 async def _cli_score(*args: str) -> tuple[int, str]:
     """`hindsight score` as an operator runs it (a separate process)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hindsight.devstack.cli", "score",
+        sys.executable, "-m", "hindsight.ops", "score",
         "--features", json.dumps(dict(request().features)), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -8,9 +8,9 @@ import io
 import asyncpg
 import pytest
 
-from hindsight.devstack.cli import build_parser
 from hindsight.labeling.cli import COMMAND
 from hindsight.labeling.domain.passwords import verify_password
+from hindsight.ops.cli import build_parser
 
 pytestmark = pytest.mark.integration
 

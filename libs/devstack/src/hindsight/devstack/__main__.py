@@ -1,7 +1,7 @@
-"""``python -m hindsight.devstack`` is the ``hindsight`` command."""
+"""``python -m hindsight.devstack`` is the ``hindsight`` command (:mod:`hindsight.ops.cli`)."""
 
 import sys
 
-from .cli import main
+from hindsight.ops.cli import main
 
 sys.exit(main())

@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .output import format_table
+from hindsight.common.cli import resolve_data_dir
+from hindsight.ops.output import format_table
+
 from .ports import tcp_open
 from .process import same_process
-from .stack import resolve_data_dir
 from .state import ChildRecord, StackStatus, clean_stale, inspect_stack, state_path
 
 __all__ = [

@@ -17,12 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hindsight.common.cli import resolve_data_dir, token_path
 from hindsight.common.errors import ConfigurationError
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.ops.output import format_table, mask_url
 
 from .live import LiveStatus
 from .logs import configure_supervisor_logging
-from .output import format_table, mask_url
 from .process import ChildSpec, ChildStartError, process_start_time
 from .servers import (
     DEFAULT_NATS_MONITOR_PORT,
@@ -52,19 +53,12 @@ from .supervisor import (
     service_env,
     service_spec,
 )
-from .tokens import labeler_password, labeler_password_path, token_path
+from .tokens import labeler_password, labeler_password_path
 
-__all__ = ["StackConfig", "add_up_arguments", "resolve_data_dir", "run_up"]
+__all__ = ["StackConfig", "add_up_arguments", "run_up"]
 
 READY_LINE = "Hindsight is up. Ctrl-C to stop."
 DEV_LABELER = "trader"
-
-
-def resolve_data_dir(override: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """``--data-dir``, else $HINDSIGHT_DATA_DIR, else ``.hindsight``; always absolute."""
-    env = os.environ if environ is None else environ
-    raw = override or env.get("HINDSIGHT_DATA_DIR") or ".hindsight"
-    return Path(raw).expanduser().absolute()
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:

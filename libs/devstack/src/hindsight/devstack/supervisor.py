@@ -1,8 +1,8 @@
 """Supervise child processes: start in order, restart crashes with backoff, stop in reverse.
 
-Also discovers the services to run: every installed distribution's entry point in the
-group ``hindsight.services`` (``scorer = "hindsight.scorer"``) is started as
-``python -m hindsight.scorer``.
+The services to run are those :func:`hindsight.ops.services.discover_services` finds:
+every installed distribution's entry point in the group ``hindsight.services``
+(``scorer = "hindsight.scorer"``) is started as ``python -m hindsight.scorer``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,19 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from hindsight.common.cli import admin_token
 from hindsight.common.errors import ConfigurationError
+from hindsight.ops.services import (
+    SERVICE_ENTRY_POINT_GROUP,
+    SERVICE_PORTS,
+    Service,
+    discover_services,
+    service_ports,
+)
 
 from .process import ChildSpec, StopResult, reap_if_exited, start_child, stop_child
-from .tokens import admin_token
 
 __all__ = [
     "SERVICE_ENTRY_POINT_GROUP",
@@ -45,9 +51,6 @@ __all__ = [
 
 logger = logging.getLogger("hindsight.devstack.supervisor")
 
-SERVICE_ENTRY_POINT_GROUP = "hindsight.services"
-
-# Default ports from DESIGN.md, shown in the endpoint table; HTTP serves /healthz.
 # What the dev stack sets when the environment does not: no pretrained CLIP weights can be
 # fetched offline, so the embedder runs with random weights, and says so in every vector's
 # metadata (`random_weights`, model `open_clip:<arch>:random`). Set
@@ -75,15 +78,6 @@ DEV_DEFAULTS: Mapping[str, str] = {
     "HINDSIGHT_REGISTRY_REQUIRE_RECOMMENDATION": "false",
 }
 
-SERVICE_PORTS: Mapping[str, Mapping[str, int]] = {
-    "gateway": {"grpc": 50051, "http": 8085},
-    "scorer": {"grpc": 50052, "http": 8086},
-    "labeling": {"http": 8080},
-    "memory": {"http": 8081},
-    "registry": {"http": 8082},
-    "trainer": {"http": 8083},
-    "embedder": {"http": 8084},
-}
 
 # The Score path keeps the default CPU priority; everything else (the learning side, the
 # market replay) runs niced, so that on a small machine a catch-up or a training run
@@ -289,27 +283,6 @@ def describe_exit(returncode: int | None) -> str:
 # --- services --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Service:
-    """An installed Hindsight service: its name, the module ``python -m`` runs, its ports."""
-
-    name: str
-    module: str
-    ports: Mapping[str, int] = field(default_factory=dict)
-
-
-def service_ports(name: str, environ: Mapping[str, str] | None = None) -> dict[str, int]:
-    """The default ports of ``name``, each overridable as the service itself reads it:
-    ``HINDSIGHT_<NAME>_<KIND>_PORT`` (e.g. ``HINDSIGHT_SCORER_GRPC_PORT``)."""
-    env = os.environ if environ is None else environ
-    ports = dict(SERVICE_PORTS.get(name, {}))
-    for kind in ports:
-        value = env.get(f"HINDSIGHT_{name.upper()}_{kind.upper()}_PORT")
-        if value:
-            ports[kind] = int(value)
-    return ports
-
-
 def wiring_env(environ: Mapping[str, str]) -> dict[str, str]:
     """How the services find one another (registry, scorer, memory), from their ports as
     resolved from ``environ``: a port moved with ``HINDSIGHT_<NAME>_<KIND>_PORT`` moves its
@@ -325,15 +298,6 @@ def wiring_env(environ: Mapping[str, str]) -> dict[str, str]:
         "HINDSIGHT_GATEWAY_SCORERS": at("scorer", "grpc"),
         "HINDSIGHT_LABELING_MEMORY_URL": f"http://{at('memory', 'http')}",
     }
-
-
-def discover_services(environ: Mapping[str, str] | None = None) -> list[Service]:
-    """Every ``hindsight.services`` entry point of the installed distributions, by name."""
-    found = {
-        ep.name: Service(name=ep.name, module=ep.module, ports=service_ports(ep.name, environ))
-        for ep in entry_points().select(group=SERVICE_ENTRY_POINT_GROUP)
-    }
-    return [found[name] for name in sorted(found)]
 
 
 def _http_ok(url: str) -> Callable[[], bool]:

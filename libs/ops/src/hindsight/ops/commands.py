@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
+from hindsight.common.cli import admin_token, resolve_data_dir
+
 from .output import format_table
-from .stack import resolve_data_dir
-from .supervisor import SERVICE_PORTS, discover_services
-from .tokens import admin_token
+from .services import SERVICE_PORTS, discover_services
 
 __all__ = [
     "service_url",

@@ -4,7 +4,7 @@ Both go through the running service's admin API (``POST /v1/backup``, ``POST
 /v1/restore``), which holds its write lock meanwhile, so Chroma and the link table are
 saved and rebuilt as one consistent cut. ``HINDSIGHT_MEMORY_URL`` (default
 ``http://127.0.0.1:8081``) names the service; the admin token is ``HINDSIGHT_ADMIN_TOKEN``
-or the dev stack's token file.
+or the data dir's token file (``hindsight.common.cli.admin_token``, as every command).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from hindsight.common.cli import Command
+from hindsight.common.cli import Command, admin_token, resolve_data_dir
 
 __all__ = ["COMMAND", "add_arguments", "run"]
 
@@ -27,11 +27,6 @@ def _base() -> str:
 
 
 def _headers(args: argparse.Namespace) -> dict[str, str]:
-    # The dev tools are imported here, not at module level: the service image does not
-    # carry them, and only the `hindsight` CLI (which does) runs this command.
-    from hindsight.devstack.stack import resolve_data_dir
-    from hindsight.devstack.tokens import admin_token
-
     token = admin_token(resolve_data_dir(getattr(args, "data_dir", None)))
     return {"Authorization": f"Bearer {token}"}
 

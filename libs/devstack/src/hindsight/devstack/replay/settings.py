@@ -9,8 +9,8 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.ops.services import SERVICE_PORTS
 
-from ..supervisor import SERVICE_PORTS
 from .data import DATA_SETS
 from .plan import default_run_id
 
