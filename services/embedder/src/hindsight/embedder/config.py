@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from hindsight.common.events import EMBED_QUERY
+from hindsight.common.ports import PORTS
 from hindsight.common.settings import BaseServiceSettings
 
 __all__ = ["EmbedderSettings"]
@@ -25,7 +26,7 @@ class EmbedderSettings(BaseServiceSettings):
     )
 
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8084, ge=0, le=65535)
+    http_port: int = Field(default=PORTS["embedder"].http, ge=0, le=65535)
     # CLIP (images, and text -> image queries)
     clip_arch: str = Field(default="ViT-B-32", description="open_clip architecture name.")
     clip_pretrained: str | None = Field(

@@ -8,6 +8,7 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from hindsight.common.ports import GRPC_PORTS, PORTS
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.common.tls import (
     check_client_tls_settings,
@@ -15,6 +16,8 @@ from hindsight.common.tls import (
     empty_is_unset,
 )
 from hindsight.gateway.domain.breaker import BreakerConfig
+
+_BREAKER = BreakerConfig()
 
 __all__ = ["GatewaySettings"]
 
@@ -27,7 +30,9 @@ class GatewaySettings(BaseServiceSettings):
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore", populate_by_name=True)
 
     grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
-    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC Scoring port.")
+    grpc_port: int = Field(
+        default=GRPC_PORTS["gateway"], ge=0, le=65535, description="gRPC Scoring port."
+    )
     tls_cert_file: Path | None = Field(
         default=None, description="PEM certificate (chain): the gRPC port speaks TLS only."
     )
@@ -36,9 +41,11 @@ class GatewaySettings(BaseServiceSettings):
         default=None, description="PEM CA: callers must show a client certificate it signed."
     )
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
-    http_port: int = Field(default=8085, ge=0, le=65535, description="HTTP port (ops + routes).")
+    http_port: int = Field(
+        default=PORTS["gateway"].http, ge=0, le=65535, description="HTTP port (ops + routes)."
+    )
     scorers: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["127.0.0.1:50052"],
+        default_factory=lambda: [f"127.0.0.1:{GRPC_PORTS['scorer']}"],
         description="Scorer endpoints, comma-separated gRPC targets (host:port, or "
         "dns:///name:port for a DNS name with several addresses, balanced by gRPC).",
     )
@@ -60,13 +67,28 @@ class GatewaySettings(BaseServiceSettings):
     max_in_flight: int = Field(
         default=256, ge=1, description="Bulkhead: calls in flight before 'overloaded' fallbacks."
     )
-    breaker_window: int = Field(default=20, ge=1, description="Sliding window size (calls).")
-    breaker_min_calls: int = Field(default=10, ge=1, description="Calls before rates count.")
-    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1, description="Opens at ≥ this.")
-    breaker_slow_rate: float = Field(default=0.8, gt=0, le=1, description="Opens at ≥ this.")
-    breaker_slow_call_ms: float = Field(default=50.0, gt=0, description="A slow call (ms).")
-    breaker_open_s: float = Field(default=5.0, ge=0, description="OPEN before HALF_OPEN (s).")
-    breaker_half_open_calls: int = Field(default=3, ge=1, description="Probe calls.")
+    # Defaults: BreakerConfig's, the one source of the breaker policy.
+    breaker_window: int = Field(
+        default=_BREAKER.window_size, ge=1, description="Sliding window size (calls)."
+    )
+    breaker_min_calls: int = Field(
+        default=_BREAKER.min_calls, ge=1, description="Calls before rates count."
+    )
+    breaker_failure_rate: float = Field(
+        default=_BREAKER.failure_rate, gt=0, le=1, description="Opens at ≥ this."
+    )
+    breaker_slow_rate: float = Field(
+        default=_BREAKER.slow_rate, gt=0, le=1, description="Opens at ≥ this."
+    )
+    breaker_slow_call_ms: float = Field(
+        default=_BREAKER.slow_call_s * 1000.0, gt=0, description="A slow call (ms)."
+    )
+    breaker_open_s: float = Field(
+        default=_BREAKER.open_s, ge=0, description="OPEN before HALF_OPEN (s)."
+    )
+    breaker_half_open_calls: int = Field(
+        default=_BREAKER.half_open_calls, ge=1, description="Probe calls."
+    )
     shadow_deadline_ms: float = Field(default=200.0, gt=0, description="Shadow call deadline.")
     shadow_max_in_flight: int = Field(
         default=32, ge=1, description="Shadow calls at once; more are skipped (counted)."

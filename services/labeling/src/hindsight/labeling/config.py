@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from hindsight.common.ports import PORTS, local_url
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.labeling.domain.keymap import parse_keymap
 from hindsight.labeling.domain.pngcheck import PngLimits
@@ -26,12 +27,12 @@ class LabelingSettings(BaseServiceSettings):
     )
 
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_port: int = Field(default=PORTS["labeling"].http, ge=0, le=65535)
     labels_dir: Path | None = Field(
         default=None, description="Where labels/{trade_id}_label.json go; default data_dir/labels."
     )
     memory_url: str = Field(
-        default="http://127.0.0.1:8081", description="Memory HTTP API, for 'similar to this'."
+        default=local_url("memory"), description="Memory HTTP API, for 'similar to this'."
     )
     memory_health_ttl_s: float = Field(default=5.0, ge=0)
     keymap: Annotated[dict[str, list[str]], NoDecode] = Field(

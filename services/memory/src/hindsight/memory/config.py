@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from hindsight.common.ports import PORTS
 from hindsight.common.settings import BaseServiceSettings
 
 __all__ = ["MemorySettings"]
@@ -24,7 +25,7 @@ class MemorySettings(BaseServiceSettings):
     )
 
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8081, ge=0, le=65535)
+    http_port: int = Field(default=PORTS["memory"].http, ge=0, le=65535)
     chroma_path: Path | None = Field(
         default=None, description="Embedded Chroma directory; default HINDSIGHT_DATA_DIR/chroma."
     )

@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from hindsight.common.ports import GRPC_PORTS, PORTS, local_url
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.common.tls import check_server_tls_settings, empty_is_unset
 
@@ -22,7 +23,9 @@ class ScorerSettings(BaseServiceSettings):
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore", populate_by_name=True)
 
     grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address.")
-    grpc_port: int = Field(default=50052, ge=0, le=65535, description="gRPC Scoring port.")
+    grpc_port: int = Field(
+        default=GRPC_PORTS["scorer"], ge=0, le=65535, description="gRPC Scoring port."
+    )
     tls_cert_file: Path | None = Field(
         default=None, description="PEM certificate (chain): the gRPC port speaks TLS only."
     )
@@ -31,12 +34,14 @@ class ScorerSettings(BaseServiceSettings):
         default=None, description="PEM CA: callers must show a client certificate it signed."
     )
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
-    http_port: int = Field(default=8086, ge=0, le=65535, description="HTTP port (ops + models).")
+    http_port: int = Field(
+        default=PORTS["scorer"].http, ge=0, le=65535, description="HTTP port (ops + models)."
+    )
     default_model: str = Field(
         default="trade_success", min_length=1, description="Model used when a call names none."
     )
     registry_url: str = Field(
-        default="http://127.0.0.1:8082",
+        default=local_url("registry"),
         description="Registry base URL, asked for /v1/deployments when NATS is down at start.",
     )
     registry_timeout_s: float = Field(default=2.0, gt=0, description="Registry call timeout.")

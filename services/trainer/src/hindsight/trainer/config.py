@@ -7,6 +7,7 @@ from datetime import time
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from hindsight.common.ports import PORTS, local_url
 from hindsight.common.settings import BaseServiceSettings
 
 __all__ = ["TrainerSettings"]
@@ -23,10 +24,10 @@ class TrainerSettings(BaseServiceSettings):
     )
 
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8083, ge=0, le=65535)
+    http_port: int = Field(default=PORTS["trainer"].http, ge=0, le=65535)
     model_name: str = "trade_success"
     registry_url: str | None = Field(
-        default="http://127.0.0.1:8082",
+        default=local_url("registry"),
         description="Registry base URL, to evaluate the production model; empty disables.",
     )
     # Outcomes

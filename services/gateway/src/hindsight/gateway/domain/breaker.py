@@ -34,7 +34,8 @@ class BreakerState(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    """Thresholds of a breaker (defaults: the gateway's)."""
+    """Thresholds of a breaker. These defaults are the gateway's (its settings default to
+    them): change the breaker policy here."""
 
     window_size: int = 20
     min_calls: int = 10
