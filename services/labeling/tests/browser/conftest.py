@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+# The Chromium on PATH (Debian's package: no download); without one, Playwright's own.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 async def timings(page: Page) -> list[dict[str, Any]]:
@@ -39,7 +42,7 @@ async def chromium() -> AsyncIterator[Browser]:
     """A headless Chromium, closed after the test."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
