@@ -7,10 +7,12 @@ Hindsight's but the stubs it is pointed at, which :func:`compile_stubs` builds f
 Open loop: call ``i`` is sent at ``start + i / rate`` whether or not earlier calls have
 answered, so a stalled server meets the full rate when it comes back, as it would in
 trading. Every call gets the deadline; the outcome of each is written as one CSV line:
-``scheduled,send_lag_s,latency_s,code,fallback,reason`` (``scheduled`` in epoch seconds,
-``code`` ``OK`` or the gRPC status name). It runs for ``--duration`` seconds, or until
-SIGTERM / SIGINT when that is 0, then waits for the calls in flight and writes the file.
-With ``--concurrency N`` it runs closed loop instead (N calls always in flight, for
+``scheduled,send_lag_s,latency_s,code,fallback,server_ms,reason`` (``scheduled`` in epoch
+seconds, ``code`` ``OK`` or the gRPC status name, ``server_ms`` the answer's own
+``prediction_time_ms``: the gateway's time, so that a late answer shows whether the time
+went inside the gateway or between it and the client). It runs for ``--duration``
+seconds, or until SIGTERM / SIGINT when that is 0, then waits for the calls in flight and
+writes the file. With ``--concurrency N`` it runs closed loop instead (N calls always in flight, for
 ``--duration``): the throughput a server sustains, not its behaviour at a given rate.
 """
 
@@ -82,10 +84,13 @@ async def _run(args: argparse.Namespace) -> None:
             try:
                 answer = await stub.Score(request, timeout=deadline)
                 done = time.time()
-                outcome = f"OK,{int(answer.fallback)},{answer.fallback_reason}"
+                outcome = (
+                    f"OK,{int(answer.fallback)},{answer.prediction_time_ms:.3f},"
+                    f"{answer.fallback_reason}"
+                )
             except grpc.aio.AioRpcError as exc:
                 done = time.time()
-                outcome = f"{exc.code().name},,"
+                outcome = f"{exc.code().name},,,"
             lines.append(f"{scheduled:.4f},{sent - scheduled:.4f},{done - sent:.5f},{outcome}")
 
         if args.concurrency > 0:  # closed loop: each worker calls again once answered

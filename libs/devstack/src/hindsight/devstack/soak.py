@@ -83,6 +83,9 @@ class CallStats:
     errors: Counter[str] = field(default_factory=Counter)
     late: int = 0
     """Answers (OK status) that arrived after the deadline."""
+    late_in_gateway: int = 0
+    """Of those, answers whose own ``prediction_time_ms`` was already over the deadline (the
+    time went inside the gateway, not between it and the client)."""
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
@@ -113,10 +116,14 @@ class SoakReport:
         return sum(self.total.errors.values())
 
 
-def _stats(rows: list[tuple[float, float, float, str, str, str]], deadline_s: float) -> CallStats:
+Row = tuple[float, float, float, str, str, float, str]
+"""One call: scheduled, send lag, latency (s), code, fallback flag, the gateway's ms, reason."""
+
+
+def _stats(rows: list[Row], deadline_s: float) -> CallStats:
     stats = CallStats(calls=len(rows))
     latencies = []
-    for _, lag, latency, code, fallback, reason in rows:
+    for _, lag, latency, code, fallback, server_ms, reason in rows:
         stats.max_send_lag_ms = max(stats.max_send_lag_ms, lag * 1000)
         if code != "OK":
             stats.errors[code] += 1
@@ -124,6 +131,8 @@ def _stats(rows: list[tuple[float, float, float, str, str, str]], deadline_s: fl
         latencies.append(latency)
         if latency > deadline_s:
             stats.late += 1
+            if server_ms > deadline_s * 1000:
+                stats.late_in_gateway += 1
         if fallback == "1":
             stats.fallbacks[reason or "?"] += 1
         else:
@@ -136,14 +145,24 @@ def _stats(rows: list[tuple[float, float, float, str, str, str]], deadline_s: fl
     return stats
 
 
-def _read_rows(paths: list[Path]) -> list[tuple[float, float, float, str, str, str]]:
+def _read_rows(paths: list[Path]) -> list[Row]:
     rows = []
     for path in paths:
         for line in path.read_text().splitlines():
             if not line:
                 continue
-            scheduled, lag, latency, code, fallback, reason = line.split(",", 5)
-            rows.append((float(scheduled), float(lag), float(latency), code, fallback, reason))
+            scheduled, lag, latency, code, fallback, server_ms, reason = line.split(",", 6)
+            rows.append(
+                (
+                    float(scheduled),
+                    float(lag),
+                    float(latency),
+                    code,
+                    fallback,
+                    float(server_ms or "nan"),
+                    reason,
+                )
+            )
     rows.sort()
     return rows
 
@@ -164,11 +183,18 @@ def format_report(report: SoakReport) -> str:
         detail = ", ".join(f"{k} {v}" for k, v in sorted((s.fallbacks + s.errors).items()))
         lines.append(
             f"{phase.name:<10}{s.calls:>8}{s.scores:>8}{sum(s.fallbacks.values()):>8}"
-            f"{sum(s.errors.values()):>7}{s.late:>6}{s.p50_ms:>8.2f}{s.p99_ms:>8.2f}"
+            f"{sum(s.errors.values()):>7}{s.late:>6}{s.late_in_gateway:>6}"
+            f"{s.p50_ms:>8.2f}{s.p99_ms:>8.2f}"
             f"{s.max_ms:>8.1f}{recovery:>9}  {detail}"
         )
     lag = max((p.stats.max_send_lag_ms for p in report.phases), default=0.0)
-    text = head + "\n".join(lines) + f"\nclient send lag max {lag:.1f} ms\n"
+    text = (
+        head
+        + "\n".join(lines)
+        + f"\nclient send lag max {lag:.1f} ms; 'in gw': late answers whose own "
+        "prediction_time_ms was over the deadline (the rest lost their time between the "
+        "gateway's handler and the client)\n"
+    )
     for target, (per_s, s) in report.throughput.items():
         text += (
             f"closed loop ({plan.throughput_concurrency} in flight) -> {target}: {per_s:,.0f} "
