@@ -1,5 +1,5 @@
 """Contract tests of the event models: what upstream tools send must parse, bad input must
-name its field, extras must survive, and idempotency keys must be DESIGN.md's."""
+name its field, extras must survive, and idempotency keys must be docs/events.md's."""
 
 from __future__ import annotations
 

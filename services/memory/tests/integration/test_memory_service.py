@@ -1,7 +1,7 @@
 """The memory service in-process against real NATS JetStream, PostgreSQL and embedded Chroma.
 
 The only fake is the embedder's side of ``embed.query``: a responder on the real NATS
-that returns deterministic vectors (a test-boundary fake, as the brief allows).
+that returns deterministic vectors (a fake at the I/O boundary).
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ def _stream_configs(settings: BaseServiceSettings) -> list[StreamConfig]:
             name=STREAM,
             subjects=list(SUBJECTS),
             max_age=settings.stream_max_age_s,
-            description="Hindsight events (DESIGN.md)",
+            description="Hindsight events (docs/design.md)",
             **common,
         ),
         # Dead letters are evidence: no max age, an operator replays or deletes them.

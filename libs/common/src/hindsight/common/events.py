@@ -1,4 +1,4 @@
-"""Event contracts: one pydantic model per NATS subject of DESIGN.md (section Events).
+"""Event contracts: one pydantic model per NATS subject of docs/design.md (section Events).
 
 Every event carries ``schema_version``, ``occurred_at`` (RFC 3339, UTC) and ``source``.
 Unknown extra fields are kept and re-serialised, so an older consumer can forward a newer
@@ -110,7 +110,7 @@ DLQ_PREFIX = "dlq."
 EMBED_QUERY = "embed.query"
 """NATS request-reply subject (not an event): query vectors from the embedder."""
 
-# Mandatory keys of a Chroma vector's metadata (DESIGN.md, section Vector metadata).
+# Mandatory keys of a Chroma vector's metadata (docs/design.md, section Events).
 VECTOR_METADATA_KEYS: tuple[str, ...] = (
     "id",
     "file_path",
@@ -522,7 +522,7 @@ class LabelSaved(Event):
 
     Idempotency key: ``{trade_id}:{labeler_id}:{occurred_at}``, occurred_at in UTC with a
     ``Z`` (``2024-05-01T12:00:00Z``; ``2024-05-01T12:00:00.250000Z`` when it has
-    microseconds). DESIGN.md names ``trade_id`` + ``labeler_id``, but with that key
+    microseconds). The first design named ``trade_id`` + ``labeler_id``, but with that key
     JetStream's duplicate window would silently drop a trader's corrected label (undo and
     relabel within the window). A redelivery keeps ``occurred_at``, so it is still
     deduplicated; a new decision is a new event with a new key.
@@ -549,7 +549,7 @@ class LabelSaved(Event):
 class EmbeddingCreated(Event):
     """The embedder embedded an image or a text; memory stores it in Chroma.
 
-    ``metadata`` must hold the mandatory vector metadata keys of DESIGN.md (``id``,
+    ``metadata`` must hold the mandatory vector metadata keys of docs/design.md (``id``,
     ``file_path``, ``run_id``, ``trade_id``, ``setup_id``, ``rule_version``,
     ``timestamp``, ``type``, ``source``; null when unknown), with ``id`` equal to
     ``vector_id`` and ``type`` equal to ``modality``.
@@ -758,7 +758,7 @@ _MODELS: tuple[type[Event], ...] = (
     AbCompleted,
 )
 EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType({m.subject: m for m in _MODELS})
-"""Subject → event model, in DESIGN.md's order."""
+"""Subject → event model, in the order of docs/design.md."""
 SUBJECTS: tuple[str, ...] = tuple(EVENT_TYPES)
 
 

@@ -34,7 +34,7 @@ def parse_path_list(value: object) -> list[Path]:
 
 
 class BaseServiceSettings(BaseSettings):
-    """What every service reads; see DESIGN.md, section Configuration."""
+    """What every service reads; see docs/design.md, section Configuration."""
 
     model_config = SettingsConfigDict(
         env_prefix="HINDSIGHT_",

@@ -1,1 +1,1 @@
-"""Hindsight embedder: CLIP image and MiniLM text embeddings (DESIGN.md)."""
+"""Hindsight embedder: CLIP image and MiniLM text embeddings (docs/design.md)."""

@@ -1,1 +1,1 @@
-"""Hindsight labeling: the keyboard-first labeling UI and label records (DESIGN.md)."""
+"""Hindsight labeling: the keyboard-first labeling UI and label records (docs/design.md)."""

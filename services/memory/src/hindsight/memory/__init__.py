@@ -1,1 +1,1 @@
-"""Hindsight memory: Chroma collections, links, search, retention, backup (DESIGN.md)."""
+"""Hindsight memory: Chroma collections, links, search, retention, backup (docs/design.md)."""
