@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from hindsight.common.ports import GRPC_PORTS, PORTS, local_url
@@ -54,11 +54,15 @@ class ScorerSettings(BaseServiceSettings):
     log_queue_size: int = Field(
         default=10_000, ge=1, description="Predictions waiting to be logged; oldest dropped."
     )
-    log_batch_size: int = Field(
+    log_max_in_flight: int = Field(
         default=32,
         ge=1,
-        description="prediction.logged publishes awaiting their ack at once (the name is "
-        "kept from when they went out in batches).",
+        validation_alias=AliasChoices(
+            "HINDSIGHT_SCORER_LOG_MAX_IN_FLIGHT",
+            "HINDSIGHT_SCORER_LOG_BATCH_SIZE",  # its old name, still read
+            "log_max_in_flight",
+        ),
+        description="prediction.logged publishes awaiting their ack at once.",
     )
     drift_enabled: bool = Field(
         default=True, description="Online feature drift (PSI) against the card's reference."
