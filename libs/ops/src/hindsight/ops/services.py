@@ -2,8 +2,8 @@
 
 A service is every installed distribution's entry point in the group
 ``hindsight.services`` (``scorer = "hindsight.scorer"``). The operator commands find a
-service on this host by its default port (DESIGN.md); the dev stack starts each one as
-``python -m <module>`` on those ports.
+service on this host by its default port (:mod:`hindsight.common.ports`); the dev stack
+starts each one as ``python -m <module>`` on those ports.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+
+from hindsight.common.ports import PORTS
 
 __all__ = [
     "SERVICE_ENTRY_POINT_GROUP",
@@ -23,15 +25,11 @@ __all__ = [
 
 SERVICE_ENTRY_POINT_GROUP = "hindsight.services"
 
-# Default ports from DESIGN.md, shown in the endpoint table; HTTP serves /healthz.
+# The default ports (hindsight.common.ports, which the services' settings read too) by
+# kind: {"gateway": {"grpc": 50051, "http": 8085}, ...}; HTTP serves /healthz.
 SERVICE_PORTS: Mapping[str, Mapping[str, int]] = {
-    "gateway": {"grpc": 50051, "http": 8085},
-    "scorer": {"grpc": 50052, "http": 8086},
-    "labeling": {"http": 8080},
-    "memory": {"http": 8081},
-    "registry": {"http": 8082},
-    "trainer": {"http": 8083},
-    "embedder": {"http": 8084},
+    name: {"http": ports.http} if ports.grpc is None else {"grpc": ports.grpc, "http": ports.http}
+    for name, ports in PORTS.items()
 }
 
 
