@@ -4,6 +4,11 @@
 asyncapi``); ``--check docs/asyncapi.yaml`` exits 1 when the committed file differs from
 what the models generate now. Without options the document goes to stdout. A path
 ending in ``.json`` gets JSON, anything else YAML.
+
+:data:`PUBLISHERS` and :data:`CONSUMERS` say who sends and who receives each subject; the
+NATS permissions of the secured deployment (deploy/nats/nats-secure.conf) are tested
+against them, and the consumers against what each service subscribes
+(tests/deploy/test_nats_permissions.py).
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import difflib
 import inspect
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
@@ -23,10 +29,28 @@ from faststream.specification.asyncapi.v3_0_0.schema import ApplicationSchema
 from pydantic import RootModel
 
 from hindsight.common.broker import DLQ_HEADERS, DLQ_STREAM, STREAM
-from hindsight.common.events import EVENT_TYPES, dlq_subject
+from hindsight.common.events import (
+    AB_COMPLETED,
+    EMBED_QUERY,
+    EMBEDDING_CREATED,
+    EVENT_TYPES,
+    JSON_CREATED,
+    LABEL_SAVED,
+    MODEL_DEPLOYED,
+    PNG_CREATED,
+    PREDICTION_LOGGED,
+    SIGNAL_FEATURES,
+    SIGNAL_OUTCOME,
+    TRAINING_COMPLETED,
+    TRAINING_REQUESTED,
+    dlq_subject,
+)
 
 __all__ = [
     "CATALOG_VERSION",
+    "CONSUMERS",
+    "PUBLISHERS",
+    "UPSTREAM",
     "DeadLetterBody",
     "build_broker",
     "build_spec",
@@ -36,6 +60,56 @@ __all__ = [
 
 # The version of the catalog document; each subject versions itself with schema_version.
 CATALOG_VERSION = "1.0.0"
+
+UPSTREAM = "upstream"
+"""The tools outside Hindsight that feed it: the trading engine, the replay feeder, chart
+tools and operators' tools (one party: the NATS user ``producer`` when secured)."""
+
+
+def _parties(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+PUBLISHERS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        PNG_CREATED: _parties(UPSTREAM),
+        JSON_CREATED: _parties(UPSTREAM),
+        SIGNAL_FEATURES: _parties(UPSTREAM),
+        SIGNAL_OUTCOME: _parties(UPSTREAM),
+        LABEL_SAVED: _parties("labeling"),
+        EMBEDDING_CREATED: _parties("embedder"),
+        TRAINING_REQUESTED: _parties(UPSTREAM),
+        TRAINING_COMPLETED: _parties("trainer"),
+        MODEL_DEPLOYED: _parties("registry"),  # its outbox
+        PREDICTION_LOGGED: _parties("scorer", "gateway"),
+        AB_COMPLETED: _parties("registry"),  # its outbox
+        EMBED_QUERY: _parties("memory"),  # requests; the answer goes to the requester's inbox
+    }
+)
+"""Subject → who publishes it: service names and :data:`UPSTREAM`. Every subject of
+:data:`~hindsight.common.events.EVENT_TYPES`, plus the request-reply subject
+:data:`~hindsight.common.events.EMBED_QUERY` (core NATS, not in the stream)."""
+
+CONSUMERS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        PNG_CREATED: _parties("embedder", "labeling"),
+        JSON_CREATED: _parties("embedder", "labeling"),
+        SIGNAL_FEATURES: _parties("trainer"),
+        SIGNAL_OUTCOME: _parties("trainer", "registry"),
+        LABEL_SAVED: _parties("trainer", "memory"),
+        EMBEDDING_CREATED: _parties("memory"),
+        TRAINING_REQUESTED: _parties("trainer"),
+        TRAINING_COMPLETED: _parties("registry"),
+        MODEL_DEPLOYED: _parties("scorer", "gateway"),  # replayed, then live
+        PREDICTION_LOGGED: _parties("registry"),
+        AB_COMPLETED: _parties("gateway"),  # replayed, then live
+        EMBED_QUERY: _parties("embedder"),  # answers (a queue group)
+    }
+)
+"""Subject → the services that consume it: JetStream consumers of the events (each may
+dead-letter what it consumes to ``dlq.<subject>``), and for
+:data:`~hindsight.common.events.EMBED_QUERY` the service that answers."""
+
 _EVENT_HEADERS: dict[str, str] = {
     "Nats-Msg-Id": "<subject>:<idempotency key> (the key: see the payload schema's description); "
     "JetStream drops a second message with the same id inside its duplicate window.",
