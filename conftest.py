@@ -15,17 +15,13 @@ pytest_plugins = ["hindsight.devstack.pytest_plugin"]
 # handler test against a real nats-server) is one on its own.
 CATEGORIES = frozenset({"unit", "integration", "connected", "browser", "bench", "soak"})
 
-# Files whose tests still lack a category; their owners add the markers, then the entry goes.
-UNCATEGORISED_FILES = frozenset({"libs/devstack/tests/test_supervisor.py"})
-
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so every run checks all
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing = [
         item.nodeid
         for item in items
-        if item.nodeid.split("::", 1)[0] not in UNCATEGORISED_FILES
-        and not any(mark.name in CATEGORIES for mark in item.iter_markers())
+        if not any(mark.name in CATEGORIES for mark in item.iter_markers())
     ]
     if missing:
         names = "\n  ".join(missing)

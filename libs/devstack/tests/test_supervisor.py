@@ -40,6 +40,9 @@ from hindsight.devstack.supervisor import (
 from hindsight.ops import cli
 from hindsight.ops.services import Service, service_ports
 
+# Real child processes, ports and files (no outside servers): integration.
+pytestmark = pytest.mark.integration
+
 CRASH = "import sys; sys.exit(3)"
 SLEEP = "import time; time.sleep(60)"
 
