@@ -4,7 +4,9 @@ Services register readiness checks (async callables that raise when not ready) a
 their own routers to the app. While the HTTP server runs, the checks are re-evaluated every
 few seconds and ``hindsight_ready`` follows them, whether or not anyone calls ``/readyz``
 (compose health checks call ``/healthz``; nothing there polls readiness). Hindsight errors
-map to HTTP status codes here, once.
+map to HTTP status codes here, once. The three routes declare what they answer
+(:class:`Health`, :class:`ReadinessReport`, Prometheus text), so every service's
+``/openapi.json`` documents them.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
+from typing import Annotated, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr
 
 from hindsight.common.errors import (
     AlreadyExistsError,
@@ -35,9 +39,14 @@ from hindsight.common.tasks import cancel_and_wait
 
 __all__ = [
     "HTTP_STATUS",
+    "ErrorBody",
+    "Health",
     "HttpServer",
+    "IsoDatetime",
+    "PrometheusResponse",
     "Readiness",
     "ReadinessCheck",
+    "ReadinessReport",
     "bearer_auth",
     "create_http_app",
 ]
@@ -54,6 +63,51 @@ HTTP_STATUS: dict[type[HindsightError], int] = {
     PermissionDeniedError: 403,
     UnavailableError: 503,
 }
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+IsoDatetime = Annotated[datetime, PlainSerializer(_isoformat, return_type=str, when_used="json")]
+"""A time written in JSON as ``datetime.isoformat()`` (``+00:00``), for the fields an API has
+always written that way; a plain ``datetime`` is written by pydantic (``Z`` for UTC)."""
+
+
+class Health(BaseModel):
+    """Body of ``GET /healthz``: the process answers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["ok"] = "ok"
+    service: str
+
+
+class ReadinessReport(BaseModel):
+    """Body of ``GET /readyz`` (200 when ready, 503 otherwise)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["ready", "not ready"]
+    service: str
+    checks: dict[str, str]
+    """Check name → ``"ok"`` or why it failed."""
+
+
+class ErrorBody(BaseModel):
+    """Body of an error answer: the error's class, its message, the field when one is at fault."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: str
+    message: str
+    field: str | None = None
+
+
+class PrometheusResponse(Response):
+    """The Prometheus text exposition format (``GET /metrics``)."""
+
+    media_type = CONTENT_TYPE_LATEST
 
 
 def _status_for(exc: HindsightError) -> int:
@@ -149,32 +203,35 @@ def create_http_app(
     # Exported from the start (not only after the first /readyz), so the alert can fire.
     READY.labels(service).set(0)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service}
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(service=service)
 
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
+    @app.get(
+        "/readyz",
+        response_model=ReadinessReport,
+        responses={503: {"model": ReadinessReport, "description": "Not ready"}},
+    )
+    async def readyz(response: Response) -> ReadinessReport:
         ok, checks = await ready.evaluate()  # checked now: a probe sees the current state
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "service": service, "checks": checks},
-            status_code=200 if ok else 503,
+        response.status_code = 200 if ok else 503
+        return ReadinessReport(
+            status="ready" if ok else "not ready", service=service, checks=checks
         )
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    @app.get("/metrics", response_class=PrometheusResponse)
+    async def metrics() -> PrometheusResponse:
+        return PrometheusResponse(generate_latest(registry))
 
     @app.exception_handler(HindsightError)
     async def hindsight_error(_: Request, exc: HindsightError) -> JSONResponse:
         status = _status_for(exc)
-        body: dict[str, object] = {"error": type(exc).__name__, "message": exc.message}
+        body = ErrorBody(error=type(exc).__name__, message=exc.message)
         if isinstance(exc, InvalidInputError) and exc.field:
-            body["field"] = exc.field
-            body["message"] = exc.reason
+            body = ErrorBody(error=body.error, message=exc.reason, field=exc.field)
         if status >= 500:
             logger.error("request failed: %s", exc)
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
 
     return app
 
