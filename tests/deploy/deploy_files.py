@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ import yaml
 
 __all__ = [
     "COMPOSE",
+    "venv_tool",
     "DEPLOY",
     "OPTIONAL_SERVICES",
     "ROOT",
@@ -30,7 +32,21 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-COMPOSE = ROOT / ".venv/lib/python3.11/site-packages/compose/docker-compose"
+
+
+def _installed(package: str, relative: str) -> Path:
+    """A file shipped inside an installed Python package (found by import, not by path)."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin, f"{package} is not installed: run `make setup`"
+    return Path(spec.origin).parent / relative
+
+
+def venv_tool(name: str) -> str:
+    """A console script of this environment (``sys.prefix``/bin), else one on PATH."""
+    return shutil.which(name, path=str(Path(sys.prefix) / "bin")) or shutil.which(name) or name
+
+
+COMPOSE = _installed("compose", "docker-compose")
 SERVICES = ("trainer", "registry", "scorer", "gateway")
 # Scraped (and their dashboards' metrics required) once installed as `hindsight.services`
 # entry points; until then the memory dashboard is checked statically only.

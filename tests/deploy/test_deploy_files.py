@@ -33,6 +33,7 @@ from deploy_files import (  # noqa: E402
     referenced_metrics,
     require_tool,
     rule_exprs,
+    venv_tool,
 )
 
 pytestmark = pytest.mark.unit
@@ -148,7 +149,7 @@ def test_overlay_renders_and_passes_kubernetes_validate_strict(
     # Exactly the bytes `kubectl apply -k` would send.
     rendered = tmp_path / f"{overlay}.yaml"
     rendered.write_text(kustomize_text(DEPLOY / "k8s/overlays" / overlay))
-    validate = ROOT / ".venv/bin/kubernetes-validate"
+    validate = venv_tool("kubernetes-validate")
     result = subprocess.run(
         [str(validate), "--strict", "--quiet", str(rendered)],
         capture_output=True,

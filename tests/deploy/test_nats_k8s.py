@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from deploy_files import (  # noqa: E402
     DEPLOY,
     OPTIONAL_SERVICES,
-    ROOT,
     SERVICES,
     kustomize,
     kustomize_text,
+    venv_tool,
 )
 
 pytestmark = pytest.mark.unit
@@ -57,7 +57,7 @@ def _validate_strict(directory: Path, tmp_path: Path) -> None:
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(kustomize_text(directory))  # exactly what `kubectl apply -k` sends
     result = subprocess.run(
-        [str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "--quiet", str(rendered)],
+        [venv_tool("kubernetes-validate"), "--strict", "--quiet", str(rendered)],
         capture_output=True,
         text=True,
         timeout=120,

