@@ -162,7 +162,7 @@ def test_released_calls_do_not_count_in_closed_state() -> None:
         breaker.release()
     calls(breaker, 9, fail=True)
     assert breaker.state is BreakerState.CLOSED
-    assert breaker.snapshot()["calls"] == 9
+    assert breaker.snapshot().calls == 9
 
 
 def test_config_rejects_nonsense() -> None:
@@ -218,8 +218,8 @@ def test_routing_table_folds_the_experiment_lifecycle() -> None:
     assert route.experiment_id == "ab-1"
     assert [e.version for e in route.shadows] == ["v3"]
     snap = table.snapshot()[0]
-    assert snap["production_version"] == "v1"
-    assert [e["experiment_id"] for e in snap["experiments"]] == ["ab-1", "sh-1"]  # type: ignore[attr-defined]
+    assert snap.production_version == "v1"
+    assert [e.experiment_id for e in snap.experiments] == ["ab-1", "sh-1"]
     table.apply(Completed("ab-1", "m", "keep"))
     assert table.route("m", "s").arm == ""
     assert [e.version for e in table.route("m", "s").shadows] == ["v3"]

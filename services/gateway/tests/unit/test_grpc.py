@@ -78,7 +78,7 @@ async def test_invalid_argument_is_relayed(fake: Fake, gateway_factory: GatewayF
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details() == "features.f00: missing"
     # The client's bug does not count against the scorer.
-    assert gateway.pool.endpoints[0].breaker.snapshot()["calls"] == 0
+    assert gateway.pool.endpoints[0].breaker.snapshot().calls == 0
 
 
 async def test_gateway_validates_what_needs_no_model(

@@ -173,7 +173,7 @@ async def test_a_callers_short_deadline_does_not_count_against_the_scorer(
     assert fake.scorer.requests, "the scorer was called"
     [endpoint] = gateway.pool.endpoints
     assert endpoint.breaker.state is BreakerState.CLOSED
-    assert endpoint.breaker.snapshot()["failures"] == 0
+    assert endpoint.breaker.snapshot().failures == 0
     # The same scorer given the whole default budget (no caller deadline) does count.
     for _ in range(5):
         assert (await gateway.stub.Score(request())).fallback_reason in {"deadline", "breaker_open"}

@@ -22,7 +22,7 @@ from hindsight.gateway.config import GatewaySettings
 from hindsight.gateway.dataplane import DataPlane, GatewayPolicy
 from hindsight.gateway.domain.routing import RoutingTable
 from hindsight.gateway.grpc_api import SERVICE_NAME, ScoringGateway
-from hindsight.gateway.http_api import create_app
+from hindsight.gateway.http_api import RoutingStatus, create_app
 from hindsight.gateway.messaging import PredictionLog, RoutingFeed, is_connected
 from hindsight.gateway.shadow import ShadowScorer
 from hindsight.gateway.tls import scorer_tls, server_tls
@@ -60,14 +60,14 @@ class GatewayApp:
         """Swap in a new routing table."""
         self.table = table
 
-    def routing_status(self) -> dict[str, object]:
+    def routing_status(self) -> RoutingStatus:
         """Where the routing table comes from, for ``GET /v1/routes``."""
-        return {
-            "nats_configured": self.broker is not None,
-            "nats_connected": self.broker is not None and is_connected(self.broker),
-            "replayed": self.feed is not None and self.feed.replayed.is_set(),
-            "events_applied": self.table.events_applied,
-        }
+        return RoutingStatus(
+            nats_configured=self.broker is not None,
+            nats_connected=self.broker is not None and is_connected(self.broker),
+            replayed=self.feed is not None and self.feed.replayed.is_set(),
+            events_applied=self.table.events_applied,
+        )
 
     def parts(self) -> list[Part]:
         """Ordered parts for :func:`hindsight.common.runtime.serve`."""

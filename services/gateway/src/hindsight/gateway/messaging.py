@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import NamedTuple, Protocol
 
 from faststream.nats import NatsBroker
@@ -94,7 +95,9 @@ class RoutingFeed(ReplayFeed):
                 ROUTING_EVENTS.labels(subject).inc(0)
             set_table(table)
             logger.info(
-                "routing events replayed: %d", len(history), extra={"routes": table.snapshot()}
+                "routing events replayed: %d",
+                len(history),
+                extra={"routes": [asdict(routes) for routes in table.snapshot()]},
             )
 
         async def live(msg: Msg) -> None:

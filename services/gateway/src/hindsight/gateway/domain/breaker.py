@@ -20,8 +20,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal
 
-__all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Transition"]
+__all__ = ["BreakerConfig", "BreakerSnapshot", "BreakerState", "CircuitBreaker", "Transition"]
 
 
 class BreakerState(IntEnum):
@@ -52,6 +53,22 @@ class BreakerConfig:
             raise ValueError("rates must be in (0, 1]")
         if self.slow_call_s <= 0 or self.open_s < 0 or self.half_open_calls < 1:
             raise ValueError("slow_call_s > 0, open_s >= 0 and half_open_calls >= 1 required")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """A breaker's state and window counts at one moment (``GET /v1/breakers``)."""
+
+    endpoint: str
+    state: Literal["closed", "open", "half_open"]
+    calls: int
+    """Outcomes in the sliding window."""
+    failures: int
+    slow: int
+    probes_admitted: int
+    """Half-open probes admitted so far (0 in the other states)."""
+    open_remaining_s: float
+    """Seconds until an open breaker admits probes (0 in the other states)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +147,27 @@ class CircuitBreaker:
         ):
             self._probes_admitted -= 1
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> BreakerSnapshot:
         """State and window counts, for the HTTP API."""
         state = self.state
-        return {
-            "endpoint": self.endpoint,
-            "state": state.name.lower(),
-            "calls": len(self._window),
-            "failures": self._failures,
-            "slow": self._slow,
-            "probes_admitted": self._probes_admitted if state is BreakerState.HALF_OPEN else 0,
-            "open_remaining_s": (
+        names: dict[BreakerState, Literal["closed", "open", "half_open"]] = {
+            BreakerState.CLOSED: "closed",
+            BreakerState.OPEN: "open",
+            BreakerState.HALF_OPEN: "half_open",
+        }
+        return BreakerSnapshot(
+            endpoint=self.endpoint,
+            state=names[state],
+            calls=len(self._window),
+            failures=self._failures,
+            slow=self._slow,
+            probes_admitted=self._probes_admitted if state is BreakerState.HALF_OPEN else 0,
+            open_remaining_s=(
                 max(0.0, self._opened_at + self.config.open_s - self._clock())
                 if state is BreakerState.OPEN
                 else 0.0
             ),
-        }
+        )
 
     # --- internals -----------------------------------------------------------------
 

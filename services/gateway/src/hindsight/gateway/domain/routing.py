@@ -27,6 +27,8 @@ __all__ = [
     "Completed",
     "Deployed",
     "Experiment",
+    "ExperimentRoute",
+    "ModelRoutes",
     "Route",
     "RoutingTable",
     "bucket",
@@ -79,6 +81,26 @@ class Route:
 
 
 NO_EXPERIMENT = Route()
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRoute:
+    """A running experiment as ``GET /v1/routes`` shows it."""
+
+    experiment_id: str
+    kind: Literal["split", "shadow"]
+    version: str
+    candidate_weight: float | None
+    """The candidate's share of the requests (split experiments; None for shadows)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoutes:
+    """A model's production version and running experiments, in start order."""
+
+    model_name: str
+    production_version: str | None
+    experiments: tuple[ExperimentRoute, ...]
 
 
 def bucket(experiment_id: str, signal_id: str) -> float:
@@ -152,22 +174,22 @@ class RoutingTable:
         routes = self._models.get(model_name)
         return routes.production if routes else None
 
-    def snapshot(self) -> list[dict[str, object]]:
-        """The table for ``GET /v1/routes``."""
+    def snapshot(self) -> list[ModelRoutes]:
+        """The table for ``GET /v1/routes``, by model name."""
         return [
-            {
-                "model_name": name,
-                "production_version": routes.production,
-                "experiments": [
-                    {
-                        "experiment_id": e.experiment_id,
-                        "kind": e.kind,
-                        "version": e.version,
-                        "candidate_weight": e.weight if e.kind == "split" else None,
-                    }
+            ModelRoutes(
+                model_name=name,
+                production_version=routes.production,
+                experiments=tuple(
+                    ExperimentRoute(
+                        experiment_id=e.experiment_id,
+                        kind=e.kind,
+                        version=e.version,
+                        candidate_weight=e.weight if e.kind == "split" else None,
+                    )
                     for e in routes.experiments.values()
-                ],
-            }
+                ),
+            )
             for name, routes in sorted(self._models.items())
         ]
 
