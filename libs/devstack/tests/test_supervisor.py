@@ -438,6 +438,15 @@ def test_status_shows_a_finished_one_shot_child_as_healthy() -> None:
     assert not healthy and row[2] == "restarting"
 
 
+def _autogroup_nice(pid: int) -> int | None:
+    """The nice value of the process's autogroup ("/autogroup-N nice K"), None without one."""
+    try:
+        text = Path(f"/proc/{pid}/autogroup").read_text()
+    except OSError:
+        return None
+    return int(text.split()[-1])
+
+
 def _niceness(pid: int) -> int:
     # /proc/<pid>/stat: "pid (comm) state ..."; niceness is field 19, the 17th after comm.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -463,8 +472,13 @@ def test_learning_side_runs_niced_and_the_score_path_does_not(tmp_path: Path) ->
     try:
         children = [supervisor.start(replace(s, argv=sleeper, ready=None)) for s in specs]
         got = {child.name: _niceness(child.pid or 0) - ours for child in children}
+        groups = {child.name: _autogroup_nice(child.pid or 0) for child in children}
     finally:
         supervisor.stop_all()
+    if all(g is not None for g in groups.values()):
+        # Autogroup scheduling: each child leads its own session, hence its own autogroup,
+        # and CPU is shared between autogroups by their nice value; it must carry the nice.
+        assert groups == {name: 0 if name in ("gateway", "scorer") else 10 for name in groups}
     assert got == {
         "gateway": 0,
         "scorer": 0,

@@ -105,6 +105,22 @@ def _child_preexec(sig: int, nice: int) -> Callable[[], None]:
         prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if nice:
             os.nice(nice)
+            # The child leads a new session, so with the kernel's autogroup scheduling
+            # (CONFIG_SCHED_AUTOGROUP, on by default) it is in an autogroup of its own, and a
+            # process's nice value only ranks it within its autogroup: CPU is shared between
+            # autogroups by *their* nice value. Without this, a niced learning-side service
+            # would still get an equal share against the gateway and the scorer.
+            try:
+                fd = os.open("/proc/self/autogroup", os.O_WRONLY)
+            except OSError:
+                pass  # no autogroup scheduling here: the process nice is all there is
+            else:
+                try:
+                    os.write(fd, str(nice).encode())
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
         if os.getppid() != parent:  # the parent died before prctl: nobody would tell us
             os.kill(os.getpid(), sig)
 
