@@ -10,7 +10,7 @@ from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import VECTOR_METADATA_KEYS, JsonCreated, PngCreated
 from hindsight.common.record_ids import doc_vector_id, image_vector_id
 from hindsight.embedder.cli import find_pngs, folder_events
-from hindsight.embedder.pipeline import _parse_query
+from hindsight.embedder.pipeline import EmbedQuery, _parse_query
 from hindsight.embedder.records import collection_for, image_embedding, text_embedding
 
 pytestmark = pytest.mark.unit
@@ -96,7 +96,7 @@ def test_bad_queries_name_the_field(body: bytes, field: str) -> None:
 
 
 def test_query_tower_defaults_to_clip() -> None:
-    assert _parse_query(b'{"text": "breakout"}') == {"text": "breakout", "tower": "clip"}
+    assert _parse_query(b'{"text": "breakout"}') == EmbedQuery(tower="clip", text="breakout")
 
 
 def test_backfill_finds_pngs_recursively_and_builds_events(tmp_path: Path) -> None:

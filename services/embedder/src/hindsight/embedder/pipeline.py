@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,10 +36,52 @@ from hindsight.embedder.service_metrics import (
     QUERIES,
 )
 
-__all__ = ["EmbeddingPipeline", "PreparedImage", "Publisher"]
+__all__ = [
+    "EmbedQuery",
+    "EmbeddingPipeline",
+    "PreparedImage",
+    "Publisher",
+    "QueryAnswer",
+    "QueryFailed",
+    "QueryReply",
+]
 
 Publisher = Callable[[EmbeddingCreated], Awaitable[None]]
 Vector = NDArray[np.float32]
+Tower = Literal["clip", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedQuery:
+    """A checked ``embed.query`` request: a text or an image path, and the tower asked."""
+
+    tower: Tower
+    text: str | None = None
+    image_path: str | None = None
+
+
+class QueryError(TypedDict):
+    """Why a query was not answered; ``field`` names the request field at fault."""
+
+    field: str | None
+    message: str
+
+
+class QueryAnswer(TypedDict):
+    """The reply to an answered query (written with ``json.dumps``)."""
+
+    embedding: list[float]
+    model: str
+    took_ms: float
+
+
+class QueryFailed(TypedDict):
+    """The reply to a query that was not answered."""
+
+    error: QueryError
+
+
+QueryReply = QueryAnswer | QueryFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,38 +221,39 @@ class EmbeddingPipeline:
 
     # --- embed.query -----------------------------------------------------------------
 
-    async def query(self, body: bytes) -> dict[str, Any]:
+    async def query(self, body: bytes) -> QueryReply:
         """An ``embed.query`` request → ``{"embedding", "model"}`` or ``{"error": {...}}``."""
         tower = "unknown"
         started = time.perf_counter()
         try:
             request = _parse_query(body)
-            tower = request["tower"]
+            tower = request.tower
             vector, model = await self._answer(request)
         except InvalidInputError as exc:
             QUERIES.labels(tower, "invalid").inc()
-            return {"error": {"field": exc.field, "message": exc.reason}}
+            return QueryFailed(error=QueryError(field=exc.field, message=exc.reason))
         except Exception as exc:
             QUERIES.labels(tower, "error").inc()
-            return {"error": {"field": None, "message": f"{type(exc).__name__}: {exc}"}}
+            return QueryFailed(error=QueryError(field=None, message=f"{type(exc).__name__}: {exc}"))
         QUERIES.labels(tower, "ok").inc()
-        return {
-            "embedding": vector.tolist(),
-            "model": model,
-            "took_ms": round((time.perf_counter() - started) * 1000.0, 3),
-        }
+        return QueryAnswer(
+            embedding=vector.tolist(),
+            model=model,
+            took_ms=round((time.perf_counter() - started) * 1000.0, 3),
+        )
 
-    async def _answer(self, request: dict[str, Any]) -> tuple[Vector, str]:
+    async def _answer(self, request: EmbedQuery) -> tuple[Vector, str]:
         models, _, clip_texts, texts = self._require()
-        if "image_path" in request:
-            vector, _ = await self._image_vector(request["image_path"], field="image_path")
+        if request.image_path is not None:
+            vector, _ = await self._image_vector(request.image_path, field="image_path")
             return vector, models.clip.name
-        if request["tower"] == "clip":
-            return await clip_texts.submit(request["text"]), models.clip.name
-        return await texts.submit(request["text"]), models.text.name
+        assert request.text is not None
+        if request.tower == "clip":
+            return await clip_texts.submit(request.text), models.clip.name
+        return await texts.submit(request.text), models.text.name
 
 
-def _parse_query(body: bytes) -> dict[str, Any]:
+def _parse_query(body: bytes) -> EmbedQuery:
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -221,11 +264,14 @@ def _parse_query(body: bytes) -> dict[str, Any]:
     if has_text == has_image:
         raise InvalidInputError("give exactly one of text or image_path", field="text")
     key = "text" if has_text else "image_path"
-    if not isinstance(request[key], str) or not request[key].strip():
+    value = request[key]
+    if not isinstance(value, str) or not value.strip():
         raise InvalidInputError("must be a non-empty string", field=key)
     tower = request.get("tower", "clip")
     if tower not in ("clip", "text"):
         raise InvalidInputError("must be 'clip' or 'text'", field="tower")
     if has_image and tower != "clip":
         raise InvalidInputError("an image_path is embedded by the clip tower only", field="tower")
-    return {key: request[key], "tower": tower}
+    if has_text:
+        return EmbedQuery(tower=tower, text=value)
+    return EmbedQuery(tower=tower, image_path=value)

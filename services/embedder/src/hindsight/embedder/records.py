@@ -3,8 +3,7 @@ exactly as the embedder → memory contract says (ids from :mod:`hindsight.commo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from hindsight.common.events import EmbeddingCreated, JsonCreated, PngCreated, format_utc
 from hindsight.common.record_ids import doc_vector_id, image_vector_id, record_time
@@ -14,17 +13,20 @@ __all__ = ["SOURCE", "collection_for", "image_embedding", "text_embedding"]
 SOURCE = "embedder"
 _COLLECTIONS = {"theory": "theory_docs", "prompt": "prompts_history"}
 
+MetadataValue = str | int | float | bool | None
+"""A value of a vector's metadata (Chroma stores scalars only)."""
+
 
 def collection_for(doc_type: str) -> str:
     """theory → ``theory_docs``, prompt → ``prompts_history``, anything else → ``trade_cases``."""
     return _COLLECTIONS.get(doc_type, "trade_cases")
 
 
-def _known(**values: Any) -> dict[str, Any]:
+def _known(**values: str | None) -> dict[str, MetadataValue]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _payload_str(payload: dict[str, Any], key: str) -> str | None:
+def _payload_str(payload: Mapping[str, object], key: str) -> str | None:
     value = payload.get(key)
     return value if isinstance(value, str) and value else None
 
@@ -39,7 +41,7 @@ def image_embedding(
 ) -> EmbeddingCreated:
     """The record of one chart PNG (collection ``trade_cases``, modality ``image``)."""
     vector_id = image_vector_id(event.file_path)
-    metadata: dict[str, Any] = {
+    metadata: dict[str, MetadataValue] = {
         "id": vector_id,
         "file_path": event.file_path,
         "run_id": event.run_id,
@@ -76,7 +78,7 @@ def text_embedding(
     """The record of one JSON document (collection by ``doc_type``, modality ``text``)."""
     vector_id = doc_vector_id(event.idempotency_key())
     payload = event.payload
-    metadata: dict[str, Any] = {
+    metadata: dict[str, MetadataValue] = {
         "id": vector_id,
         "file_path": event.file_path or "",
         "run_id": event.run_id,
