@@ -17,6 +17,7 @@ from hindsight.common.broker import create_broker
 from hindsight.common.db import DatabasePart
 from hindsight.common.http import HttpServer, Readiness, create_http_app
 from hindsight.common.logs import configure_logging
+from hindsight.common.outbox import OutboxRelay
 from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
 from hindsight.common.tasks import cancel_and_wait
 from hindsight.labeling.auth import Auth
@@ -28,8 +29,8 @@ from hindsight.labeling.login_throttle import InMemoryLoginThrottle, LoginThrott
 from hindsight.labeling.memory_client import MemoryClient
 from hindsight.labeling.messaging import make_publisher, register_consumers
 from hindsight.labeling.metrics import REQUEST_SECONDS
-from hindsight.labeling.service import LabelService, OutboxRetrier
-from hindsight.labeling.storage import MIGRATIONS, Storage
+from hindsight.labeling.service import LabelService
+from hindsight.labeling.storage import MIGRATIONS, OUTBOX, Storage
 from hindsight.labeling.web import web_router
 
 __all__ = ["SERVICE", "Labeling", "build_settings", "main"]
@@ -100,7 +101,13 @@ class Labeling(PartGroup):
         self.storage = Storage(None)
         publish = make_publisher(self.broker)
         self.labels = LabelService(self.storage, publish, labels_dir=settings.resolved_labels_dir())
-        self.outbox = OutboxRetrier(self.storage, publish, interval_s=settings.outbox_retry_s)
+        self.outbox = OutboxRelay(
+            OUTBOX,
+            self.storage,
+            publish,
+            poll_s=settings.outbox_retry_s,
+            name="labeling-outbox-relay",
+        )
         self.queue = QueueBuilder(
             self.storage, settings.image_roots, png_limits=settings.png_limits()
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from faststream.nats import NatsBroker
 
 from hindsight.common.broker import ConsumerOptions, publish_event, subscribe_event
-from hindsight.common.events import JsonCreated, LabelSaved, PngCreated
+from hindsight.common.events import Event, JsonCreated, PngCreated
 from hindsight.labeling.ingest import QueueBuilder
 from hindsight.labeling.service import Publish
 
@@ -28,7 +28,7 @@ def register_consumers(broker: NatsBroker, queue: QueueBuilder, *, max_deliverie
 def make_publisher(broker: NatsBroker, *, timeout: float = 3.0) -> Publish:
     """Publish an event with its ``Nats-Msg-Id`` (the shared path); raise unless acked."""
 
-    async def publish(event: LabelSaved) -> None:
+    async def publish(event: Event) -> None:
         await publish_event(broker, event, timeout=timeout)
 
     return publish

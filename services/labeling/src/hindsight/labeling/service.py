@@ -2,23 +2,22 @@
 
 If the file cannot be written nothing else happens and the caller gets an error. If
 publishing fails after the row is committed, the event stays in the outbox and the
-retrier publishes it later (same ``occurred_at``, so JetStream deduplicates a retry).
+shared outbox relay (:mod:`hindsight.common.outbox`) publishes it later (the same event,
+so JetStream deduplicates a retry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hindsight.common.errors import AlreadyExistsError, HindsightError, NotFoundError
 from hindsight.common.events import LabelSaved
+from hindsight.common.outbox import Publish
 from hindsight.common.record_ids import image_vector_id
-from hindsight.common.tasks import cancel_and_wait
 from hindsight.labeling.domain.labels import STATUSES, LabelRecord, agreement_rate, llm_agreed
 from hindsight.labeling.labelfiles import label_path, write_label_file
 from hindsight.labeling.metrics import (
@@ -29,14 +28,12 @@ from hindsight.labeling.metrics import (
 )
 from hindsight.labeling.storage import Storage
 
-__all__ = ["LabelService", "LabelWriteError", "OutboxRetrier", "Publish", "UNDO_COMMENT"]
+__all__ = ["LabelService", "LabelWriteError", "Publish", "UNDO_COMMENT"]
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "labeling"
 UNDO_COMMENT = "undo: label withdrawn, back to review"
-# Raw publish of (subject, body, msg id); raises when NATS does not ack.
-Publish = Callable[[LabelSaved], Awaitable[None]]
 
 
 class LabelWriteError(HindsightError):
@@ -129,12 +126,7 @@ class LabelService:
             ) from exc
         event = _event_from(record)
         try:
-            outbox_id = await self.storage.save_label(
-                record,
-                subject=event.subject,
-                body=event.to_json_bytes().decode(),
-                undoable=undoable,
-            )
+            outbox_id = await self.storage.save_label(record, event=event, undoable=undoable)
         except BaseException:
             # The row did not change: put the file back the way it was, then fail.
             await asyncio.to_thread(self._restore_file, trade_id, previous)
@@ -142,9 +134,9 @@ class LabelService:
         LABELS_TOTAL.labels(label).inc()
         try:
             await self.publish(event)
-        except Exception as exc:  # NATS down or slow: the outbox retrier sends it later
+        except Exception as exc:  # NATS down or slow: the outbox relay sends it later
             logger.warning("label.saved kept in outbox: %s", exc, extra={"trade_id": trade_id})
-            await self.storage.outbox_failed(outbox_id, str(exc))
+            await self.storage.outbox_failed(outbox_id, f"{type(exc).__name__}: {exc}")
         else:
             await self.storage.outbox_done(outbox_id)
         return data
@@ -213,46 +205,3 @@ class LabelService:
         )
         AGREEMENT_RATIO.set(rate if rate is not None else 0.0)
         return counts
-
-
-class OutboxRetrier:
-    """Publishes outbox rows left by failed publishes, every ``interval_s``."""
-
-    def __init__(self, storage: Storage, publish: Publish, *, interval_s: float) -> None:
-        self.storage = storage
-        self.publish = publish
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def drain(self) -> int:
-        """Try every pending row once; returns how many were published."""
-        sent = 0
-        for row in await self.storage.pending_outbox():
-            event = LabelSaved.model_validate_json(row.body)
-            try:
-                await self.publish(event)
-            except Exception as exc:
-                await self.storage.outbox_failed(row.id, str(exc))
-                break  # NATS is still down: wait for the next round
-            await self.storage.outbox_done(row.id)
-            sent += 1
-        return sent
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.drain()
-            except Exception:
-                logger.exception("outbox drain failed")
-
-    async def start(self) -> None:
-        """Send what a previous process left, then keep retrying in the background."""
-        with suppress(Exception):
-            await self.drain()
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        """Stop retrying (rows stay for the next start)."""
-        await cancel_and_wait(self._task)
-        self._task = None

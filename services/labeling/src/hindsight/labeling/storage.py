@@ -11,12 +11,16 @@ from typing import Any
 
 import asyncpg
 
+from hindsight.common.events import LabelSaved
+from hindsight.common.outbox import OutboxTable
 from hindsight.labeling.domain.labels import LabelRecord
 from hindsight.labeling.domain.paging import PageCursor
 
-__all__ = ["MIGRATIONS", "ItemFilter", "ItemPage", "OutboxRow", "Storage"]
+__all__ = ["MIGRATIONS", "OUTBOX", "ItemFilter", "ItemPage", "Storage"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+OUTBOX = OutboxTable(body_column="body", keep_sent=False)
+"""``label.saved`` events; a published row is deleted."""
 
 _LABEL_COLUMNS = (
     "trade_id, label, quality_grade, user_comment, llm_agreed, labeler_id, occurred_at, "
@@ -57,15 +61,6 @@ class ItemPage:
     offset: int  # matching items before the first one of this page
     next: PageCursor | None  # ``after`` of the next page
     prev: PageCursor | None  # ``before`` of the previous page
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """An event waiting to be published."""
-
-    id: int
-    subject: str
-    body: str
 
 
 def _item(row: asyncpg.Record) -> dict[str, Any]:
@@ -355,9 +350,7 @@ class Storage:
         )
         return None if row is None else dict(row)
 
-    async def save_label(
-        self, record: LabelRecord, *, subject: str, body: str, undoable: bool
-    ) -> int:
+    async def save_label(self, record: LabelRecord, *, event: LabelSaved, undoable: bool) -> int:
         """Upsert the label, log it for undo, queue its event; returns the outbox id."""
         async with self.pool.acquire() as conn, conn.transaction():
             previous = await conn.fetchrow(
@@ -386,10 +379,8 @@ class Storage:
                     record.timestamp,
                     _label_json(previous),
                 )
-            outbox_id = await conn.fetchval(
-                "INSERT INTO outbox (subject, body) VALUES ($1, $2) RETURNING id", subject, body
-            )
-        return int(outbox_id)
+            outbox_id = await OUTBOX.add(conn, event)
+        return outbox_id
 
     async def last_undoable(self, labeler_id: str) -> dict[str, Any] | None:
         """The labeler's latest label decision not undone yet."""
@@ -423,24 +414,13 @@ class Storage:
 
     # --- outbox ------------------------------------------------------------------------
 
-    async def pending_outbox(self, *, limit: int = 100) -> list[OutboxRow]:
-        """Events not yet published, oldest first."""
-        rows = await self.pool.fetch(
-            "SELECT id, subject, body FROM outbox ORDER BY id LIMIT $1", limit
-        )
-        return [OutboxRow(r["id"], r["subject"], r["body"]) for r in rows]
-
     async def outbox_done(self, outbox_id: int) -> None:
         """The event was published (JetStream acked it)."""
-        await self.pool.execute("DELETE FROM outbox WHERE id = $1", outbox_id)
+        await OUTBOX.mark_sent(self.pool, outbox_id)
 
     async def outbox_failed(self, outbox_id: int, error: str) -> None:
-        """Record a failed publish attempt; the row stays for the retrier."""
-        await self.pool.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            outbox_id,
-            error[:2000],
-        )
+        """Record a failed publish attempt; the row stays for the relay."""
+        await OUTBOX.mark_failed(self.pool, outbox_id, error)
 
     # --- labelers and sessions ---------------------------------------------------------
 
