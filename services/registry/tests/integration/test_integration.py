@@ -12,8 +12,10 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from hindsight.common.broker import DLQ_STREAM, create_broker
+from hindsight.common.outbox import OutboxRelay
 from hindsight.registry.app import RegistryApp, build_settings
-from hindsight.registry.messaging import OutboxRelay
+from hindsight.registry.messaging import publisher
+from hindsight.registry.storage import OUTBOX
 
 from .helpers import MODEL, completed, eventually, fetch_all, make_artifact, publish
 
@@ -299,8 +301,8 @@ async def test_outbox_keeps_events_committed_while_the_relay_is_down(
 
     # A relay whose NATS is unreachable records the failure and keeps the row.
     offline = create_broker(build_settings(nats_url="nats://127.0.0.1:1"), client_name="off")
-    assert await OutboxRelay(app.storage, offline).relay_once() == 0
-    row = await app.database.pool.fetchrow("SELECT attempts, last_error, sent_at FROM outbox")
+    assert await OutboxRelay(OUTBOX, app.store, publisher(offline), poll_s=1).drain() == 0
+    row = await app.store.connected().fetchrow("SELECT attempts, last_error, sent_at FROM outbox")
     assert row["attempts"] == 1 and row["last_error"] and row["sent_at"] is None
 
     await app.relay.start()  # the next start relays what was committed

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from contextlib import suppress
 
+from hindsight.common.tasks import BackgroundTask
+from hindsight.registry.degradation import DegradationMonitor
 from hindsight.registry.experiments import Experiments
 
 __all__ = ["Evaluator"]
@@ -21,12 +23,20 @@ logger = logging.getLogger(__name__)
 class Evaluator:
     """A service part running :meth:`Experiments.evaluate_active` and the monitor."""
 
-    def __init__(self, experiments: Experiments, *, every_s: float, debounce_s: float) -> None:
+    def __init__(
+        self,
+        experiments: Experiments,
+        monitor: DegradationMonitor,
+        *,
+        every_s: float,
+        debounce_s: float,
+    ) -> None:
         self.experiments = experiments
+        self.monitor = monitor
         self.every_s = every_s
         self.debounce_s = debounce_s
         self._outcomes = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("registry-evaluator")
 
     def outcome_arrived(self) -> None:
         """An outcome with a result was stored: check degradation soon."""
@@ -35,7 +45,7 @@ class Evaluator:
     async def tick(self) -> None:
         """One full pass: experiments, then degradation."""
         await self.experiments.evaluate_active()
-        await self.experiments.check_degradation()
+        await self.monitor.check()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -50,7 +60,7 @@ class Evaluator:
                 if woken and loop.time() < next_tick:
                     await asyncio.sleep(self.debounce_s)
                     self._outcomes.clear()
-                    await self.experiments.check_degradation()
+                    await self.monitor.check()
                 else:
                     self._outcomes.clear()
                     next_tick = loop.time() + self.every_s
@@ -62,12 +72,8 @@ class Evaluator:
 
     async def start(self) -> None:
         """Run the loop in the background."""
-        self._task = asyncio.create_task(self._run(), name="registry-evaluator")
+        self._task.start(self._run())
 
     async def stop(self) -> None:
         """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

@@ -1,83 +1,46 @@
-"""The registry's HTTP admin API (GET open, writes behind the bearer token)."""
+"""The registry's HTTP admin API (GET open, writes behind the bearer token).
+
+Every route declares its body and its response model, so ``/openapi.json`` describes what
+goes over the wire. Responses are rendered by ``JSONResponse`` (``json.dumps``), not by
+pydantic's JSON writer, so numbers keep the text they always had (``1e-05``, not
+``1e-5``); times are written by :data:`~hindsight.registry.storage.datetime`.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
-from hindsight.common.errors import InvalidInputError, NotFoundError
+from hindsight.common.errors import InvalidInputError
 from hindsight.common.http import bearer_auth
+from hindsight.registry.degradation import DegradationMonitor, DegradationReport
 from hindsight.registry.domain import ExperimentKind, Stage
-from hindsight.registry.evaluation_reads import evaluation
-from hindsight.registry.experiments import Experiments
-from hindsight.registry.service import Registry
+from hindsight.registry.experiments import ExperimentDetail, Experiments
+from hindsight.registry.schemas import (
+    ArchiveRequest,
+    ExperimentAction,
+    ExperimentCreate,
+    PromoteRequest,
+    RollbackRequest,
+    VersionDetail,
+    VersionPublic,
+)
+from hindsight.registry.service import Registry, RegistryStatus
+from hindsight.registry.storage import (
+    AuditRecord,
+    Deployment,
+    EvaluationReport,
+    ExperimentRecord,
+    ModelSummary,
+)
 
-__all__ = [
-    "API_ACTOR",
-    "ArchiveRequest",
-    "ExperimentAction",
-    "ExperimentRequest",
-    "PromoteRequest",
-    "RollbackRequest",
-    "build_router",
-]
+__all__ = ["API_ACTOR", "MAX_EVALUATION_SPAN", "build_router", "evaluation_window"]
 
 # The bearer token is one shared secret, so every API call is the administrator's.
 API_ACTOR = "api:admin"
-
-
-class PromoteRequest(BaseModel):
-    """Body of POST .../promote."""
-
-    reason: str = Field(min_length=1, max_length=2000)
-    force: bool = False
-    stage: Literal["production", "staging"] = "production"
-
-
-class RollbackRequest(BaseModel):
-    """Body of POST .../rollback."""
-
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class ArchiveRequest(BaseModel):
-    """Body of POST .../archive (optional)."""
-
-    reason: str = Field(default="archived by admin", min_length=1, max_length=2000)
-
-
-class ExperimentRequest(BaseModel):
-    """Body of POST /v1/experiments."""
-
-    model_name: str = Field(min_length=1, max_length=200)
-    kind: Literal["canary", "ab", "shadow"]
-    candidate_version: str = Field(min_length=1, max_length=200)
-    candidate_share: float | None = Field(default=None, gt=0, lt=1)
-    """Canary default 0.1, A/B default 0.5; ignored for shadow."""
-    min_samples_per_arm: int = Field(default=200, ge=2)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    auto_promote: bool | None = None
-    """Default: HINDSIGHT_REGISTRY_AUTO_PROMOTE_EXPERIMENTS."""
-    reason: str | None = Field(default=None, max_length=2000)
-
-
-class ExperimentAction(BaseModel):
-    """Optional body of POST /v1/experiments/{id}/complete|cancel|approve."""
-
-    reason: str | None = Field(default=None, min_length=1, max_length=2000)
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k not in {"headline", "card"}}
-    out["metrics"] = row.get("headline") or {}
-    out["recommendation"] = (row.get("headline") or {}).get("recommendation")
-    if "card" in row:
-        out["card"] = row["card"]
-    return out
-
 
 MAX_EVALUATION_SPAN = timedelta(days=400)
 
@@ -98,26 +61,34 @@ def evaluation_window(start: datetime | None, end: datetime | None) -> tuple[dat
 
 
 def build_router(
-    registry: Registry, experiments: Experiments, *, admin_token: SecretStr | None
+    registry: Registry,
+    experiments: Experiments,
+    monitor: DegradationMonitor,
+    *,
+    admin_token: SecretStr | None,
 ) -> APIRouter:
-    """Routes of DESIGN.md's registry API over ``registry``, plus the experiments API."""
+    """Routes of DESIGN.md's registry API over ``registry``, plus experiments and degradation."""
     router = APIRouter(prefix="/v1")
     auth = [Depends(bearer_auth(admin_token))]
 
-    @router.get("/models")
-    async def list_models() -> list[dict[str, Any]]:
-        return await registry.storage.models()
+    @router.get("/models", response_model=list[ModelSummary])
+    async def list_models() -> list[ModelSummary]:
+        return await registry.models()
 
-    @router.get("/models/{name}/versions")
-    async def list_versions(name: str) -> list[dict[str, Any]]:
-        return [_public(r) for r in await registry.versions(name)]
+    @router.get("/models/{name}/versions", response_model=list[VersionPublic])
+    async def list_versions(name: str) -> list[VersionPublic]:
+        return [VersionPublic.of(r) for r in await registry.versions(name)]
 
-    @router.get("/models/{name}/versions/{version}")
-    async def get_version(name: str, version: str) -> dict[str, Any]:
-        return _public(await registry.version(name, version))
+    @router.get("/models/{name}/versions/{version}", response_model=VersionDetail)
+    async def get_version(name: str, version: str) -> VersionDetail:
+        return VersionDetail.of_carded(await registry.version(name, version))
 
-    @router.post("/models/{name}/versions/{version}/promote", dependencies=auth)
-    async def promote(name: str, version: str, body: PromoteRequest) -> dict[str, Any]:
+    @router.post(
+        "/models/{name}/versions/{version}/promote",
+        dependencies=auth,
+        response_model=VersionDetail,
+    )
+    async def promote(name: str, version: str, body: PromoteRequest) -> VersionDetail:
         row = await registry.promote(
             name,
             version,
@@ -126,45 +97,48 @@ def build_router(
             force=body.force,
             stage=Stage(body.stage),
         )
-        return _public(row)
+        return VersionDetail.of_carded(row)
 
-    @router.post("/models/{name}/rollback", dependencies=auth)
-    async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
-        return _public(await registry.rollback(name, actor=API_ACTOR, reason=body.reason))
+    @router.post("/models/{name}/rollback", dependencies=auth, response_model=VersionDetail)
+    async def rollback(name: str, body: RollbackRequest) -> VersionDetail:
+        row = await registry.rollback(name, actor=API_ACTOR, reason=body.reason)
+        return VersionDetail.of_carded(row)
 
-    @router.post("/models/{name}/versions/{version}/archive", dependencies=auth)
-    async def archive(
-        name: str, version: str, body: ArchiveRequest | None = None
-    ) -> dict[str, Any]:
+    @router.post(
+        "/models/{name}/versions/{version}/archive",
+        dependencies=auth,
+        response_model=VersionDetail,
+    )
+    async def archive(name: str, version: str, body: ArchiveRequest | None = None) -> VersionDetail:
         reason = (body or ArchiveRequest()).reason
-        return _public(await registry.archive(name, version, actor=API_ACTOR, reason=reason))
+        row = await registry.archive(name, version, actor=API_ACTOR, reason=reason)
+        return VersionDetail.of_carded(row)
 
-    @router.get("/models/{name}/evaluation")
+    @router.get("/models/{name}/evaluation", response_model=EvaluationReport)
     async def model_evaluation(
         name: str,
         start: Annotated[datetime | None, Query(alias="from")] = None,
         end: Annotated[datetime | None, Query(alias="to")] = None,
-    ) -> dict[str, Any]:
-        """Prediction/outcome aggregates of a model over ``[from, to)`` (see evaluation_reads)."""
-        window = evaluation_window(start, end)
-        if not await registry.storage.version_count(name):
-            raise NotFoundError(f"model {name} has no versions")
-        return await evaluation(registry.storage.db.pool, name, *window)
+    ) -> EvaluationReport:
+        """Prediction/outcome aggregates of a model over ``[from, to)``."""
+        return await registry.evaluation(name, *evaluation_window(start, end))
 
-    @router.get("/models/{name}/audit")
-    async def audit(name: str) -> list[dict[str, Any]]:
+    @router.get("/models/{name}/audit", response_model=list[AuditRecord])
+    async def audit(name: str) -> list[AuditRecord]:
         return await registry.audit(name)
 
-    @router.get("/deployments")
-    async def deployments() -> list[dict[str, Any]]:
-        return await registry.storage.deployments()
+    @router.get("/deployments", response_model=list[Deployment])
+    async def deployments() -> list[Deployment]:
+        return await registry.deployments()
 
-    @router.get("/status")
-    async def status() -> dict[str, Any]:
+    @router.get("/status", response_model=RegistryStatus)
+    async def status() -> RegistryStatus:
         return await registry.status()
 
-    @router.post("/experiments", dependencies=auth, status_code=201)
-    async def start_experiment(body: ExperimentRequest) -> dict[str, Any]:
+    @router.post(
+        "/experiments", dependencies=auth, status_code=201, response_model=ExperimentDetail
+    )
+    async def start_experiment(body: ExperimentCreate) -> ExperimentDetail:
         return await experiments.start(
             model_name=body.model_name,
             kind=ExperimentKind(body.kind),
@@ -177,43 +151,48 @@ def build_router(
             reason=body.reason,
         )
 
-    @router.get("/experiments")
+    @router.get("/experiments", response_model=list[ExperimentRecord])
     async def list_experiments(
         model_name: str | None = Query(default=None),
         state: str | None = Query(default=None),
-    ) -> list[dict[str, Any]]:
+    ) -> list[ExperimentRecord]:
         return await experiments.list_experiments(model_name=model_name, state=state)
 
-    @router.get("/experiments/{experiment_id}")
-    async def get_experiment(experiment_id: str) -> dict[str, Any]:
+    @router.get("/experiments/{experiment_id}", response_model=ExperimentDetail)
+    async def get_experiment(experiment_id: str) -> ExperimentDetail:
         return await experiments.get(experiment_id)
 
-    @router.post("/experiments/{experiment_id}/complete", dependencies=auth)
+    @router.post(
+        "/experiments/{experiment_id}/complete",
+        dependencies=auth,
+        response_model=ExperimentDetail,
+    )
     async def complete_experiment(
         experiment_id: str, body: ExperimentAction | None = None
-    ) -> dict[str, Any]:
+    ) -> ExperimentDetail:
         reason = (body.reason if body else None) or "completed on request"
         return await experiments.complete(experiment_id, actor=API_ACTOR, reason=reason)
 
-    @router.post("/experiments/{experiment_id}/cancel", dependencies=auth)
+    @router.post(
+        "/experiments/{experiment_id}/cancel", dependencies=auth, response_model=ExperimentDetail
+    )
     async def cancel_experiment(
         experiment_id: str, body: ExperimentAction | None = None
-    ) -> dict[str, Any]:
+    ) -> ExperimentDetail:
         reason = (body.reason if body else None) or "cancelled on request"
         return await experiments.cancel(experiment_id, actor=API_ACTOR, reason=reason)
 
-    @router.post("/experiments/{experiment_id}/approve", dependencies=auth)
+    @router.post(
+        "/experiments/{experiment_id}/approve", dependencies=auth, response_model=ExperimentDetail
+    )
     async def approve_experiment(
         experiment_id: str, body: ExperimentAction | None = None
-    ) -> dict[str, Any]:
+    ) -> ExperimentDetail:
         reason = (body.reason if body else None) or "approved"
         return await experiments.approve(experiment_id, actor=API_ACTOR, reason=reason)
 
-    @router.get("/degradation")
-    async def degradation() -> dict[str, Any]:
-        return {
-            "production": await experiments.check_degradation(apply=False),
-            "rollbacks": await experiments.storage.degradation_rollbacks(),
-        }
+    @router.get("/degradation", response_model=DegradationReport)
+    async def degradation() -> DegradationReport:
+        return await monitor.report()
 
     return router

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from hindsight.common.metrics import init_series
-from hindsight.registry.domain import CONTROL, ExperimentKind, TestDecision, traffic
+from hindsight.registry.domain import (
+    CONTROL,
+    ArmMetrics,
+    ExperimentKind,
+    Stage,
+    TestDecision,
+    traffic,
+)
+from hindsight.registry.storage import ExperimentRecord, Store
 
 __all__ = [
     "DEGRADATION_ROLLBACKS",
@@ -40,6 +47,7 @@ __all__ = [
     "export_experiments",
     "export_production",
     "init_model_series",
+    "refresh_gauges",
 ]
 
 VERSIONS = Gauge(
@@ -151,7 +159,7 @@ def init_model_series(model_name: str) -> None:
     init_series(EXPERIMENTS_ENDED, [model_name], EXPERIMENT_DECISIONS)
 
 
-def _nan(value: Any) -> float:
+def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
@@ -178,23 +186,23 @@ _PRODUCTION_SERIES = _Exported(PRODUCTION_VERSION)
 
 
 def export_experiments(
-    active: Iterable[tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]], TestDecision]],
+    active: Iterable[tuple[ExperimentRecord, Mapping[str, ArmMetrics], TestDecision]],
 ) -> None:
     """Set the gauges of the active experiments (row, per-arm metrics, verdict); drop the rest."""
     arms: set[tuple[str, ...]] = set()
     tests: set[tuple[str, ...]] = set()
     for experiment, per_arm, verdict in active:
-        name, experiment_id = str(experiment["model_name"]), str(experiment["experiment_id"])
-        kind = str(experiment["kind"])
-        control, candidate = experiment["control_version"], experiment["candidate_version"]
-        weights = traffic(control, candidate, experiment.get("candidate_share")) or {control: 1.0}
+        name, experiment_id = experiment.model_name, experiment.experiment_id
+        kind = experiment.kind.value
+        control, candidate = experiment.control_version, experiment.candidate_version
+        weights = traffic(control, candidate, experiment.candidate_share) or {control: 1.0}
         for arm, metrics in per_arm.items():
-            version = str(control if arm == CONTROL else candidate)
+            version = control if arm == CONTROL else candidate
             labels = (name, experiment_id, kind, arm, version)
             EXPERIMENT_TRAFFIC_SHARE.labels(*labels).set(weights.get(version, 0.0))
-            EXPERIMENT_ARM_OUTCOMES.labels(*labels).set(int(metrics.get("n") or 0))
-            EXPERIMENT_ARM_WIN_RATE.labels(*labels).set(_nan(metrics.get("win_rate")))
-            EXPERIMENT_ARM_BRIER.labels(*labels).set(_nan(metrics.get("brier")))
+            EXPERIMENT_ARM_OUTCOMES.labels(*labels).set(metrics.n)
+            EXPERIMENT_ARM_WIN_RATE.labels(*labels).set(_nan(metrics.win_rate))
+            EXPERIMENT_ARM_BRIER.labels(*labels).set(_nan(metrics.brier))
             arms.add(labels)
         EXPERIMENT_P_VALUE.labels(name, experiment_id, kind).set(_nan(verdict.p_value))
         tests.add((name, experiment_id, kind))
@@ -209,3 +217,14 @@ def export_production(versions: Iterable[tuple[str, str]]) -> None:
         PRODUCTION_VERSION.labels(*labels).set(1)
         init_model_series(labels[0])
     _PRODUCTION_SERIES.keep_only(current)
+
+
+async def refresh_gauges(store: Store) -> None:
+    """Versions by stage and pending outbox rows, from the database (after each relay pass)."""
+    OUTBOX_PENDING.set(await store.outbox_pending())
+    counts = await store.tables.versions.stage_counts()
+    seen = {(c.model_name, c.stage): c.n for c in counts}
+    for model in {c.model_name for c in counts}:
+        init_model_series(model)  # its counters at 0 before their first event
+        for stage in Stage:
+            VERSIONS.labels(model, stage.value).set(seen.get((model, stage), 0))

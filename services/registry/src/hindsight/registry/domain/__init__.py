@@ -2,6 +2,7 @@
 
 from hindsight.registry.domain.evaluation import (
     ArmMetrics,
+    Decision,
     DegradationCheck,
     DegradationPolicy,
     Expected,
@@ -55,6 +56,7 @@ __all__ = [
     "DEFAULT_SHARE",
     "EXPERIMENT_MOVES",
     "ArmMetrics",
+    "Decision",
     "DegradationCheck",
     "DegradationPolicy",
     "Expected",

@@ -16,6 +16,7 @@ from scipy import stats
 
 __all__ = [
     "ArmMetrics",
+    "Decision",
     "DegradationCheck",
     "DegradationPolicy",
     "Expected",
@@ -105,10 +106,6 @@ class ArmMetrics:
     log_loss: float | None
     ece: float | None
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (None kept)."""
-        return asdict(self)
-
     def finite(self) -> dict[str, float]:
         """Only the defined numbers (the ``per_arm`` of ``ab.completed``)."""
         return {
@@ -145,10 +142,6 @@ class TestDecision:
     brier_difference: float | None
     """Candidate mean Brier minus control mean Brier (negative: the candidate is better)."""
     reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 def decide(
@@ -311,10 +304,6 @@ class DegradationCheck:
     expected_brier: float | None
     degraded: bool
     reasons: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
     def summary(self) -> str:
         """One line with the numbers (the rollback's audit reason)."""

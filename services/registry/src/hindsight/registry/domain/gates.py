@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from typing_extensions import TypedDict
 
 __all__ = [
     "GateCheck",
@@ -16,8 +18,25 @@ __all__ = [
     "headline",
 ]
 
-Headline = dict[str, Any]
 _MISSING = object()
+
+
+class Headline(TypedDict, total=False):
+    """What :func:`headline` reads from a ``metrics.json``: every key, each None when absent.
+
+    A refused version has no headline: the empty dict (the keys are left out, not null).
+    """
+
+    test_roc_auc: float | None
+    test_ece: float | None
+    test_rows: int | None
+    production_version: str | None
+    production_roc_auc: float | None
+    """The production model on the SAME test block."""
+    production_compared: bool | None
+    """True: the trainer compared with a production model; False: it said there was none."""
+    recommendation: str | None
+    """PROMOTE / MONITOR / REJECT, upper case."""
 
 
 def _dig(source: Any, *path: str) -> Any:
@@ -61,7 +80,7 @@ _PROD_KEYS = ("production", "production_test", "production_metrics", "baseline")
 
 
 def headline(card: Mapping[str, Any]) -> Headline:
-    """The few numbers the gates read from a ``metrics.json`` (as a dict), None when absent.
+    """The few numbers the gates read from a ``metrics.json``, None when absent.
 
     Keys: ``test_roc_auc``, ``test_ece``, ``test_rows``, ``production_version``,
     ``production_roc_auc`` (production model on the SAME test block), ``production_compared``
@@ -167,13 +186,10 @@ class GateCheck:
 
     name: str
     passed: bool
-    value: float | str | None
-    threshold: float | str | None
+    value: int | float | str | None
+    threshold: int | float | str | None
+    """int stays int (``test_rows`` 200) in the stored and served JSON."""
     reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 def _floor(name: str, value: float | None, threshold: float, *, at_least: bool) -> GateCheck:
@@ -247,12 +263,13 @@ def evaluate_gates(
     h: Headline, policy: GatePolicy, *, current_production: str | None
 ) -> list[GateCheck]:
     """Every gate's check for a version with headline ``h``; missing numbers fail closed."""
+    rows = h.get("test_rows")
     return [
         _floor("test_roc_auc", h.get("test_roc_auc"), policy.min_test_roc_auc, at_least=True),
         _floor("test_ece", h.get("test_ece"), policy.max_ece, at_least=False),
         _floor(
             "test_rows",
-            None if h.get("test_rows") is None else float(h["test_rows"]),
+            None if rows is None else float(rows),
             policy.min_test_rows,
             at_least=True,
         ),

@@ -1,0 +1,53 @@
+"""Ingestion of the evidence: ``prediction.logged`` and ``signal.outcome`` into their tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hindsight.common.events import PredictionLogged, SignalOutcome
+from hindsight.registry.metrics import (
+    PREDICTION_BATCH_SIZE,
+    PREDICTIONS_DUPLICATE,
+    PREDICTIONS_INGESTED,
+)
+from hindsight.registry.storage import Outcome, PredictionsStored, Store
+
+__all__ = ["Ingest"]
+
+logger = logging.getLogger(__name__)
+
+_WIN = {"win": 1, "loss": 0, "breakeven": 0}
+
+
+class Ingest:
+    """Stores predictions and outcomes, idempotently (redeliveries and replays change nothing)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def predictions(self, events: Sequence[PredictionLogged]) -> PredictionsStored:
+        """Store a batch of ``prediction.logged`` (idempotent by prediction_id)."""
+        if not events:
+            return PredictionsStored(new=0, joined=0)
+        stored = await self.store.tables.outcomes.insert_predictions(events)
+        PREDICTION_BATCH_SIZE.observe(len(events))
+        PREDICTIONS_INGESTED.inc(stored.new)
+        PREDICTIONS_DUPLICATE.inc(len(events) - stored.new)
+        logger.debug(
+            "predictions stored",
+            extra={"batch": len(events), "new": stored.new, "joined": stored.joined},
+        )
+        return stored
+
+    async def outcome(self, event: SignalOutcome) -> bool:
+        """Store a ``signal.outcome`` (idempotent by signal_id); True when it has a result."""
+        await self.store.tables.outcomes.upsert_outcome(
+            Outcome(
+                signal_id=event.signal_id,
+                result=event.result,
+                win=_WIN[event.result] if event.result else None,
+                closed_at=event.closed_at,
+            )
+        )
+        return event.result is not None

@@ -1,0 +1,105 @@
+"""Bodies of the registry's HTTP API that are not storage records as they are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hindsight.registry.domain import GateCheck, Headline, Stage
+from hindsight.registry.storage import JsonObject, VersionRecord, VersionWithCard
+
+__all__ = [
+    "ArchiveRequest",
+    "ExperimentAction",
+    "ExperimentCreate",
+    "PromoteRequest",
+    "RollbackRequest",
+    "VersionDetail",
+    "VersionPublic",
+]
+
+
+class PromoteRequest(BaseModel):
+    """Body of POST .../promote."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+    force: bool = False
+    stage: Literal["production", "staging"] = "production"
+
+
+class RollbackRequest(BaseModel):
+    """Body of POST .../rollback."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ArchiveRequest(BaseModel):
+    """Body of POST .../archive (optional)."""
+
+    reason: str = Field(default="archived by admin", min_length=1, max_length=2000)
+
+
+class ExperimentCreate(BaseModel):
+    """Body of POST /v1/experiments."""
+
+    model_name: str = Field(min_length=1, max_length=200)
+    kind: Literal["canary", "ab", "shadow"]
+    candidate_version: str = Field(min_length=1, max_length=200)
+    candidate_share: float | None = Field(default=None, gt=0, lt=1)
+    """Canary default 0.1, A/B default 0.5; ignored for shadow."""
+    min_samples_per_arm: int = Field(default=200, ge=2)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    auto_promote: bool | None = None
+    """Default: HINDSIGHT_REGISTRY_AUTO_PROMOTE_EXPERIMENTS."""
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ExperimentAction(BaseModel):
+    """Optional body of POST /v1/experiments/{id}/complete|cancel|approve."""
+
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class VersionPublic(BaseModel):
+    """A version as the API shows it: its headline as ``metrics``, plus the recommendation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_name: str
+    version: str
+    stage: Stage
+    training_run_id: str
+    created_at: datetime
+    registered_at: datetime
+    stage_changed_at: datetime
+    artifact_uri: str
+    sha256: str
+    gates: list[GateCheck]
+    gates_passed: bool
+    refused_reason: str | None
+    metrics: Headline
+    """The headline the gates read (empty for a refused version)."""
+    recommendation: str | None
+
+    @classmethod
+    def of(cls, record: VersionRecord) -> VersionPublic:
+        """The public form of a stored version."""
+        fields = dict(record)
+        fields.pop("card", None)
+        head: Headline = fields.pop("headline")
+        return cls(**fields, metrics=head, recommendation=head.get("recommendation"))
+
+
+class VersionDetail(VersionPublic):
+    """A version with its full ``metrics.json`` (null for a refused version)."""
+
+    card: JsonObject | None
+
+    @classmethod
+    def of_carded(cls, record: VersionWithCard) -> VersionDetail:
+        """The public form of a stored version with its card."""
+        fields = dict(record)
+        head: Headline = fields.pop("headline")
+        return cls(**fields, metrics=head, recommendation=head.get("recommendation"))
