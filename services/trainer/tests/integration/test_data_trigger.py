@@ -28,7 +28,7 @@ from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.ingest import Ingestor
 from hindsight.trainer.production import RegistryProduction
 from hindsight.trainer.runs import RunService
-from hindsight.trainer.storage import MIGRATIONS, Storage
+from hindsight.trainer.storage import MIGRATIONS, Storage, TrainingRun
 
 pytestmark = pytest.mark.integration
 MODEL = "trade_success"
@@ -67,21 +67,20 @@ class Harness:
         )
         self.fed += n
 
-    async def due(self, at: datetime) -> dict[str, Any] | None:
+    async def due(self, at: datetime) -> TrainingRun | None:
         """``request_if_data_due`` at ``at``; a run it starts is dated ``at`` and awaited."""
         run = await self.runs.request_if_data_due(now=at)
         if run is None:
             return None
-        await self.pool.execute(
-            "UPDATE runs SET created_at = $1 WHERE run_id = $2", at, run["run_id"]
-        )
+        await self.pool.execute("UPDATE runs SET created_at = $1 WHERE run_id = $2", at, run.run_id)
         await self.runs.wait_idle()
-        return await self.runs.get(run["run_id"])
+        return await self.runs.get(run.run_id)
 
-    def judge(self, run: dict[str, Any], *, accepted: bool) -> None:
+    def judge(self, run: TrainingRun, *, accepted: bool) -> None:
         """The registry's verdict on the run's version."""
         stage = "production" if accepted else "candidate"
-        self.registry.versions[run["version"]] = (stage, accepted)
+        assert run.version is not None
+        self.registry.versions[run.version] = (stage, accepted)
 
 
 def _settings(
@@ -173,9 +172,9 @@ async def test_a_refused_threshold_run_then_a_small_burst_retrains_on_all_once_q
     assert await h.due(s(1)) is None  # 200 < 250, and not quiet
     await h.feed(119, at=s(2))
     first = await h.due(s(3))
-    assert first is not None and first["status"] == "completed", first
-    assert first["mode"] == "full" and first["dataset_size"] == 319
-    assert "319 new outcomes since the last run" in first["reason"]
+    assert first is not None and first.status == "completed", first
+    assert first.mode == "full" and first.dataset_size == 319
+    assert "319 new outcomes since the last run" in first.reason
     h.judge(first, accepted=False)  # e.g. 48 test rows where the registry wants 50
 
     # A burst under min_new_outcomes (100) follows, in two batches.
@@ -184,9 +183,9 @@ async def test_a_refused_threshold_run_then_a_small_burst_retrains_on_all_once_q
     assert await h.due(s(20)) is None  # the interval (120 s) holds
     assert await h.due(s(130)) is None  # 20 s without an outcome: not quiet yet (30 s)
     second = await h.due(s(141))
-    assert second is not None and second["status"] == "completed", second
-    assert second["mode"] == "full" and second["dataset_size"] == 388  # all of them
-    assert second["reason"] == (
+    assert second is not None and second.status == "completed", second
+    assert second.mode == "full" and second.dataset_size == 388  # all of them
+    assert second.reason == (
         "388 new outcomes since the last accepted version (69 since the last run), "
         "then none for 30 s"
     )
@@ -198,9 +197,9 @@ async def test_a_refused_threshold_run_then_a_small_burst_retrains_on_all_once_q
     assert await h.due(s(500)) is None  # quiet, but 50 < min_new_outcomes since accepted
     await h.feed(60, at=s(510))
     third = await h.due(s(600))
-    assert third is not None and third["status"] == "completed", third
-    assert third["mode"] == "incremental" and third["dataset_size"] == 498
-    assert third["reason"].startswith("110 new outcomes since the last accepted version")
+    assert third is not None and third.status == "completed", third
+    assert third.mode == "incremental" and third.dataset_size == 498
+    assert third.reason.startswith("110 new outcomes since the last accepted version")
     assert [e.status for e in h.published] == ["completed"] * 3  # type: ignore[attr-defined]
 
 
@@ -210,20 +209,20 @@ async def test_a_refused_run_is_not_repeated_on_the_same_data(harness: Harness) 
     h = harness
     await h.feed(300, at=s(0))
     first = await h.due(s(1))
-    assert first is not None and first["status"] == "completed", first
+    assert first is not None and first.status == "completed", first
     h.judge(first, accepted=False)
     assert await h.due(s(10_000)) is None
     skipped = await h.runs.request(mode="incremental", trigger="api")
-    assert skipped["status"] == "skipped"
-    assert skipped["error"] == "no new outcome since the last run: it would train on the same data"
+    assert skipped.status == "skipped"
+    assert skipped.error == "no new outcome since the last run: it would train on the same data"
 
     await h.feed(1, at=s(10_100))
     retrain = await h.due(s(10_200))
-    assert retrain is not None and retrain["dataset_size"] == 301, retrain
+    assert retrain is not None and retrain.dataset_size == 301, retrain
     h.judge(retrain, accepted=True)
     await h.feed(5, at=s(10_300))
     skipped = await h.runs.request(mode="incremental", trigger="api")
-    assert skipped["error"] == ("only 5 new outcomes since the last accepted version (min 100)"), (
+    assert skipped.error == ("only 5 new outcomes since the last accepted version (min 100)"), (
         skipped
     )
 
@@ -236,11 +235,11 @@ async def test_without_an_answer_from_the_registry_the_last_completed_run_counts
     h = harness
     await h.feed(300, at=s(0))
     first = await h.due(s(1))
-    assert first is not None and first["status"] == "completed", first
+    assert first is not None and first.status == "completed", first
     h.registry.up = False
     await h.feed(69, at=s(10))
     assert await h.due(s(500)) is None  # 69 < min_new_outcomes since the completed run
     await h.feed(40, at=s(510))
     run = await h.due(s(600))
-    assert run is not None and run["mode"] == "incremental", run
-    assert run["reason"].startswith("109 new outcomes since the last completed run"), run
+    assert run is not None and run.mode == "incremental", run
+    assert run.reason.startswith("109 new outcomes since the last completed run"), run

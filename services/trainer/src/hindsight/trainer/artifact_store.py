@@ -8,7 +8,6 @@ import shutil
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from hindsight.common.artifacts import (
     METRICS_FILE,
@@ -19,7 +18,7 @@ from hindsight.common.artifacts import (
     artifact_uri,
     sha256_file,
 )
-from hindsight.trainer.domain.jsonsafe import jsonable
+from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
 from hindsight.trainer.domain.training import TrainingResult
 
 __all__ = ["library_versions", "write_artifact"]
@@ -53,7 +52,7 @@ def write_artifact(
     created_at: datetime,
     feature_schema_version: int,
     result: TrainingResult,
-    extra: dict[str, Any],
+    extra: JsonObject,
 ) -> tuple[str, str, ModelCard]:
     """Write model.onnx, model.txt, metrics.json into a temp dir, then rename into place.
 

@@ -8,8 +8,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from hindsight.common.artifacts import validate_name
 from hindsight.common.errors import NotFoundError
@@ -22,7 +22,7 @@ from hindsight.trainer.domain.autotrain import (
     data_run_due,
     incremental_skip,
 )
-from hindsight.trainer.domain.jsonsafe import jsonable
+from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
 from hindsight.trainer.domain.quality import QualityConfig, check_quality
 from hindsight.trainer.domain.rows import LABEL_WEIGHTS
 from hindsight.trainer.domain.splits import SplitConfig
@@ -30,7 +30,7 @@ from hindsight.trainer.domain.trading import Gates
 from hindsight.trainer.domain.training import TrainingParams, train_model
 from hindsight.trainer.production import RegistryProduction
 from hindsight.trainer.service_metrics import LAST_RUN_DURATION, RUNS
-from hindsight.trainer.storage import Storage
+from hindsight.trainer.storage import RunArtifact, RunMode, RunStatus, Storage, TrainingRun
 
 __all__ = ["Publisher", "RunService", "make_version", "training_params"]
 
@@ -107,12 +107,12 @@ class RunService:
         self,
         *,
         model_name: str | None = None,
-        mode: str = "full",
+        mode: RunMode = "full",
         trigger: str,
         reason: str | None = None,
         requested_by: str | None = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TrainingRun:
         """Start a run in the background (or record why it is skipped); returns its row."""
         name = validate_name(model_name or self.settings.model_name, field="model_name")
         run_id = run_id or uuid.uuid4().hex
@@ -179,7 +179,7 @@ class RunService:
             base="the last accepted version" if accepted is not None else "the last completed run",
         )
 
-    async def request_if_data_due(self, *, now: datetime | None = None) -> dict[str, Any] | None:
+    async def request_if_data_due(self, *, now: datetime | None = None) -> TrainingRun | None:
         """Start a data-triggered run when ``domain.autotrain.data_run_due`` says one is due,
         at most once per ``auto_train_interval_s``; None when nothing is due."""
         settings = self.settings
@@ -189,7 +189,7 @@ class RunService:
         latest = await self.storage.list_runs(model_name=name, limit=1)
         now = now or datetime.now(UTC)
         if latest:
-            age = (now - latest[0]["created_at"]).total_seconds()
+            age = (now - latest[0].created_at).total_seconds()
             if age < settings.auto_train_interval_s:
                 return None
         state = await self.data_state(name)
@@ -209,7 +209,7 @@ class RunService:
             reason=reason,
         )
 
-    async def get(self, run_id: str) -> dict[str, Any]:
+    async def get(self, run_id: str) -> TrainingRun:
         """One run row or NotFoundError."""
         run = await self.storage.get_run(run_id)
         if run is None:
@@ -225,29 +225,31 @@ class RunService:
         """Let a run in flight finish (its thread cannot be interrupted)."""
         await self.wait_idle()
 
-    async def _execute(self, run: dict[str, Any]) -> None:
-        run_id, name = run["run_id"], run["model_name"]
+    async def _execute(self, run: TrainingRun) -> None:
+        run_id, name = run.run_id, run.model_name
         started = time.perf_counter()
-        fields: dict[str, Any] = {}
+        report: JsonObject = {}  # free-form: what the run found (quality, parity, counts)
+        artifact: RunArtifact | None = None
+        status: RunStatus
         try:
             rows = await self.storage.training_rows()
             quality_cfg = QualityConfig(
                 max_missing_share=self.settings.max_missing_share,
                 min_rows=self.settings.min_rows,
             )
-            report, used = await asyncio.to_thread(
+            quality, used = await asyncio.to_thread(
                 check_quality, rows, quality_cfg, as_of=datetime.now(UTC)
             )
-            fields["report"] = {"quality": report.to_dict()}
-            if not report.passed:
-                raise _RunFailed("data-quality gate failed: " + "; ".join(report.errors))
-            schema_version = report.feature_schema_version
+            report["quality"] = quality.to_dict()
+            if not quality.passed:
+                raise _RunFailed("data-quality gate failed: " + "; ".join(quality.errors))
+            schema_version = quality.feature_schema_version
             assert schema_version is not None
-            baseline = await self.production.load(name, report.feature_names)
+            baseline = await self.production.load(name, quality.feature_names)
             result = await asyncio.to_thread(
                 train_model,
                 used,
-                report.feature_names,
+                quality.feature_names,
                 training_params(self.settings),
                 baseline=baseline.predict,
                 baseline_note=baseline.note,
@@ -264,23 +266,23 @@ class RunService:
                 feature_schema_version=schema_version,
                 result=result,
                 extra={
-                    "quality_report": report.to_dict(),
-                    "mode": run["mode"],
+                    "quality_report": quality.to_dict(),
+                    "mode": run.mode,
                     "production_version": baseline.version,
                 },
             )
-            fields.update(
+            artifact = RunArtifact(
                 version=version,
                 artifact_uri=uri,
                 sha256=sha,
                 dataset_size=len(used),
                 metrics=jsonable(result.metrics),
             )
-            fields["report"]["parity"] = jsonable(result.parity)
-            fields["report"]["row_counts"] = result.row_counts
-            fields["report"]["data_time_range"] = result.data_time_range
-            fields["report"]["feature_names"] = result.feature_names
-            fields["report"]["feature_schema_version"] = schema_version
+            report["parity"] = jsonable(result.parity)
+            report["row_counts"] = result.row_counts
+            report["data_time_range"] = result.data_time_range
+            report["feature_names"] = result.feature_names
+            report["feature_schema_version"] = schema_version
             status, error = "completed", None
         except Exception as exc:
             status = "failed"
@@ -292,11 +294,22 @@ class RunService:
         duration = time.perf_counter() - started
         try:
             final = await self.storage.finish_run(
-                run_id, status=status, duration_s=duration, error=error, **fields
+                run_id,
+                status=status,
+                duration_s=duration,
+                error=error,
+                artifact=artifact,
+                report=report or None,
             )
         except Exception:
             logger.exception("could not record the end of run %s", run_id)
-            final = {**run, **fields, "status": status, "error": error, "duration_s": duration}
+            ended: dict[str, object] = {
+                "status": status,
+                "error": error,
+                "duration_s": duration,
+                "report": report or None,
+            }
+            final = run.model_copy(update=ended | (asdict(artifact) if artifact else {}))
         RUNS.labels(status).inc()
         LAST_RUN_DURATION.set(duration)
         logger.info(
@@ -308,24 +321,24 @@ class RunService:
         )
         await self._announce(final)
 
-    async def _announce(self, run: dict[str, Any]) -> None:
-        report = run.get("report") or {}
-        metrics = run.get("metrics") or {}
+    async def _announce(self, run: TrainingRun) -> None:
+        report = run.report or {}
+        metrics = run.metrics or {}
         event = TrainingCompleted.create(
             source=SOURCE,
-            training_run_id=run["run_id"],
-            model_name=run["model_name"],
-            status=run["status"],
-            version=run.get("version"),
-            artifact_uri=run.get("artifact_uri"),
-            sha256=run.get("sha256"),
+            training_run_id=run.run_id,
+            model_name=run.model_name,
+            status=run.status,
+            version=run.version,
+            artifact_uri=run.artifact_uri,
+            sha256=run.sha256,
             metrics=jsonable(metrics.get("headline")) if metrics else None,
             feature_names=report.get("feature_names"),
             feature_schema_version=report.get("feature_schema_version"),
-            dataset_size=run.get("dataset_size"),
+            dataset_size=run.dataset_size,
             data_time_range=report.get("data_time_range"),
-            duration_s=max(0.0, float(run.get("duration_s") or 0.0)),
-            error=_bounded(run.get("error")),
+            duration_s=max(0.0, float(run.duration_s or 0.0)),
+            error=_bounded(run.error),
         )
         for attempt in range(3):
             try:
@@ -336,7 +349,7 @@ class RunService:
                     "could not publish training.completed (try %d): %s", attempt + 1, exc
                 )
                 await asyncio.sleep(1.0 * (attempt + 1))
-        logger.error("training.completed for run %s was not published", run["run_id"])
+        logger.error("training.completed for run %s was not published", run.run_id)
 
 
 def _bounded(text: str | None) -> str | None:

@@ -49,7 +49,7 @@ class Scheduler:
                 logger.exception("data-triggered run could not be started")
                 continue
             if run is not None:
-                logger.info("data-triggered run", extra={"run_id": run["run_id"]})
+                logger.info("data-triggered run", extra={"run_id": run.run_id})
 
     async def _loop(self) -> None:
         while True:

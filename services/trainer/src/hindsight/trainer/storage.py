@@ -1,27 +1,49 @@
-"""The trainer's PostgreSQL repository (schema ``trainer``): signals, outcomes, labels, runs."""
+"""The trainer's PostgreSQL repository (schema ``trainer``): signals, outcomes, labels, runs.
+
+Reads return typed, frozen records: :class:`TrainingRun` (a ``runs`` row), :class:`RunSummary`
+(the list's lighter row), :class:`DataStats`, :class:`SignalRef` and the domain's
+:class:`~hindsight.trainer.domain.rows.TrainingRow`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict
 
 from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
+from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.rows import TrainingRow
 
-__all__ = ["MIGRATIONS", "SignalRef", "Storage"]
+__all__ = [
+    "MIGRATIONS",
+    "DataStats",
+    "RunArtifact",
+    "RunMode",
+    "RunStatus",
+    "RunSummary",
+    "SignalRef",
+    "Storage",
+    "TrainingRun",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-_RUN_COLUMNS = (
+_SUMMARY_COLUMNS = (
     "run_id, model_name, mode, trigger, status, reason, requested_by, error, created_at, "
-    "finished_at, duration_s, version, artifact_uri, sha256, dataset_size, metrics, report"
+    "finished_at, duration_s, version, artifact_uri, sha256, dataset_size"
 )
+_RUN_COLUMNS = f"{_SUMMARY_COLUMNS}, metrics, report"
+_JSON_COLUMNS = frozenset({"metrics", "report", "headline"})
+
+RunMode = Literal["full", "incremental"]
+RunStatus = Literal["running", "completed", "failed", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +55,89 @@ class SignalRef:
     entry_price: float | None
 
 
-def _json(value: Any) -> str | None:
+class _RunColumns(BaseModel):
+    """The columns of a ``runs`` row that every read returns."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    run_id: str
+    model_name: str
+    mode: RunMode
+    trigger: str
+    """Who asked: ``api``, ``schedule``, ``data`` or ``event``."""
+    status: RunStatus
+    reason: str | None
+    requested_by: str | None
+    error: str | None
+    """Why a run failed or was skipped."""
+    created_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    version: str | None
+    artifact_uri: str | None
+    sha256: str | None
+    dataset_size: int | None
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Self:
+        """The record as read; its JSON columns arrive as text."""
+        values = dict(record)
+        for key, value in values.items():
+            if key in _JSON_COLUMNS and isinstance(value, str):
+                values[key] = json.loads(value)
+        return cls.model_validate(values)
+
+
+class TrainingRun(_RunColumns):
+    """One training run, from its request to its end state (a ``runs`` row)."""
+
+    metrics: JsonObject | None
+    """The model card's metrics (free-form: headline, test, trading, ...)."""
+    report: JsonObject | None
+    """What the run found on the way (free-form: quality report, parity, row counts)."""
+
+
+class RunSummary(_RunColumns):
+    """A run as the list shows it: its metrics' headline instead of metrics and report."""
+
+    headline: JsonObject | None
+    """The headline metrics (free-form, as the card has them)."""
+
+
+class DataStats(BaseModel):
+    """Row counts of the data set and runs by status."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    signals: int
+    outcomes: int
+    pending_outcomes: int
+    """Outcomes whose result waits for their signal (to be derived)."""
+    derived_outcomes: int
+    signals_with_outcome: int
+    labels: int
+    first_signal_at: datetime | None
+    last_signal_at: datetime | None
+    runs: dict[str, int]
+    """Runs by status."""
+    results: dict[str, int]
+    """Known outcome results by result (win, loss, breakeven)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunArtifact:
+    """What a completed run wrote: its version, artifact and metrics."""
+
+    version: str
+    artifact_uri: str
+    sha256: str
+    dataset_size: int
+    metrics: JsonObject
+    """The model card's metrics (free-form)."""
+
+
+def _json(value: JsonObject | None) -> str | None:
     return None if value is None else json.dumps(value, allow_nan=False, default=str)
-
-
-def _run_dict(row: asyncpg.Record) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("metrics", "report"):
-        if out.get(key) is not None:
-            out[key] = json.loads(out[key])
-    return out
 
 
 class Storage:
@@ -209,7 +304,7 @@ class Storage:
             for r in records
         ]
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> DataStats:
         """Row counts of the data set and runs by status."""
         row = await self.pool.fetchrow(
             """SELECT (SELECT count(*) FROM signals) AS signals,
@@ -223,14 +318,15 @@ class Storage:
                       (SELECT max(ts) FROM signals) AS last_signal_at"""
         )
         assert row is not None
-        out = dict(row)
         by_status = await self.pool.fetch("SELECT status, count(*) AS n FROM runs GROUP BY status")
-        out["runs"] = {r["status"]: r["n"] for r in by_status}
         results = await self.pool.fetch(
             "SELECT result, count(*) AS n FROM outcomes WHERE result IS NOT NULL GROUP BY result"
         )
-        out["results"] = {r["result"]: r["n"] for r in results}
-        return out
+        return DataStats(
+            **dict(row),
+            runs={r["status"]: r["n"] for r in by_status},
+            results={r["result"]: r["n"] for r in results},
+        )
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -239,13 +335,13 @@ class Storage:
         *,
         run_id: str,
         model_name: str,
-        mode: str,
+        mode: RunMode,
         trigger: str,
-        status: str,
+        status: RunStatus,
         reason: str | None,
         requested_by: str | None,
         error: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TrainingRun:
         """Insert a run row (``running``, or ``skipped`` straight away)."""
         row = await self.pool.fetchrow(
             f"""INSERT INTO runs (run_id, model_name, mode, trigger, status, reason,
@@ -264,23 +360,19 @@ class Storage:
             error,
         )
         assert row is not None
-        return _run_dict(row)
+        return TrainingRun.of(row)
 
     async def finish_run(
         self,
         run_id: str,
         *,
-        status: str,
+        status: RunStatus,
         duration_s: float,
         error: str | None = None,
-        version: str | None = None,
-        artifact_uri: str | None = None,
-        sha256: str | None = None,
-        dataset_size: int | None = None,
-        metrics: dict[str, Any] | None = None,
-        report: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Record a run's end state."""
+        artifact: RunArtifact | None = None,
+        report: JsonObject | None = None,
+    ) -> TrainingRun:
+        """Record a run's end state (``artifact``: what a completed run wrote)."""
         row = await self.pool.fetchrow(
             f"""UPDATE runs SET status = $2, duration_s = $3, error = $4, version = $5,
                     artifact_uri = $6, sha256 = $7, dataset_size = $8, metrics = $9::jsonb,
@@ -290,39 +382,33 @@ class Storage:
             status,
             duration_s,
             error,
-            version,
-            artifact_uri,
-            sha256,
-            dataset_size,
-            _json(metrics),
+            artifact.version if artifact else None,
+            artifact.artifact_uri if artifact else None,
+            artifact.sha256 if artifact else None,
+            artifact.dataset_size if artifact else None,
+            _json(artifact.metrics if artifact else None),
             _json(report),
         )
         assert row is not None
-        return _run_dict(row)
+        return TrainingRun.of(row)
 
-    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+    async def get_run(self, run_id: str) -> TrainingRun | None:
         """One run, or None."""
         row = await self.pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)
-        return None if row is None else _run_dict(row)
+        return None if row is None else TrainingRun.of(row)
 
     async def list_runs(
         self, *, model_name: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunSummary]:
         """Newest runs first (metrics and report left out: see GET /v1/runs/{id})."""
         rows = await self.pool.fetch(
-            f"""SELECT {_RUN_COLUMNS} FROM runs WHERE ($1::text IS NULL OR model_name = $1)
+            f"""SELECT {_SUMMARY_COLUMNS}, metrics -> 'headline' AS headline FROM runs
+                WHERE ($1::text IS NULL OR model_name = $1)
                 ORDER BY created_at DESC LIMIT $2""",
             model_name,
             limit,
         )
-        out = []
-        for row in rows:
-            item = _run_dict(row)
-            metrics = item.pop("metrics", None) or {}
-            item.pop("report", None)
-            item["headline"] = metrics.get("headline")
-            out.append(item)
-        return out
+        return [RunSummary.of(r) for r in rows]
 
     async def last_accepted_at(
         self, model_name: str, versions: Collection[str] | None
@@ -361,7 +447,7 @@ class Storage:
         )
         return int(value)
 
-    async def fail_interrupted_runs(self) -> list[dict[str, Any]]:
+    async def fail_interrupted_runs(self) -> list[TrainingRun]:
         """Mark runs left ``running`` by a crash as failed; returns them."""
         rows = await self.pool.fetch(
             f"""UPDATE runs SET status = 'failed', finished_at = now(),
@@ -369,4 +455,4 @@ class Storage:
                     duration_s = EXTRACT(EPOCH FROM now() - created_at)
                 WHERE status = 'running' RETURNING {_RUN_COLUMNS}"""
         )
-        return [_run_dict(r) for r in rows]
+        return [TrainingRun.of(r) for r in rows]

@@ -23,6 +23,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from hindsight.common.artifacts import P_MIN
+from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.metrics import brier_score, log_loss
 
 __all__ = [
@@ -55,7 +56,7 @@ class Calibrator:
     a: float = 1.0
     b: float = 0.0
     grid_y: tuple[float, ...] = ()
-    scores: dict[str, Any] = field(default_factory=dict)
+    scores: JsonObject = field(default_factory=dict)
 
     def __call__(self, p: FloatArray) -> FloatArray:
         """Calibrated probabilities (float64)."""
@@ -72,9 +73,9 @@ class Calibrator:
             out = y[idx] + frac * (y[idx + 1] - y[idx])
         return np.asarray(np.clip(out, P_MIN, 1.0 - P_MIN), dtype=np.float64)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON-ready parameters (what metrics.json records under ``calibration``)."""
-        out: dict[str, Any] = {
+        out: JsonObject = {
             "method": self.method,
             "selection": self.scores,
             "output_clip": [P_MIN, 1.0 - P_MIN],

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
-__all__ = ["jsonable"]
+__all__ = ["JsonObject", "jsonable"]
+
+JsonObject: TypeAlias = dict[str, Any]
+"""A JSON object without a schema of its own: a model card's free-form metrics (and their
+parts: calibration, parity, reference distributions, trading figures), a run's report.
+Used only for values that are that; anything with a fixed shape gets a type."""
 
 
 def jsonable(value: Any) -> Any:

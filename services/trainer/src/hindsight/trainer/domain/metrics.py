@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
+from hindsight.trainer.domain.jsonsafe import JsonObject
+
 __all__ = [
     "average_precision",
     "bootstrap_auc",
@@ -65,7 +67,7 @@ def log_loss(y: ArrayLike, p: ArrayLike) -> float:
     return float(-np.mean(yy * np.log(q) + (1 - yy) * np.log(1 - q)))
 
 
-def reliability_table(y: ArrayLike, p: ArrayLike, bins: int = 10) -> list[dict[str, Any]]:
+def reliability_table(y: ArrayLike, p: ArrayLike, bins: int = 10) -> list[JsonObject]:
     """Equal-width bins over [0, 1] (the last closed): n, mean p, observed win rate."""
     p = np.asarray(p, dtype=np.float64)
     yy = np.asarray(y)
@@ -141,7 +143,7 @@ def classification_metrics(
     threshold: float = 0.5,
     bootstrap_resamples: int = 200,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JsonObject:
     """Every test-block metric of one model's calibrated probabilities."""
     yy = np.asarray(y)
     pp = np.asarray(p, dtype=np.float64)

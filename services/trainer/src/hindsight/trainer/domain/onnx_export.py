@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxmltools.convert.common.data_types import FloatTensorType
 
 from hindsight.trainer.domain.calibration import EPS, GRID_POINTS, P_MIN, Calibrator
+from hindsight.trainer.domain.jsonsafe import JsonObject
 
 __all__ = ["INPUT", "OUTPUT", "ParityError", "check_parity", "export_onnx", "onnx_predict"]
 
@@ -136,7 +137,7 @@ def onnx_predict(model_bytes: bytes, x: npt.NDArray[Any], *, threads: int = 1) -
 
 def check_parity(
     model_bytes: bytes, x: npt.NDArray[Any], expected: npt.NDArray[Any], *, tolerance: float = 1e-5
-) -> dict[str, Any]:
+) -> JsonObject:
     """Compare the graph's p to ``expected``; raises ParityError beyond ``tolerance``."""
     try:
         got = onnx_predict(model_bytes, x)

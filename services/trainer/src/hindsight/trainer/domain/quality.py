@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.rows import TrainingRow
 
 __all__ = ["QualityConfig", "QualityReport", "check_quality"]
@@ -52,7 +52,7 @@ class QualityReport:
         self.passed = False
         self.errors.append(message)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON-ready, examples truncated to 20 ids each."""
 
         def cut(values: list[str]) -> list[str]:
@@ -122,7 +122,7 @@ def check_quality(
     # only reported (per symbol, rows that arrived after a younger row of that symbol);
     # what fails the run is a timestamp that cannot be true: a signal from the future, or
     # one emitted before its own as-of time (features computed with data from after it).
-    last_ts: dict[str, Any] = {}
+    last_ts: dict[str, datetime] = {}
     regressions: defaultdict[str, int] = defaultdict(int)
     for row in sorted(used, key=lambda r: r.seq):
         prev = last_ts.get(row.symbol)

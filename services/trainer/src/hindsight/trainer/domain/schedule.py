@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Literal
 
 __all__ = ["Schedule", "next_fire"]
 
@@ -28,7 +29,7 @@ def _next_weekly(now: datetime, at: time, weekday: int) -> datetime:
     return candidate if candidate > now else candidate + timedelta(days=7)
 
 
-def next_fire(now: datetime, schedule: Schedule) -> tuple[datetime, str]:
+def next_fire(now: datetime, schedule: Schedule) -> tuple[datetime, Literal["full", "incremental"]]:
     """The next run strictly after ``now`` and its mode; a full run wins a tie."""
     now = now.astimezone(UTC)
     daily = _next_daily(now, schedule.daily_at)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from hindsight.trainer.domain.jsonsafe import JsonObject
 
 __all__ = ["Gates", "recommend", "trading_metrics"]
 
@@ -49,11 +50,11 @@ def trading_metrics(
     span_s: float,
     threshold: float = 0.55,
     risk_per_trade: float = 0.01,
-) -> dict[str, Any]:
+) -> JsonObject:
     """Metrics of the trades whose ``p >= threshold``, in time order (``r`` is R per trade)."""
     taken = np.asarray(r, dtype=np.float64)[np.asarray(p) >= threshold]
     n = len(taken)
-    out: dict[str, Any] = {"threshold": threshold, "trades": n}
+    out: JsonObject = {"threshold": threshold, "trades": n}
     if n == 0:
         out.update(
             win_rate=0.0,
@@ -93,9 +94,7 @@ def trading_metrics(
     return out
 
 
-def recommend(
-    candidate: dict[str, Any], production: dict[str, Any] | None, gates: Gates
-) -> dict[str, Any]:
+def recommend(candidate: JsonObject, production: JsonObject | None, gates: Gates) -> JsonObject:
     """PROMOTE / MONITOR / REJECT from the candidate's (and production's) trading metrics.
 
     REJECT when any floor fails (trades, win rate, Sharpe, drawdown). With the floors

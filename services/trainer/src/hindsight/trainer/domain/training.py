@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import lightgbm as lgb
 import numpy as np
@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from hindsight.common.events import format_utc
 from hindsight.trainer.domain.calibration import Calibrator, choose_calibrator
+from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.metrics import classification_metrics, roc_auc
 from hindsight.trainer.domain.onnx_export import check_parity, export_onnx
 from hindsight.trainer.domain.rows import (
@@ -32,6 +33,7 @@ from hindsight.trainer.domain.trading import Gates, recommend, trading_metrics
 __all__ = [
     "BaselinePredictor",
     "Dataset",
+    "IntervalBin",
     "TrainingParams",
     "TrainingResult",
     "interval_bins",
@@ -69,6 +71,15 @@ class TrainingParams:
     label_weights: dict[str, float] = field(default_factory=lambda: dict(LABEL_WEIGHTS))
 
 
+class IntervalBin(TypedDict):
+    """A bin of the calibrated p on the validation block (the card's ``interval_bins``)."""
+
+    lo: float
+    hi: float
+    n: int
+    positives: int
+
+
 @dataclass(slots=True)
 class TrainingResult:
     """What a successful run produced."""
@@ -78,16 +89,16 @@ class TrainingResult:
     onnx_bytes: bytes
     feature_names: list[str]
     nan_allowed: list[str]
-    metrics: dict[str, Any]
-    interval_bins: list[dict[str, Any]]
-    reference: dict[str, Any]
-    parity: dict[str, Any]
+    metrics: JsonObject
+    interval_bins: list[IntervalBin]
+    reference: JsonObject
+    parity: JsonObject
     row_counts: dict[str, int]
     data_time_range: dict[str, str]
     timings_s: dict[str, float]
 
 
-def lgb_params(params: TrainingParams, scale_pos_weight: float) -> dict[str, Any]:
+def lgb_params(params: TrainingParams, scale_pos_weight: float) -> dict[str, object]:
     """LightGBM parameters of a run (class balancing via ``scale_pos_weight``)."""
     return {
         "objective": "binary",
@@ -138,16 +149,16 @@ def _fit(
     )
 
 
-def interval_bins(y: npt.NDArray[Any], p: FloatArray, bins: int = 10) -> list[dict[str, Any]]:
+def interval_bins(y: npt.NDArray[Any], p: FloatArray, bins: int = 10) -> list[IntervalBin]:
     """10 equal-width bins of the calibrated p (validation block): n and positives each."""
     idx = np.clip((np.asarray(p) * bins).astype(np.int64), 0, bins - 1)
     return [
-        {
-            "lo": b / bins,
-            "hi": (b + 1) / bins,
-            "n": int(np.sum(idx == b)),
-            "positives": int(np.sum((idx == b) & (np.asarray(y) == 1))),
-        }
+        IntervalBin(
+            lo=b / bins,
+            hi=(b + 1) / bins,
+            n=int(np.sum(idx == b)),
+            positives=int(np.sum((idx == b) & (np.asarray(y) == 1))),
+        )
         for b in range(bins)
     ]
 
@@ -157,7 +168,7 @@ REFERENCE_SAMPLE = 100_000
 
 def reference_distributions(
     x: FloatArray, names: Sequence[str], *, max_rows: int = REFERENCE_SAMPLE
-) -> dict[str, Any]:
+) -> JsonObject:
     """Per feature, on the train block: decile edges, counts per decile, missing count.
 
     Computed on at most ``max_rows`` evenly spaced rows (deciles of 100k rows are exact to
@@ -165,7 +176,7 @@ def reference_distributions(
     """
     step = max(1, -(-len(x) // max_rows))
     sample = x[::step]
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     for j, name in enumerate(names):
         col = sample[:, j]
         present = col[~np.isnan(col)]
@@ -324,7 +335,7 @@ def train_dataset(
         threshold=gates.threshold,
         risk_per_trade=gates.risk_per_trade,
     )
-    production: dict[str, Any] | None = None
+    production: JsonObject | None = None
     if baseline is not None:
         p_prod = baseline(x[te])
         production = {
@@ -367,7 +378,7 @@ def train_dataset(
     x_train = x[tr]
     has_nan = np.asarray(np.isnan(x_train).any(axis=0), dtype=bool).tolist()
     nan_allowed = [n for n, missing in zip(names, has_nan, strict=True) if missing]
-    metrics: dict[str, Any] = {
+    metrics: JsonObject = {
         "test": test,
         "validation": {"roc_auc": roc_auc(y[va], p_va), "n": len(va)},
         "cv": {
