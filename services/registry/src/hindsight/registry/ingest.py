@@ -26,7 +26,7 @@ class Ingest:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def predictions(self, events: Sequence[PredictionLogged]) -> PredictionsStored:
+    async def handle_predictions(self, events: Sequence[PredictionLogged]) -> PredictionsStored:
         """Store a batch of ``prediction.logged`` (idempotent by prediction_id)."""
         if not events:
             return PredictionsStored(new=0, joined=0)
@@ -40,7 +40,7 @@ class Ingest:
         )
         return stored
 
-    async def outcome(self, event: SignalOutcome) -> bool:
+    async def handle_outcome(self, event: SignalOutcome) -> bool:
         """Store a ``signal.outcome`` (idempotent by signal_id); True when it has a result."""
         await self.store.tables.outcomes.upsert_outcome(
             Outcome(

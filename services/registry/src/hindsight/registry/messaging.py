@@ -76,12 +76,12 @@ def subscribe_evaluation(
     """
 
     async def on_predictions(events: list[PredictionLogged]) -> None:
-        stored = await ingest.predictions(events)
+        stored = await ingest.handle_predictions(events)
         if stored.joined:  # their outcomes came first: evaluable only now
             on_outcome()
 
     async def on_signal_outcome(event: SignalOutcome) -> None:
-        if await ingest.outcome(event):
+        if await ingest.handle_outcome(event):
             on_outcome()
 
     subscribe_event_batch(
