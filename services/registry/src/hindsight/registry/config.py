@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from hindsight.common.ports import PORTS
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.registry.domain import DegradationPolicy, GatePolicy
 
@@ -22,7 +23,9 @@ class RegistrySettings(BaseServiceSettings):
     )
 
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
-    http_port: int = Field(default=8082, ge=0, le=65535, description="HTTP port (0: any free).")
+    http_port: int = Field(
+        default=PORTS["registry"].http, ge=0, le=65535, description="HTTP port (0: any free)."
+    )
     min_test_roc_auc: float = Field(
         default=0.55, ge=0, le=1, description="Gate: test ROC-AUC floor."
     )

@@ -67,7 +67,7 @@ def build_router(
     *,
     admin_token: SecretStr | None,
 ) -> APIRouter:
-    """Routes of DESIGN.md's registry API over ``registry``, plus experiments and degradation."""
+    """The registry API (docs/design.md) over ``registry``, with experiments and degradation."""
     router = APIRouter(prefix="/v1")
     auth = [Depends(bearer_auth(admin_token))]
 
