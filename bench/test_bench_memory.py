@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from hindsight.memory.app import build_memory, build_settings
 from hindsight.memory.chroma_store import PhysicalCollection
 from hindsight.memory.domain.records import chroma_metadata, full_metadata, physical_name
+from hindsight.memory.storage import StoredRecord
 
 # Loading 100k vectors alone takes minutes on 2 busy cores: above the suite's 300 s.
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
@@ -126,27 +127,27 @@ async def test_bench_memory_search(
                 metas.append(chroma_metadata(meta, ts=when.timestamp()))
                 docs.append(doc)
                 rows.append(
-                    {
-                        "vector_id": vid,
-                        "collection": "trade_cases",
-                        "physical": name,
-                        "modality": "text",
-                        "model": MODEL,
-                        "file_path": "",
-                        "run_id": meta["run_id"],
-                        "trade_id": meta["trade_id"],
-                        "setup_id": None,
-                        "timestamp": when,
-                        "document": doc,
-                        "metadata": meta,
-                        "thumbnail_b64": None,
-                        "user_label": None,
-                        "quality_grade": None,
-                        "archived_at": None,
-                        "archived_embedding": None,
-                        "created_at": when,
-                        "updated_at": when,
-                    }
+                    StoredRecord(
+                        vector_id=vid,
+                        collection="trade_cases",
+                        physical=name,
+                        modality="text",
+                        model=MODEL,
+                        file_path="",
+                        run_id=f"run{i % 50}",
+                        trade_id=f"t{i}",
+                        setup_id=None,
+                        timestamp=when,
+                        document=doc,
+                        metadata=meta,
+                        thumbnail_b64=None,
+                        user_label=None,
+                        quality_grade=None,
+                        archived_at=None,
+                        archived_embedding=None,
+                        created_at=when,
+                        updated_at=when,
+                    )
                 )
             await app.vectors.upsert(
                 name,

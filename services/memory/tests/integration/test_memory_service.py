@@ -608,7 +608,7 @@ async def test_docs_prompts_and_retention(
     assert result["archived"] == 0
     result = await app.retention.run(now=now + timedelta(days=31))
     # The three old images, the fresh one, the theory doc and the prompt.
-    assert result["archived"] == 6
+    assert result.archived == 6
     assert await records(client, run_id="ret") == []
     archived = await records(client, run_id="ret", include_archived="true")
     assert sum(r["archived"] for r in archived) == 4
@@ -631,7 +631,7 @@ async def test_docs_prompts_and_retention(
     assert again["results"][0]["metadata"]["ingested_at"] == ingested
     app.settings.retention_mode = "delete"
     result = await app.retention.run(now=now + timedelta(days=31))
-    assert result["deleted"] == 6  # the restored one and the five still archived
+    assert result.deleted == 6  # the restored one and the five still archived
     assert await records(client, run_id="ret", include_archived="true") == []
 
 

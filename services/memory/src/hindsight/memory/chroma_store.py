@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
@@ -19,14 +19,16 @@ from chromadb.api.models.Collection import Collection
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.memory.config import MemorySettings
+from hindsight.memory.domain.filters import Where
 from hindsight.memory.domain.overfetch import MAX_CHUNK
 
-__all__ = ["PhysicalCollection", "QueryHit", "VectorStore"]
+__all__ = ["Metadata", "PhysicalCollection", "QueryHit", "VectorPage", "VectorStore"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = dict[str, str | int | float | bool]
+"""A vector's metadata as Chroma stores it (no None values)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,16 @@ class PhysicalCollection:
     modality: str
     model: str
     dimension: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPage:
+    """Vectors of one collection with their metadata and documents, in the same order."""
+
+    ids: list[str]
+    embeddings: list[list[float]]
+    metadatas: list[Metadata | None]
+    documents: list[str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +195,16 @@ class VectorStore:
         *,
         ids: Sequence[str],
         embeddings: Sequence[Sequence[float]],
-        metadatas: Sequence[Metadata],
+        metadatas: Sequence[Metadata | None],
         documents: Sequence[str | None],
     ) -> None:
-        """Insert or replace vectors."""
+        """Insert or replace vectors (a None metadata: a vector restored without any)."""
         if not ids:
             return
 
         def call() -> None:
+            # Chroma's upsert arguments, loosely typed: its stubs take no None metadata (a
+            # vector restored from a backup may have none).
             kwargs: dict[str, Any] = {
                 "ids": list(ids),
                 "embeddings": [list(e) for e in embeddings],
@@ -206,7 +220,7 @@ class VectorStore:
         await self._run(call, field="embedding")
 
     async def update_metadata(
-        self, name: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]
+        self, name: str, ids: Sequence[str], metadatas: Sequence[Mapping[str, str | None]]
     ) -> None:
         """Change metadata keys (a None value removes the key)."""
         if ids:
@@ -234,7 +248,7 @@ class VectorStore:
     # --- reads -----------------------------------------------------------------------
 
     async def query(
-        self, name: str, embedding: Sequence[float], *, k: int, where: dict[str, Any] | None
+        self, name: str, embedding: Sequence[float], *, k: int, where: Where | None
     ) -> list[QueryHit]:
         """The k nearest vectors (cosine distance) that match ``where``, nearest first."""
 
@@ -251,11 +265,11 @@ class VectorStore:
 
         return await self._run(call, field="filter")
 
-    async def metadatas(self, name: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def metadatas(self, name: str, ids: Sequence[str]) -> dict[str, Metadata]:
         """Metadata of those of ``ids`` that exist in the collection."""
 
-        def call() -> dict[str, dict[str, Any]]:
-            out: dict[str, dict[str, Any]] = {}
+        def call() -> dict[str, Metadata]:
+            out: dict[str, Metadata] = {}
             # Chroma's get(ids=…) slows down sharply past a few hundred ids: chunk.
             for lo in range(0, len(ids), MAX_CHUNK):
                 result = self._collection(name).get(
@@ -278,10 +292,10 @@ class VectorStore:
         ids: Sequence[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> VectorPage:
         """Records with embeddings, metadatas and documents (for backup and archive)."""
 
-        def call() -> dict[str, Any]:
+        def call() -> VectorPage:
             result = self._collection(name).get(
                 ids=list(ids) if ids is not None else None,
                 limit=limit,
@@ -289,14 +303,15 @@ class VectorStore:
                 include=["embeddings", "metadatas", "documents"],
             )
             embeddings = result.get("embeddings")
-            return {
-                "ids": list(result["ids"]),
-                "embeddings": [list(map(float, e)) for e in embeddings]
+            metadatas: list[Any] = list(result.get("metadatas") or [])
+            return VectorPage(
+                ids=list(result["ids"]),
+                embeddings=[list(map(float, e)) for e in embeddings]
                 if embeddings is not None
                 else [],
-                "metadatas": list(result.get("metadatas") or []),
-                "documents": list(result.get("documents") or []),
-            }
+                metadatas=[dict(m) if m is not None else None for m in metadatas],
+                documents=list(result.get("documents") or []),
+            )
 
         return await self._run(call)
 

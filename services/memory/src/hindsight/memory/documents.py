@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pypdf import PdfReader
@@ -17,11 +16,11 @@ from hindsight.common.record_ids import doc_vector_id
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.chunking import chunk_text
 from hindsight.memory.domain.records import now_utc
-from hindsight.memory.embed_client import QueryEmbedder
+from hindsight.memory.embed_client import QueryEmbedder, QueryVector
 from hindsight.memory.ingest import Ingestor
 from hindsight.memory.storage import Storage
 
-__all__ = ["DocumentIngestor", "PromptCreate", "extract_text"]
+__all__ = ["DocumentAdded", "DocumentIngestor", "PromptAdded", "PromptCreate", "extract_text"]
 
 SOURCE = "memory"
 _EMBED_CONCURRENCY = 4
@@ -41,6 +40,32 @@ class PromptCreate(BaseModel):
     run_id: str | None = None
     setup_id: str | None = None
     tags: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class DocumentAdded(BaseModel):
+    """Answer of POST /v1/docs: the document's chunks as stored."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    title: str
+    doc_key: str
+    """What a re-upload of the same title replaces."""
+    chunks: int
+    ids: list[str]
+    """The chunks' vector ids, in order."""
+    model: str
+    removed_stale_chunks: int
+    """Chunks of an earlier, longer version that were removed."""
+
+
+class PromptAdded(BaseModel):
+    """Answer of POST /v1/prompts: the prompt's record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    collection: str
+    model: str
 
 
 def extract_text(data: bytes, *, filename: str | None, content_type: str | None) -> str:
@@ -91,7 +116,7 @@ class DocumentIngestor:
         self.ingestor = ingestor
         self.embedder = embedder
 
-    async def add_document(self, *, text: str, title: str, file_name: str | None) -> dict[str, Any]:
+    async def add_document(self, *, text: str, title: str, file_name: str | None) -> DocumentAdded:
         """Chunk, embed and store a theory document; a re-upload replaces its chunks."""
         chunks = chunk_text(
             text, size=self.settings.chunk_chars, overlap=self.settings.chunk_overlap
@@ -101,7 +126,7 @@ class DocumentIngestor:
         doc_key = f"theory:{title}"
         gate = asyncio.Semaphore(_EMBED_CONCURRENCY)
 
-        async def embed(chunk: str) -> Any:
+        async def embed(chunk: str) -> QueryVector:
             async with gate:
                 return await self.embedder.embed(tower="text", text=chunk)
 
@@ -137,16 +162,16 @@ class DocumentIngestor:
         ]
         if stale:
             await self.ingestor.remove(stale)
-        return {
-            "title": title,
-            "doc_key": doc_key,
-            "chunks": len(chunks),
-            "ids": ids,
-            "model": vectors[0].model,
-            "removed_stale_chunks": len(stale),
-        }
+        return DocumentAdded(
+            title=title,
+            doc_key=doc_key,
+            chunks=len(chunks),
+            ids=ids,
+            model=vectors[0].model,
+            removed_stale_chunks=len(stale),
+        )
 
-    async def add_prompt(self, body: PromptCreate) -> dict[str, Any]:
+    async def add_prompt(self, body: PromptCreate) -> PromptAdded:
         """Embed and store one prompt with its response in ``prompts_history``."""
         key_source = canonical_json(
             {
@@ -182,4 +207,4 @@ class DocumentIngestor:
             document=document,
         )
         await self.ingestor.on_embedding(event)
-        return {"id": vid, "collection": "prompts_history", "model": qv.model}
+        return PromptAdded(id=vid, collection="prompts_history", model=qv.model)

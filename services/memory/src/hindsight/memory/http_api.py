@@ -1,4 +1,9 @@
-"""HTTP: /healthz /readyz /metrics plus search, records, collections, docs, prompts, admin."""
+"""HTTP: /healthz /readyz /metrics plus search, records, collections, docs, prompts, admin.
+
+Every route declares its body and its response model, so ``/openapi.json`` describes what
+goes over the wire; the backup is a file (``application/gzip``) both ways. Bad input is
+answered 400 with an :class:`~hindsight.common.http.ErrorBody` naming the field.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,39 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 from starlette.background import BackgroundTask
 
 from hindsight.common.errors import InvalidInputError
-from hindsight.common.http import Readiness, bearer_auth, create_http_app
-from hindsight.memory.backup import BackupService
+from hindsight.common.http import ErrorBody, Readiness, bearer_auth, create_http_app
+from hindsight.memory.backup import BackupRestored, BackupService
 from hindsight.memory.config import MemorySettings
-from hindsight.memory.documents import DocumentIngestor, PromptCreate, extract_text
-from hindsight.memory.domain.records import LOGICAL_COLLECTIONS, format_timestamp
-from hindsight.memory.retention import Retention
-from hindsight.memory.search import Searcher, public_record
+from hindsight.memory.documents import (
+    DocumentAdded,
+    DocumentIngestor,
+    PromptAdded,
+    PromptCreate,
+    extract_text,
+)
+from hindsight.memory.domain.records import LOGICAL_COLLECTIONS
+from hindsight.memory.retention import ArchivedRestored, Retention, RetentionPass
+from hindsight.memory.schemas import (
+    CollectionsOverview,
+    LogicalCollection,
+    PhysicalCollectionCount,
+    PromptList,
+    RecordList,
+    RecordPublic,
+)
+from hindsight.memory.search import Searcher, SearchRequest, SearchResults
 from hindsight.memory.storage import Storage
 
 __all__ = ["RestoreArchived", "create_app"]
 
 SERVICE = "memory"
+
+_GZIP = {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}
 
 
 class RestoreArchived(BaseModel):
@@ -35,27 +57,28 @@ class RestoreArchived(BaseModel):
     vector_ids: list[str] | None = None
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"not valid JSON: {exc}", field="body") from exc
-
-
-def _validate(model: type[BaseModel], body: Any) -> Any:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = ".".join(str(part) for part in error["loc"]) or "body"
-        raise InvalidInputError(error["msg"], field=loc) from exc
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    out = public_record(row)
-    out["timestamp"] = format_timestamp(row["timestamp"])
-    out["archived_at"] = format_timestamp(row.get("archived_at"))
-    return out
+def _validation_error(exc: RequestValidationError) -> ErrorBody:
+    """The first problem of a request, naming its field (``body`` for the body as a whole)."""
+    errors = exc.errors()
+    if not errors:
+        return ErrorBody(error="InvalidInputError", message="invalid request", field=None)
+    error: ErrorDetails = errors[0]
+    place = error["loc"]
+    message = error["msg"]
+    if error["type"] == "json_invalid":
+        # FastAPI keeps the document and the position: the decoder's own message, in full.
+        reason = error.get("ctx", {}).get("error", message)
+        if isinstance(exc.body, str) and isinstance(place[-1], int):
+            reason = str(json.JSONDecodeError(reason, exc.body, place[-1]))
+        message = f"not valid JSON: {reason}"
+        return ErrorBody(error="InvalidInputError", message=message, field="body")
+    if place == ("body",) and error["type"] == "missing":  # an empty body: not JSON either
+        message = f"not valid JSON: {json.JSONDecodeError('Expecting value', '', 0)}"
+    elif place == ("body",) and isinstance(error["input"], bytes):
+        message = "not a JSON body: send it with content-type application/json"
+    loc = [str(p) for p in place if p not in ("query", "body", "path")]
+    field = ".".join(loc) or ("body" if place[:1] == ("body",) else None)
+    return ErrorBody(error="InvalidInputError", message=message, field=field)
 
 
 def create_app(
@@ -71,34 +94,29 @@ def create_app(
     """The memory service's FastAPI app."""
     app = create_http_app(service=SERVICE, readiness=readiness)
     admin = [Depends(bearer_auth(settings.admin_token))]
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(
+        prefix="/v1",
+        # A JSON body sent without a content type is read as JSON, as it always was (one
+        # with another content type, e.g. form-encoded, is refused: 400 naming `body`).
+        strict_content_type=False,
+        responses={400: {"model": ErrorBody, "description": "Bad input, naming the field"}},
+    )
 
     @app.exception_handler(InvalidInputError)
     async def bad_input(_: Request, exc: InvalidInputError) -> JSONResponse:
         # The memory API answers bad input with 400 naming the field (common brief).
-        return JSONResponse(
-            {"error": type(exc).__name__, "message": exc.reason, "field": exc.field},
-            status_code=400,
-        )
+        body = ErrorBody(error=type(exc).__name__, message=exc.reason, field=exc.field)
+        return JSONResponse(body.model_dump(), status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        error = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("query", "body", "path")]
-        return JSONResponse(
-            {
-                "error": "InvalidInputError",
-                "message": str(error.get("msg")),
-                "field": ".".join(loc) or None,
-            },
-            status_code=400,
-        )
+        return JSONResponse(_validation_error(exc).model_dump(), status_code=400)
 
-    @router.post("/search")
-    async def search(request: Request) -> dict[str, Any]:
-        return await searcher.search(await _json_body(request))
+    @router.post("/search", response_model=SearchResults)
+    async def search(body: SearchRequest) -> SearchResults:
+        return await searcher.search(body)
 
-    @router.get("/records")
+    @router.get("/records", response_model=RecordList)
     async def records(
         run_id: str | None = None,
         trade_id: str | None = None,
@@ -106,7 +124,7 @@ def create_app(
         include_archived: bool = False,
         limit: int = Query(default=1000, ge=1, le=10000),
         offset: int = Query(default=0, ge=0),
-    ) -> dict[str, Any]:
+    ) -> RecordList:
         if run_id is None and trade_id is None:
             raise InvalidInputError("give run_id or trade_id", field="run_id")
         if collection is not None and collection not in LOGICAL_COLLECTIONS:
@@ -119,40 +137,39 @@ def create_app(
             limit=limit,
             offset=offset,
         )
-        return {"records": [_public(r) for r in rows], "count": len(rows)}
+        return RecordList(records=[RecordPublic.of(r) for r in rows], count=len(rows))
 
-    @router.get("/collections")
-    async def collections() -> dict[str, Any]:
+    @router.get("/collections", response_model=CollectionsOverview)
+    async def collections() -> CollectionsOverview:
         rows = await storage.counts()
-        logical: dict[str, dict[str, int]] = {
-            name: {"records": 0, "archived": 0} for name in LOGICAL_COLLECTIONS
-        }
-        physical = []
+        logical: dict[str, tuple[int, int]] = dict.fromkeys(LOGICAL_COLLECTIONS, (0, 0))
         for row in rows:
-            totals = logical.setdefault(row["collection"], {"records": 0, "archived": 0})
-            totals["records"] += int(row["records"])
-            totals["archived"] += int(row["archived"])
-            physical.append(
-                {
-                    "name": row["physical"],
-                    "collection": row["collection"],
-                    "modality": row["modality"],
-                    "model": row["model"],
-                    "records": int(row["records"]),
-                    "archived": int(row["archived"]),
-                }
-            )
-        return {
-            "collections": [{"name": k, **v} for k, v in logical.items()],
-            "physical": physical,
-        }
+            records, archived = logical.get(row.collection, (0, 0))
+            logical[row.collection] = (records + row.records, archived + row.archived)
+        return CollectionsOverview(
+            collections=[
+                LogicalCollection(name=name, records=records, archived=archived)
+                for name, (records, archived) in logical.items()
+            ],
+            physical=[
+                PhysicalCollectionCount(
+                    name=row.physical,
+                    collection=row.collection,
+                    modality=row.modality,
+                    model=row.model,
+                    records=row.records,
+                    archived=row.archived,
+                )
+                for row in rows
+            ],
+        )
 
-    @router.post("/docs", status_code=201, dependencies=admin)
+    @router.post("/docs", status_code=201, dependencies=admin, response_model=DocumentAdded)
     async def add_doc(
         file: UploadFile | None = File(default=None),  # noqa: B008
         text: str | None = Form(default=None),
         title: str | None = Form(default=None),
-    ) -> dict[str, Any]:
+    ) -> DocumentAdded:
         if (file is None) == (text is None):
             raise InvalidInputError("upload a file or send text (one of them)", field="file")
         if file is not None:
@@ -171,29 +188,36 @@ def create_app(
             raise InvalidInputError("a title is needed for text without a file", field="title")
         return await documents.add_document(text=content, title=doc_title, file_name=name)
 
-    @router.post("/prompts", status_code=201, dependencies=admin)
-    async def add_prompt(request: Request) -> dict[str, Any]:
-        body = _validate(PromptCreate, await _json_body(request))
+    @router.post("/prompts", status_code=201, dependencies=admin, response_model=PromptAdded)
+    async def add_prompt(body: PromptCreate) -> PromptAdded:
         return await documents.add_prompt(body)
 
-    @router.get("/prompts")
+    @router.get("/prompts", response_model=PromptList)
     async def list_prompts(
         trade_id: str | None = None, limit: int = Query(default=50, ge=1, le=1000)
-    ) -> dict[str, Any]:
+    ) -> PromptList:
         rows = await storage.list_prompts(limit=limit, trade_id=trade_id)
-        return {"prompts": [_public(r) for r in rows], "count": len(rows)}
+        return PromptList(prompts=[RecordPublic.of(r) for r in rows], count=len(rows))
 
-    @router.post("/retention/run", dependencies=admin)
-    async def run_retention() -> dict[str, Any]:
+    @router.post(
+        "/retention/run",
+        dependencies=admin,
+        response_model=RetentionPass,
+        response_model_exclude_unset=True,  # `archived` or `deleted`, by the mode
+    )
+    async def run_retention() -> RetentionPass:
         return await retention.run()
 
-    @router.post("/retention/restore", dependencies=admin)
-    async def restore_archived(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        body = _validate(RestoreArchived, json.loads(raw) if raw.strip() else {})
-        return await retention.restore(body.vector_ids)
+    @router.post("/retention/restore", dependencies=admin, response_model=ArchivedRestored)
+    async def restore_archived(body: RestoreArchived | None = None) -> ArchivedRestored:
+        return await retention.restore((body or RestoreArchived()).vector_ids)
 
-    @router.post("/backup", dependencies=admin)
+    @router.post(
+        "/backup",
+        dependencies=admin,
+        response_class=FileResponse,
+        responses={200: {"content": _GZIP, "description": "The backup (tar.gz)"}},
+    )
     async def backup() -> FileResponse:
         fd, name = tempfile.mkstemp(prefix="memory-backup-", suffix=".tar.gz")
         os.close(fd)
@@ -206,13 +230,19 @@ def create_app(
         return FileResponse(
             path,
             media_type="application/gzip",
-            filename=f"memory-backup-{manifest['created_at'].replace(':', '')}.tar.gz",
-            headers={"X-Hindsight-Backup-Counts": json.dumps(manifest["counts"])},
+            filename=f"memory-backup-{manifest.created_at.replace(':', '')}.tar.gz",
+            headers={"X-Hindsight-Backup-Counts": json.dumps(manifest.counts.model_dump())},
             background=BackgroundTask(path.unlink, missing_ok=True),
         )
 
-    @router.post("/restore", dependencies=admin)
-    async def restore(request: Request) -> dict[str, Any]:
+    @router.post(
+        "/restore",
+        dependencies=admin,
+        response_model=BackupRestored,
+        openapi_extra={"requestBody": {"required": True, "content": _GZIP}},
+    )
+    async def restore(request: Request) -> BackupRestored:
+        # The archive is streamed to a file as it arrives: not a JSON body.
         fd, name = tempfile.mkstemp(prefix="memory-restore-", suffix=".tar.gz")
         path = Path(name)
         try:
@@ -224,4 +254,20 @@ def create_app(
             path.unlink(missing_ok=True)
 
     app.include_router(router)
+    _document_400(app)
     return app
+
+
+def _document_400(app: FastAPI) -> None:
+    """Leave FastAPI's 422 out of ``/openapi.json``: this API answers bad input with 400."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:  # the OpenAPI document, as FastAPI types it
+        if app.openapi_schema is None:
+            for item in build()["paths"].values():
+                for operation in item.values():
+                    operation["responses"].pop("422", None)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

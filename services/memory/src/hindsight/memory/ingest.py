@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from hindsight.common.events import EmbeddingCreated, LabelSaved
 from hindsight.memory.chroma_store import PhysicalCollection, VectorStore
 from hindsight.memory.domain.records import (
     INGESTED_KEY,
     LOGICAL_COLLECTIONS,
+    Scalar,
     chroma_metadata,
     epoch_seconds,
     format_timestamp,
@@ -20,14 +20,14 @@ from hindsight.memory.domain.records import (
     physical_name,
 )
 from hindsight.memory.metrics import LABEL_UPDATES, RECORDS, UPSERTS
-from hindsight.memory.storage import RecordRow, Storage
+from hindsight.memory.storage import RecordRow, Storage, StoredRecord
 
 __all__ = ["Ingestor"]
 
 logger = logging.getLogger(__name__)
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Scalar) -> str | None:
     return None if value is None else str(value)
 
 
@@ -42,7 +42,7 @@ class Ingestor:
         """Set the records gauge from the link table."""
         totals = dict.fromkeys(LOGICAL_COLLECTIONS, 0)
         for row in await self.storage.counts():
-            totals[row["collection"]] = totals.get(row["collection"], 0) + int(row["records"])
+            totals[row.collection] = totals.get(row.collection, 0) + row.records
         for name, value in totals.items():
             RECORDS.labels(name).set(value)
 
@@ -130,11 +130,11 @@ class Ingestor:
         LABEL_UPDATES.inc()
 
     async def _label_vectors(
-        self, rows: Iterable[dict[str, Any]], label: str, grade: str | None
+        self, rows: Iterable[StoredRecord], label: str, grade: str | None
     ) -> None:
         by_physical: dict[str, list[str]] = {}
         for row in rows:
-            by_physical.setdefault(row["physical"], []).append(row["vector_id"])
+            by_physical.setdefault(row.physical, []).append(row.vector_id)
         for name, ids in by_physical.items():
             # A None grade removes the key from Chroma (a newer label without a grade).
             patch = {"user_label": label, "quality_grade": grade}
@@ -146,7 +146,7 @@ class Ingestor:
             rows = await self.storage.get_many(vector_ids)
             by_physical: dict[str, list[str]] = {}
             for row in rows.values():
-                by_physical.setdefault(row["physical"], []).append(row["vector_id"])
+                by_physical.setdefault(row.physical, []).append(row.vector_id)
             for name, ids in by_physical.items():
                 await self.vectors.delete(name, ids)
             removed = await self.storage.delete_rows(list(rows))

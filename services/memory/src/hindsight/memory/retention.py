@@ -11,26 +11,65 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
+from hindsight.common.http import IsoDatetime
 from hindsight.common.tasks import cancel_and_wait
 from hindsight.memory.chroma_store import PhysicalCollection, VectorStore
 from hindsight.memory.config import MemorySettings
 from hindsight.memory.domain.records import chroma_metadata, epoch_seconds, now_utc
 from hindsight.memory.ingest import Ingestor
-from hindsight.memory.storage import Storage
+from hindsight.memory.storage import Storage, StoredRecord
 
-__all__ = ["Retention", "RetentionTask"]
+__all__ = ["ArchivedRestored", "Retention", "RetentionPass", "RetentionTask"]
 
 logger = logging.getLogger(__name__)
 
 _BATCH = 500
 
 
-def _group(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+class RetentionPass(BaseModel):
+    """What one retention pass did; ``archived`` or ``deleted`` by the mode (the other is
+    left out: serialise with ``exclude_unset``)."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    mode: Literal["archive", "delete"]
+    retention_days: float
+    cutoff: IsoDatetime | None
+    """Records stored before this were aged out; null when retention is off."""
+    archived: int | None = None
+    deleted: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        mode: Literal["archive", "delete"],
+        *,
+        retention_days: float,
+        cutoff: datetime | None,
+        records: int,
+    ) -> RetentionPass:
+        """The pass that aged out ``records`` in ``mode``."""
+        if mode == "archive":
+            return cls(mode=mode, retention_days=retention_days, cutoff=cutoff, archived=records)
+        return cls(mode=mode, retention_days=retention_days, cutoff=cutoff, deleted=records)
+
+
+class ArchivedRestored(BaseModel):
+    """Answer of POST /v1/retention/restore."""
+
+    model_config = ConfigDict(frozen=True)
+
+    restored: int
+
+
+def _group(rows: Sequence[StoredRecord]) -> dict[str, list[StoredRecord]]:
+    out: dict[str, list[StoredRecord]] = {}
     for row in rows:
-        out.setdefault(row["physical"], []).append(row)
+        out.setdefault(row.physical, []).append(row)
     return out
 
 
@@ -45,12 +84,12 @@ class Retention:
         self.vectors = vectors
         self.ingestor = ingestor
 
-    async def run(self, *, now: datetime | None = None) -> dict[str, Any]:
+    async def run(self, *, now: datetime | None = None) -> RetentionPass:
         """One pass: every active record older than ``retention_days``."""
         days = self.settings.retention_days
         mode = self.settings.retention_mode
         if days <= 0:
-            return {"mode": mode, "retention_days": days, "cutoff": None, mode + "d": 0}
+            return RetentionPass.of(mode, retention_days=days, cutoff=None, records=0)
         cutoff = (now or now_utc()) - timedelta(days=days)
         done = 0
         while True:
@@ -62,11 +101,11 @@ class Retention:
                 if not rows:
                     break
                 for physical, group in _group(rows).items():
-                    ids = [r["vector_id"] for r in group]
+                    ids = [r.vector_id for r in group]
                     if mode == "archive":
                         got = await self.vectors.get(physical, ids=ids)
-                        items = list(zip(got["ids"], got["embeddings"], strict=True))
-                        missing = set(ids) - set(got["ids"])
+                        items = list(zip(got.ids, got.embeddings, strict=True))
+                        missing = set(ids) - set(got.ids)
                         await self.storage.mark_archived(items + [(vid, []) for vid in missing])
                         await self.vectors.delete(physical, ids)
                     else:
@@ -75,46 +114,41 @@ class Retention:
                     done += len(ids)
         await self.ingestor.refresh_gauge()
         logger.info("retention pass", extra={"mode": mode, "records": done})
-        return {
-            "mode": mode,
-            "retention_days": days,
-            "cutoff": cutoff.isoformat(),
-            mode + "d": done,
-        }
+        return RetentionPass.of(mode, retention_days=days, cutoff=cutoff, records=done)
 
-    async def restore(self, vector_ids: Sequence[str] | None) -> dict[str, Any]:
+    async def restore(self, vector_ids: Sequence[str] | None) -> ArchivedRestored:
         """Put archived records back into Chroma (all, or the given ids)."""
         restored = 0
         async with self.vectors.write_lock:
             rows = await self.storage.archived(vector_ids)
             for physical, group in _group(rows).items():
-                usable = [r for r in group if r["archived_embedding"]]
+                usable = [(r, r.archived_embedding) for r in group if r.archived_embedding]
                 if not usable:
                     continue
-                first = usable[0]
+                first, first_embedding = usable[0]
                 await self.vectors.ensure(
                     PhysicalCollection(
                         physical,
-                        first["collection"],
-                        first["modality"],
-                        first["model"],
-                        len(first["archived_embedding"]),
+                        first.collection,
+                        first.modality,
+                        first.model,
+                        len(first_embedding),
                     )
                 )
                 await self.vectors.upsert(
                     physical,
-                    ids=[r["vector_id"] for r in usable],
-                    embeddings=[list(r["archived_embedding"]) for r in usable],
+                    ids=[r.vector_id for r, _ in usable],
+                    embeddings=[list(embedding) for _, embedding in usable],
                     metadatas=[
-                        chroma_metadata(r["metadata"], ts=epoch_seconds(r["timestamp"]))
-                        for r in usable
+                        chroma_metadata(r.metadata, ts=epoch_seconds(r.timestamp))
+                        for r, _ in usable
                     ],
-                    documents=[r["document"] for r in usable],
+                    documents=[r.document for r, _ in usable],
                 )
-                await self.storage.mark_restored([r["vector_id"] for r in usable])
+                await self.storage.mark_restored([r.vector_id for r, _ in usable])
                 restored += len(usable)
         await self.ingestor.refresh_gauge()
-        return {"restored": restored}
+        return ArchivedRestored(restored=restored)
 
 
 class RetentionTask:

@@ -16,7 +16,7 @@ from hindsight.common.errors import InvalidInputError, NotFoundError
 from hindsight.common.paths import resolve_in_roots
 from hindsight.memory.chroma_store import PhysicalCollection, QueryHit, VectorStore
 from hindsight.memory.config import MemorySettings
-from hindsight.memory.domain.filters import combine, validate_filter
+from hindsight.memory.domain.filters import Where, combine, validate_filter
 from hindsight.memory.domain.fusion import reciprocal_rank_fusion
 from hindsight.memory.domain.overfetch import FallbackMemory, OverfetchWalk, candidate_count
 from hindsight.memory.domain.records import (
@@ -24,14 +24,14 @@ from hindsight.memory.domain.records import (
     LOGICAL_COLLECTIONS,
     TS_KEY,
     epoch_seconds,
-    full_metadata,
 )
 from hindsight.memory.domain.where import Predicate, where_predicate
 from hindsight.memory.embed_client import QueryEmbedder, QueryVector, Tower
 from hindsight.memory.metrics import SEARCH_PATHS, SEARCH_SECONDS
+from hindsight.memory.schemas import SearchHit
 from hindsight.memory.storage import Storage
 
-__all__ = ["SearchRequest", "Searcher", "parse_search_request", "public_record"]
+__all__ = ["SearchRequest", "SearchResults", "Searcher", "parse_search_request", "search_where"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class SearchRequest(BaseModel):
     model: str | None = Field(default=None, min_length=1)
     vector_id: str | None = Field(default=None, min_length=1)
     collections: list[str] = Field(default_factory=lambda: ["trade_cases"], min_length=1)
-    filter: dict[str, Any] | None = None
+    filter: dict[str, Any] | None = None  # a Chroma where: free-form, checked by validate_filter
     k: int = Field(default=10, ge=1, le=200, strict=True)
     as_of: AwareDatetime | None = None
     """Point in time: only records whose event time (``timestamp``) is strictly earlier."""
@@ -58,7 +58,16 @@ class SearchRequest(BaseModel):
     hybrid: bool = False
 
 
-def parse_search_request(body: Any) -> tuple[SearchRequest, dict[str, Any] | None]:
+class SearchResults(BaseModel):
+    """Body of the answer to POST /v1/search."""
+
+    model_config = ConfigDict(frozen=True)
+
+    results: list[SearchHit]
+    took_ms: float
+
+
+def parse_search_request(body: Any) -> tuple[SearchRequest, Where | None]:
     """Validate the body → (request, Chroma where); InvalidInputError names the field."""
     try:
         request = SearchRequest.model_validate(body)
@@ -66,6 +75,12 @@ def parse_search_request(body: Any) -> tuple[SearchRequest, dict[str, Any] | Non
         error = exc.errors()[0]
         loc = ".".join(str(part) for part in error["loc"]) or "body"
         raise InvalidInputError(error["msg"], field=loc) from exc
+    return request, search_where(request)
+
+
+def search_where(request: SearchRequest) -> Where | None:
+    """The checks across a request's fields, then its Chroma where (filter, as_of,
+    ingested_before); InvalidInputError names the field."""
     given = [
         name
         for name in ("text", "image_path", "vector", "vector_id")
@@ -95,24 +110,7 @@ def parse_search_request(body: Any) -> tuple[SearchRequest, dict[str, Any] | Non
     if request.ingested_before is not None:
         # Records stored before ingested_at existed have no ingested_ts: never matched.
         where = combine(where, {INGESTED_TS_KEY: {"$lt": epoch_seconds(request.ingested_before)}})
-    return request, where
-
-
-def public_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A link-table row as the API shows it."""
-    metadata = full_metadata(row["metadata"])
-    metadata["user_label"] = row.get("user_label")
-    metadata["quality_grade"] = row.get("quality_grade")
-    return {
-        "id": row["vector_id"],
-        "collection": row["collection"],
-        "modality": row["modality"],
-        "model": row["model"],
-        "document": row.get("document"),
-        "metadata": metadata,
-        "thumbnail_b64": row.get("thumbnail_b64"),
-        "archived": row.get("archived_at") is not None,
-    }
+    return where
 
 
 class Searcher:
@@ -131,14 +129,14 @@ class Searcher:
         self.embedder = embedder
         self.fallbacks = FallbackMemory()
 
-    async def search(self, body: Any) -> dict[str, Any]:
-        """Run one search; returns the response body."""
+    async def search(self, request: SearchRequest) -> SearchResults:
+        """Run one search (the request's fields are valid; the rest is checked here)."""
         started = time.perf_counter()
-        request, where = parse_search_request(body)
+        where = search_where(request)
         results = await self._search(request, where)
         elapsed = time.perf_counter() - started
         SEARCH_SECONDS.labels("hybrid" if request.hybrid else "vector").observe(elapsed)
-        return {"results": results, "took_ms": round(elapsed * 1000, 3)}
+        return SearchResults(results=results, took_ms=round(elapsed * 1000, 3))
 
     async def _targets(self, collections: Sequence[str]) -> list[PhysicalCollection]:
         found = [p for p in self.vectors.physical() if p.collection in collections]
@@ -155,12 +153,12 @@ class Searcher:
             return [QueryVector(request.vector, request.model)], None
         if request.vector_id is not None:
             row = await self.storage.get(request.vector_id)
-            if row is None or row["archived_at"] is not None:
+            if row is None or row.archived_at is not None:
                 raise NotFoundError(f"no searchable record {request.vector_id!r}")
-            got = await self.vectors.get(row["physical"], ids=[request.vector_id])
-            if not got["embeddings"]:
+            got = await self.vectors.get(row.physical, ids=[request.vector_id])
+            if not got.embeddings:
                 raise NotFoundError(f"record {request.vector_id!r} has no vector in Chroma")
-            return [QueryVector(got["embeddings"][0], row["model"])], request.vector_id
+            return [QueryVector(got.embeddings[0], row.model)], request.vector_id
         if request.image_path is not None:
             path = resolve_in_roots(
                 request.image_path, self.settings.image_roots, field="image_path"
@@ -186,9 +184,7 @@ class Searcher:
             logger.warning("one query tower failed, searching with the others: %s", error)
         return vectors, None
 
-    async def _search(
-        self, request: SearchRequest, where: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
+    async def _search(self, request: SearchRequest, where: Where | None) -> list[SearchHit]:
         targets = await self._targets(request.collections)
         query_vectors, exclude = await self._query_vectors(request, targets)
         k = request.k
@@ -252,14 +248,12 @@ class Searcher:
             row = rows.get(vid)
             if row is None:
                 continue
-            record = public_record(row)
-            record.pop("archived")
             results.append(
-                {
-                    **record,
-                    "score": round(score, 6),
-                    "distance": None if vid not in distance else round(distance[vid], 6),
-                }
+                SearchHit.of(
+                    row,
+                    score=round(score, 6),
+                    distance=None if vid not in distance else round(distance[vid], 6),
+                )
             )
         return results
 
@@ -269,7 +263,7 @@ class Searcher:
         embedding: Sequence[float],
         *,
         need: int,
-        where: dict[str, Any] | None,
+        where: Where | None,
         where_key: str,
         predicate: Predicate,
     ) -> list[QueryHit]:
@@ -302,7 +296,7 @@ class Searcher:
         return await self.vectors.query(name, embedding, k=need, where=where)
 
     async def _keyword(
-        self, request: SearchRequest, where: dict[str, Any] | None, predicate: Predicate
+        self, request: SearchRequest, where: Where | None, predicate: Predicate
     ) -> list[str]:
         """Full-text hits (PostgreSQL), filtered by the same ``where`` on Chroma's metadata."""
         assert request.text is not None

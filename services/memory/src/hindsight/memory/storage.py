@@ -1,27 +1,59 @@
-"""PostgreSQL schema ``memory``: the link table (vector ↔ file ↔ run ↔ trade) and labels."""
+"""PostgreSQL schema ``memory``: the link table (vector ↔ file ↔ run ↔ trade) and labels.
+
+Writes take :class:`RecordRow`; reads return frozen records: :class:`StoredRecord` (a link
+table row), :class:`StoredLabel` and :class:`CollectionCount`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import asyncpg
 
 from hindsight.common.errors import UnavailableError
+from hindsight.memory.domain.records import Scalar
 
-__all__ = ["MIGRATIONS", "RecordRow", "Storage"]
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = [
+    "MIGRATIONS",
+    "CollectionCount",
+    "RecordMetadata",
+    "RecordRow",
+    "Storage",
+    "StoredLabel",
+    "StoredRecord",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 _COLUMNS = (
     "vector_id, collection, physical, modality, model, file_path, run_id, trade_id, "
     'setup_id, "timestamp", document, metadata, thumbnail_b64, user_label, quality_grade, '
     "archived_at, archived_embedding, created_at, updated_at"
 )
+
+
+RecordMetadata = dict[str, Scalar]
+"""A vector's metadata: free-form keys (the mandatory ones, plus whatever the producer sent),
+scalar values."""
+
+
+def _from_values(cls: type[_D], values: Mapping[str, Any]) -> _D:
+    """The dataclass ``cls`` of a row's (or a backup line's) values: its fields are taken (a
+    missing one raises KeyError), metadata that arrives as JSON text (jsonb) is parsed."""
+    known = {f.name: values[f.name] for f in fields(cls)}
+    if isinstance(known.get("metadata"), str):
+        known["metadata"] = json.loads(known["metadata"])
+    return cls(**known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +66,7 @@ class RecordRow:
     modality: str
     model: str
     timestamp: datetime
-    metadata: dict[str, Any]
+    metadata: RecordMetadata
     file_path: str | None = None
     run_id: str | None = None
     trade_id: str | None = None
@@ -47,11 +79,68 @@ class RecordRow:
     """When memory first stored the record (its ingestion time); now when None."""
 
 
-def _row(record: asyncpg.Record) -> dict[str, Any]:
-    out = dict(record)
-    if isinstance(out.get("metadata"), str):
-        out["metadata"] = json.loads(out["metadata"])
-    return out
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One row of the link table, as stored (also a line of a backup's records.jsonl)."""
+
+    vector_id: str
+    collection: str
+    physical: str
+    """The Chroma collection that holds the vector."""
+    modality: str
+    model: str
+    file_path: str | None
+    run_id: str | None
+    trade_id: str | None
+    setup_id: str | None
+    timestamp: datetime
+    """The record's event time (trade, bar or document time)."""
+    document: str | None
+    metadata: RecordMetadata
+    thumbnail_b64: str | None
+    user_label: str | None
+    quality_grade: str | None
+    archived_at: datetime | None
+    archived_embedding: list[float] | None
+    """The vector, kept while the record is archived (out of Chroma)."""
+    created_at: datetime
+    """When memory first stored the record (its ingestion time)."""
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Self:
+        """The record of a database row or of a backup line (times already revived)."""
+        return _from_values(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabel:
+    """The latest label of one labeler on one trade (also a line of labels.jsonl)."""
+
+    trade_id: str
+    labeler_id: str
+    label: str
+    quality_grade: str | None
+    occurred_at: datetime
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Self:
+        """The label of a database row or of a backup line."""
+        return _from_values(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionCount:
+    """Active and archived records of one physical collection."""
+
+    collection: str
+    """The logical collection."""
+    physical: str
+    modality: str
+    model: str
+    records: int
+    """Active (not archived) records."""
+    archived: int
 
 
 class Storage:
@@ -119,16 +208,16 @@ class Storage:
         )
         return value
 
-    async def get_many(self, vector_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def get_many(self, vector_ids: Sequence[str]) -> dict[str, StoredRecord]:
         """Rows by vector_id (missing ids are absent)."""
         if not vector_ids:
             return {}
         rows = await self._pool().fetch(
             f"SELECT {_COLUMNS} FROM records WHERE vector_id = ANY($1::text[])", list(vector_ids)
         )
-        return {r["vector_id"]: _row(r) for r in rows}
+        return {r["vector_id"]: StoredRecord.of(r) for r in rows}
 
-    async def get(self, vector_id: str) -> dict[str, Any] | None:
+    async def get(self, vector_id: str) -> StoredRecord | None:
         """One row, or None."""
         return (await self.get_many([vector_id])).get(vector_id)
 
@@ -141,7 +230,7 @@ class Storage:
         include_archived: bool = False,
         limit: int = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredRecord]:
         """Rows of a run and/or a trade, oldest first."""
         rows = await self._pool().fetch(
             f"""SELECT {_COLUMNS} FROM records
@@ -156,7 +245,7 @@ class Storage:
             limit,
             offset,
         )
-        return [_row(r) for r in rows]
+        return [StoredRecord.of(r) for r in rows]
 
     async def keyword_search(
         self,
@@ -203,7 +292,7 @@ class Storage:
         )
         return [r["vector_id"] for r in rows]
 
-    async def counts(self) -> list[dict[str, Any]]:
+    async def counts(self) -> list[CollectionCount]:
         """Active and archived rows per logical and physical collection."""
         rows = await self._pool().fetch(
             """SELECT collection, physical, modality, model,
@@ -212,9 +301,9 @@ class Storage:
                FROM records GROUP BY collection, physical, modality, model
                ORDER BY collection, physical"""
         )
-        return [dict(r) for r in rows]
+        return [CollectionCount(**dict(r)) for r in rows]
 
-    async def list_prompts(self, *, limit: int, trade_id: str | None) -> list[dict[str, Any]]:
+    async def list_prompts(self, *, limit: int, trade_id: str | None) -> list[StoredRecord]:
         """prompts_history rows, newest first."""
         rows = await self._pool().fetch(
             f"""SELECT {_COLUMNS} FROM records
@@ -224,7 +313,7 @@ class Storage:
             limit,
             trade_id,
         )
-        return [_row(r) for r in rows]
+        return [StoredRecord.of(r) for r in rows]
 
     # --- labels ----------------------------------------------------------------------
 
@@ -264,7 +353,7 @@ class Storage:
 
     async def apply_label(
         self, trade_id: str, label: str, quality_grade: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredRecord]:
         """Write the label onto every row of the trade; returns the active rows changed."""
         rows = await self._pool().fetch(
             f"""UPDATE records SET user_label = $2, quality_grade = $3,
@@ -277,13 +366,13 @@ class Storage:
             label,
             quality_grade,
         )
-        return [_row(r) for r in rows if r["archived_at"] is None]
+        return [StoredRecord.of(r) for r in rows if r["archived_at"] is None]
 
     # --- retention -------------------------------------------------------------------
 
     async def expired(
         self, before: datetime, *, limit: int, include_archived: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredRecord]:
         """Rows stored before ``before`` (active ones; archived too when asked).
 
         By ingestion time (created_at), not event time: a backtest that stores 2017 trades
@@ -297,7 +386,7 @@ class Storage:
             limit,
             include_archived,
         )
-        return [_row(r) for r in rows]
+        return [StoredRecord.of(r) for r in rows]
 
     async def mark_archived(self, items: Sequence[tuple[str, list[float]]]) -> None:
         """Archive rows, keeping each vector so the record can be restored."""
@@ -307,7 +396,7 @@ class Storage:
             [(vid, emb) for vid, emb in items],
         )
 
-    async def archived(self, vector_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    async def archived(self, vector_ids: Sequence[str] | None) -> list[StoredRecord]:
         """Archived rows (all, or the given ids)."""
         rows = await self._pool().fetch(
             f"""SELECT {_COLUMNS} FROM records WHERE archived_at IS NOT NULL
@@ -315,7 +404,7 @@ class Storage:
                 ORDER BY "timestamp", vector_id""",
             None if vector_ids is None else list(vector_ids),
         )
-        return [_row(r) for r in rows]
+        return [StoredRecord.of(r) for r in rows]
 
     async def mark_restored(self, vector_ids: Sequence[str]) -> None:
         """Un-archive rows (their vectors are back in Chroma)."""
@@ -327,7 +416,7 @@ class Storage:
 
     # --- backup ----------------------------------------------------------------------
 
-    async def export_records(self, *, batch: int = 2000) -> AsyncIterator[dict[str, Any]]:
+    async def export_records(self, *, batch: int = 2000) -> AsyncIterator[StoredRecord]:
         """Every row, by vector_id (keyset pagination: no long-lived cursor)."""
         last = ""
         while True:
@@ -337,21 +426,24 @@ class Storage:
                 batch,
             )
             for r in rows:
-                yield _row(r)
+                yield StoredRecord.of(r)
             if len(rows) < batch:
                 return
             last = rows[-1]["vector_id"]
 
-    async def export_labels(self) -> list[dict[str, Any]]:
+    async def export_labels(self) -> list[StoredLabel]:
         """Every stored label."""
-        rows = await self._pool().fetch("SELECT * FROM labels ORDER BY trade_id, labeler_id")
-        return [dict(r) for r in rows]
+        rows = await self._pool().fetch(
+            "SELECT trade_id, labeler_id, label, quality_grade, occurred_at FROM labels "
+            "ORDER BY trade_id, labeler_id"
+        )
+        return [StoredLabel.of(r) for r in rows]
 
     async def wipe(self) -> None:
         """Empty both tables (restore starts from nothing)."""
         await self._pool().execute("TRUNCATE records, labels")
 
-    async def import_records(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def import_records(self, rows: Sequence[StoredRecord]) -> None:
         """Insert exported rows as they were."""
         await self._pool().executemany(
             """INSERT INTO records (vector_id, collection, physical, modality, model, file_path,
@@ -362,39 +454,36 @@ class Storage:
                        $16, $17::real[], $18, $19)""",
             [
                 (
-                    r["vector_id"],
-                    r["collection"],
-                    r["physical"],
-                    r["modality"],
-                    r["model"],
-                    r["file_path"],
-                    r["run_id"],
-                    r["trade_id"],
-                    r["setup_id"],
-                    r["timestamp"],
-                    r["document"],
-                    json.dumps(r["metadata"]),
-                    r["thumbnail_b64"],
-                    r["user_label"],
-                    r["quality_grade"],
-                    r["archived_at"],
-                    r["archived_embedding"],
-                    r["created_at"],
-                    r["updated_at"],
+                    r.vector_id,
+                    r.collection,
+                    r.physical,
+                    r.modality,
+                    r.model,
+                    r.file_path,
+                    r.run_id,
+                    r.trade_id,
+                    r.setup_id,
+                    r.timestamp,
+                    r.document,
+                    json.dumps(r.metadata),
+                    r.thumbnail_b64,
+                    r.user_label,
+                    r.quality_grade,
+                    r.archived_at,
+                    r.archived_embedding,
+                    r.created_at,
+                    r.updated_at,
                 )
                 for r in rows
             ],
         )
 
-    async def import_labels(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def import_labels(self, rows: Sequence[StoredLabel]) -> None:
         """Insert exported labels as they were."""
         await self._pool().executemany(
             """INSERT INTO labels (trade_id, labeler_id, label, quality_grade, occurred_at)
                VALUES ($1, $2, $3, $4, $5)""",
-            [
-                (r["trade_id"], r["labeler_id"], r["label"], r["quality_grade"], r["occurred_at"])
-                for r in rows
-            ],
+            [(r.trade_id, r.labeler_id, r.label, r.quality_grade, r.occurred_at) for r in rows],
         )
 
     async def count_rows(self) -> tuple[int, int]:

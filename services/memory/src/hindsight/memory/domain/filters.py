@@ -13,7 +13,7 @@ from hindsight.common.errors import InvalidInputError
 
 __all__ = ["COMPARISON_OPERATORS", "LIST_OPERATORS", "combine", "validate_filter"]
 
-Where = dict[str, Any]
+Where = dict[str, Any]  # a Chroma where: free-form JSON (any metadata key, nested operators)
 
 COMPARISON_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 LIST_OPERATORS = frozenset({"$in", "$nin"})

@@ -15,6 +15,7 @@ __all__ = [
     "LOGICAL_COLLECTIONS",
     "MODALITIES",
     "TS_KEY",
+    "Scalar",
     "chroma_metadata",
     "epoch_seconds",
     "format_timestamp",
@@ -39,6 +40,7 @@ INGESTED_TS_KEY = "ingested_ts"
 _CHROMA_ONLY = (TS_KEY, INGESTED_TS_KEY)
 
 Scalar = str | int | float | bool | None
+"""A value of a record's metadata (the keys are free-form; the values scalars, as in Chroma)."""
 
 
 def model_slug(model: str) -> str:
