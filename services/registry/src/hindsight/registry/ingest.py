@@ -30,7 +30,14 @@ class Ingest:
         """Store a batch of ``prediction.logged`` (idempotent by prediction_id)."""
         if not events:
             return PredictionsStored(new=0, joined=0)
-        stored = await self.store.tables.outcomes.insert_predictions(events)
+        outcomes = self.store.tables.outcomes
+        stored = await outcomes.insert_predictions(events)
+        if stored.new > stored.joined:
+            # The insert saw only outcomes committed before it began: one committed while it
+            # ran woke the evaluator before these predictions were visible. Asked again after
+            # our commit, one of the two always sees the other (no evaluable pair left asleep).
+            later = await outcomes.with_result([e.signal_id for e in events])
+            stored = PredictionsStored(new=stored.new, joined=max(stored.joined, later))
         PREDICTION_BATCH_SIZE.observe(len(events))
         PREDICTIONS_INGESTED.inc(stored.new)
         PREDICTIONS_DUPLICATE.inc(len(events) - stored.new)

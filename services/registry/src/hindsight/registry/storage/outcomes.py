@@ -123,6 +123,14 @@ class Outcomes:
         )
         return PredictionsStored(new=int(stored["new"]), joined=int(stored["joined"]))
 
+    async def with_result(self, signal_ids: Sequence[str]) -> int:
+        """How many of ``signal_ids`` have an outcome with a result (committed ones, now)."""
+        found = await self.db.fetchval(
+            "SELECT count(*) FROM outcomes WHERE signal_id = ANY($1::text[]) AND win IS NOT NULL",
+            list(signal_ids),
+        )
+        return int(found or 0)
+
     async def upsert_outcome(self, outcome: Outcome) -> None:
         """Store a signal's outcome by signal_id; a later event with a result fills one in."""
         await self.db.execute(
