@@ -53,7 +53,7 @@ check-generated: protos asyncapi  ## fail when generated files differ from what 
 	git diff --exit-code -- libs/protogen docs/asyncapi.yaml
 
 soak: setup  ## the Score path under load while each part is killed, alone, its table printed (HINDSIGHT_SOAK_RATE, _PHASE_S)
-	$(RUN) pytest -p no:cacheprovider tests/integration/test_soak.py -s
+	$(RUN) pytest -m soak -p no:cacheprovider tests/integration/test_soak.py -s
 
 bench: setup  ## benchmarks: print figures, never assert timings
 	$(RUN) pytest -m bench -p no:cacheprovider bench -s

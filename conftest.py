@@ -13,7 +13,7 @@ pytest_plugins = ["hindsight.devstack.pytest_plugin"]
 
 # The categories of pyproject.toml's [tool.pytest.ini_options] markers; `connected` (a NATS
 # handler test against a real nats-server) is one on its own.
-CATEGORIES = frozenset({"unit", "integration", "connected", "browser", "bench"})
+CATEGORIES = frozenset({"unit", "integration", "connected", "browser", "bench", "soak"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so every run checks all
