@@ -25,7 +25,7 @@ from hindsight.common.drift import FeatureReference, parse_references
 from hindsight.common.events import SignalFeatures
 from hindsight.common.tasks import cancel_and_wait
 from hindsight.trainer.domain.drift import LiveDrift
-from hindsight.trainer.service_metrics import (
+from hindsight.trainer.metrics import (
     DRIFT_FEATURES_OVER,
     DRIFT_REFERENCE,
     DRIFT_ROWS,

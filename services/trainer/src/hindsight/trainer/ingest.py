@@ -8,7 +8,7 @@ from collections.abc import Callable
 from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.domain.outcomes import resolve_result, threshold_for
-from hindsight.trainer.service_metrics import ROWS_INGESTED
+from hindsight.trainer.metrics import ROWS_INGESTED
 from hindsight.trainer.storage import Storage
 
 __all__ = ["Ingestor"]

@@ -28,8 +28,8 @@ from hindsight.trainer.domain.rows import LABEL_WEIGHTS
 from hindsight.trainer.domain.splits import SplitConfig
 from hindsight.trainer.domain.trading import Gates
 from hindsight.trainer.domain.training import TrainingParams, train_model
+from hindsight.trainer.metrics import LAST_RUN_DURATION, RUNS
 from hindsight.trainer.production import RegistryProduction
-from hindsight.trainer.service_metrics import LAST_RUN_DURATION, RUNS
 from hindsight.trainer.storage import RunArtifact, RunMode, RunStatus, Storage, TrainingRun
 
 __all__ = ["Publisher", "RunService", "make_version", "training_params"]
