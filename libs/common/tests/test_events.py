@@ -221,6 +221,39 @@ GOOD: dict[str, tuple[dict[str, Any], str]] = {
         },
         "exp-17",
     ),
+    "bar.closed": (
+        {
+            **ENVELOPE,
+            "source": "bar-feed",
+            "symbol": "EURUSD",
+            "timeframe": "1h",
+            "ts": "2024-05-01T11:00:00+00:00",
+            "open": 1.0712,
+            "high": 1.0731,
+            "low": 1.0705,
+            "close": 1.0728,
+            "volume": 1830.0,
+            "trades": 412,
+        },
+        "EURUSD:1h:2024-05-01T11:00:00Z",
+    ),
+    "signal.labeled": (
+        {
+            **ENVELOPE,
+            "source": "market",
+            "signal_id": "sig-42",
+            "label_spec": "0123456789abcdef",
+            "horizon_bars": 6,
+            "runup_r": 1.4,
+            "drawdown_r": -0.6,
+            "realised_r": 1.0,
+            "y_entry": 1,
+            "t_hit_tp": 180.0,
+            "t_hit_sl": None,
+            "liquidity_cluster": "H",
+        },
+        "sig-42:0123456789abcdef",
+    ),
 }
 
 # subject -> (how to break a good example, the field the error must name)
@@ -288,6 +321,18 @@ BAD: dict[str, list[tuple[Breaker, str]]] = {
         (lambda e: e.update(p_value=True), "p_value"),
         (lambda e: e.update(n=1.5), "n"),
     ],
+    "bar.closed": [
+        (lambda e: e.update(high=float("nan")), "high"),
+        (lambda e: e.update(volume="12"), "volume"),
+        (lambda e: e.pop("ts"), "ts"),
+        (lambda e: e.update(trades=-1), "trades"),
+    ],
+    "signal.labeled": [
+        (lambda e: e.update(label_spec="XYZ"), "label_spec"),
+        (lambda e: e.update(y_entry=2), "y_entry"),
+        (lambda e: e.update(t_hit_tp=-1.0), "t_hit_tp"),
+        (lambda e: e.update(liquidity_cluster="X"), "liquidity_cluster"),
+    ],
 }
 
 BAD_CASES = [
@@ -315,7 +360,7 @@ def rejected(subject: str, event: dict[str, Any]) -> InvalidEventError:
 
 def test_every_subject_has_a_model_and_examples() -> None:
     assert set(SUBJECTS) == set(EVENT_TYPES) == set(GOOD) == set(BAD)
-    assert len(SUBJECTS) == 11
+    assert len(SUBJECTS) == 13
     for subject, model in EVENT_TYPES.items():
         assert model.subject == subject
 
@@ -926,3 +971,16 @@ def test_every_string_in_the_contract_has_a_maximum_length(subject: str) -> None
     assert unbounded == []
     without_charset = [path for path, node in nodes if "pattern" not in node]
     assert without_charset == []
+
+
+def test_a_corrected_bar_gets_another_message_id_but_the_same_key() -> None:
+    """JetStream's duplicate window must not drop a correction (same key, other values)."""
+    first = parse_event("bar.closed", wire(good("bar.closed")))
+    again = parse_event("bar.closed", wire(good("bar.closed")))
+    corrected_body = good("bar.closed")
+    corrected_body["close"] = 1.0729
+    corrected = parse_event("bar.closed", wire(corrected_body))
+    assert first.message_id() == again.message_id()
+    assert first.idempotency_key() == corrected.idempotency_key()
+    assert first.message_id() != corrected.message_id()
+    assert first.message_id().startswith("bar.closed:EURUSD:1h:2024-05-01T11:00:00Z:")

@@ -31,6 +31,8 @@ from pydantic import RootModel
 from hindsight.common.broker import DLQ_HEADERS, DLQ_STREAM, STREAM
 from hindsight.common.events import (
     AB_COMPLETED,
+    BAR_CLOSED,
+    BARS_WINDOW,
     EMBED_QUERY,
     EMBEDDING_CREATED,
     EVENT_TYPES,
@@ -40,6 +42,7 @@ from hindsight.common.events import (
     PNG_CREATED,
     PREDICTION_LOGGED,
     SIGNAL_FEATURES,
+    SIGNAL_LABELED,
     SIGNAL_OUTCOME,
     TRAINING_COMPLETED,
     TRAINING_REQUESTED,
@@ -84,17 +87,21 @@ PUBLISHERS: Mapping[str, frozenset[str]] = MappingProxyType(
         PREDICTION_LOGGED: _parties("scorer", "gateway"),
         AB_COMPLETED: _parties("registry"),  # its outbox
         EMBED_QUERY: _parties("memory"),  # requests; the answer goes to the requester's inbox
+        BAR_CLOSED: _parties(UPSTREAM),
+        SIGNAL_LABELED: _parties("market"),  # its outbox
+        BARS_WINDOW: _parties(UPSTREAM),  # requests; the answer goes to the requester's inbox
     }
 )
 """Subject → who publishes it: service names and :data:`UPSTREAM`. Every subject of
-:data:`~hindsight.common.events.EVENT_TYPES`, plus the request-reply subject
-:data:`~hindsight.common.events.EMBED_QUERY` (core NATS, not in the stream)."""
+:data:`~hindsight.common.events.EVENT_TYPES`, plus the request-reply subjects
+:data:`~hindsight.common.events.EMBED_QUERY` and
+:data:`~hindsight.common.events.BARS_WINDOW` (core NATS, not in the stream)."""
 
 CONSUMERS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         PNG_CREATED: _parties("embedder", "labeling"),
         JSON_CREATED: _parties("embedder", "labeling"),
-        SIGNAL_FEATURES: _parties("trainer"),
+        SIGNAL_FEATURES: _parties("trainer", "market"),
         SIGNAL_OUTCOME: _parties("trainer", "registry"),
         LABEL_SAVED: _parties("trainer", "memory"),
         EMBEDDING_CREATED: _parties("memory"),
@@ -104,11 +111,15 @@ CONSUMERS: Mapping[str, frozenset[str]] = MappingProxyType(
         PREDICTION_LOGGED: _parties("registry"),
         AB_COMPLETED: _parties("gateway"),  # replayed, then live
         EMBED_QUERY: _parties("embedder"),  # answers (a queue group)
+        BAR_CLOSED: _parties("market"),
+        # No service consumes it yet: the trainer's per-model data specs and risk will.
+        SIGNAL_LABELED: _parties(),
+        BARS_WINDOW: _parties("market"),  # answers (a queue group)
     }
 )
 """Subject → the services that consume it: JetStream consumers of the events (each may
-dead-letter what it consumes to ``dlq.<subject>``), and for
-:data:`~hindsight.common.events.EMBED_QUERY` the service that answers."""
+dead-letter what it consumes to ``dlq.<subject>``), and for the request-reply subjects
+the service that answers. ``signal.labeled`` has none yet (an empty set)."""
 
 _EVENT_HEADERS: dict[str, str] = {
     "Nats-Msg-Id": "<subject>:<idempotency key> (the key: see the payload schema's description); "

@@ -54,6 +54,8 @@ from hindsight.common.paths import canonical_path
 
 __all__ = [
     "AB_COMPLETED",
+    "BAR_CLOSED",
+    "BARS_WINDOW",
     "EMBED_QUERY",
     "DLQ_PREFIX",
     "EMBEDDING_CREATED",
@@ -64,12 +66,14 @@ __all__ = [
     "PNG_CREATED",
     "PREDICTION_LOGGED",
     "SIGNAL_FEATURES",
+    "SIGNAL_LABELED",
     "SIGNAL_OUTCOME",
     "SUBJECTS",
     "TRAINING_COMPLETED",
     "TRAINING_REQUESTED",
     "VECTOR_METADATA_KEYS",
     "AbCompleted",
+    "BarClosed",
     "EmbeddingCreated",
     "Event",
     "FieldError",
@@ -84,6 +88,7 @@ __all__ = [
     "PngCreated",
     "PredictionLogged",
     "SignalFeatures",
+    "SignalLabeled",
     "SignalOutcome",
     "TimeRange",
     "TrainingCompleted",
@@ -106,9 +111,13 @@ TRAINING_COMPLETED = "training.completed"
 MODEL_DEPLOYED = "model.deployed"
 PREDICTION_LOGGED = "prediction.logged"
 AB_COMPLETED = "ab.completed"
+BAR_CLOSED = "bar.closed"
+SIGNAL_LABELED = "signal.labeled"
 DLQ_PREFIX = "dlq."
 EMBED_QUERY = "embed.query"
 """NATS request-reply subject (not an event): query vectors from the embedder."""
+BARS_WINDOW = "market.bars.window"
+"""NATS request-reply subject (not an event): a point-in-time window of bars from market."""
 
 # Mandatory keys of a Chroma vector's metadata (docs/design.md, section Events).
 VECTOR_METADATA_KEYS: tuple[str, ...] = (
@@ -235,6 +244,10 @@ PositiveInt = Annotated[StrictInt, Field(ge=1)]
 StrictBool = Annotated[bool, Strict()]
 Sha256Hex = Annotated[
     str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+]
+# A label spec's hash: the first 16 hex digits of a sha256.
+SpecHash = Annotated[
+    str, StringConstraints(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16}$")
 ]
 
 
@@ -742,6 +755,94 @@ class AbCompleted(Event):
         return self.experiment_id
 
 
+class BarClosed(Event):
+    """One market bar (OHLCV) of a symbol and timeframe closed.
+
+    ``ts`` is the bar's OPEN time. The market service checks every bar with its integrity
+    gate (known timeframe, ``ts`` aligned to it and after the series' previous bar, low ≤
+    open/close ≤ high, volume ≥ 0) and dead-letters a bad one naming the field.
+    Idempotency key: ``{symbol}:{timeframe}:{ts}`` (ts in UTC with a ``Z``); a bar sent
+    again with other values is a correction and replaces the stored one (audited). So that
+    JetStream's duplicate window does not drop such a correction, ``Nats-Msg-Id`` is
+    ``<subject>:<key>:<12 hex of sha256 of the values>``: the same bar sent twice is
+    deduplicated, a corrected one is not.
+    """
+
+    subject: ClassVar[str] = BAR_CLOSED
+
+    symbol: NonEmptyStr
+    timeframe: NonEmptyStr
+    """One of ``1m``, ``5m``, ``15m``, ``30m``, ``1h``, ``4h``, ``1d`` (checked by market)."""
+    ts: UtcDatetime
+    """The bar's open time (RFC 3339, UTC)."""
+    open: FiniteFloat
+    high: FiniteFloat
+    low: FiniteFloat
+    close: FiniteFloat
+    volume: FiniteFloat
+    """Traded volume in the bar (≥ 0, checked by market's integrity gate)."""
+    trades: NonNegativeInt | None = None
+    """Number of trades in the bar."""
+    vwap: FiniteFloat | None = None
+    """Volume-weighted average price of the bar."""
+
+    def idempotency_key(self) -> str:
+        return f"{self.symbol}:{self.timeframe}:{format_utc(self.ts)}"
+
+    def values_digest(self) -> str:
+        """12 hex digits of sha256 over the bar's values (OHLCV, trades, vwap)."""
+        values = [self.open, self.high, self.low, self.close, self.volume, self.trades, self.vwap]
+        return hashlib.sha256(canonical_json(values).encode()).hexdigest()[:12]
+
+    def message_id(self) -> str:
+        return f"{self.subject}:{self.idempotency_key()}:{self.values_digest()}"
+
+
+class SignalLabeled(Event):
+    """The Back-Labeler's outcome labels of one signal under one label spec.
+
+    Computed by market once every bar of the signal's horizon exists, for every buy or
+    sell ``signal.features`` (taken or not); R is ``stop_katr`` × ATR at the signal.
+    Idempotency key: ``{signal_id}:{label_spec}``. Producers set ``Nats-Msg-Id`` to
+    ``<subject>:<key>``; a changed spec is a new hash, so it relabels and never mixes.
+    """
+
+    subject: ClassVar[str] = SIGNAL_LABELED
+
+    signal_id: NonEmptyStr
+    label_spec: SpecHash
+    """The label spec's hash (first 16 hex digits of the sha256 of its canonical JSON)."""
+    horizon_bars: PositiveInt
+    """Bars after the signal the labels look at."""
+    runup_r: FiniteFloat
+    """Best favourable move within the horizon, in R."""
+    drawdown_r: FiniteFloat
+    """Worst adverse move within the horizon, in R."""
+    realised_r: FiniteFloat
+    """Result of the canonical simulated entry (target +target_r R, stop -1 R), in R."""
+    y_entry: Annotated[StrictInt, Field(ge=0, le=1)]
+    """1 when +1 R was reached before -1 R within the horizon, else 0."""
+    t_hit_tp: NonNegativeFloat | None = None
+    """Minutes from the signal to the target, null when not reached."""
+    t_hit_sl: NonNegativeFloat | None = None
+    """Minutes from the signal to the stop, null when not reached."""
+    mfe_atr: FiniteFloat | None = None
+    mae_atr: FiniteFloat | None = None
+    mfe_r: FiniteFloat | None = None
+    mae_r: FiniteFloat | None = None
+    dd_katr: FiniteFloat | None = None
+    """Largest adverse excursion over the risk horizon, in ATR (the Risk model's target)."""
+    best_offset_katr: FiniteFloat | None = None
+    """The grid's best entry offset, in ATR (the Entry-Offset model's target)."""
+    liquidity_cluster: Literal["H", "M", "L"] | None = None
+    """The symbol's liquidity cluster when the signal was labelled."""
+    symbol: NonEmptyStr | None = None
+    timeframe: NonEmptyStr | None = None
+
+    def idempotency_key(self) -> str:
+        return f"{self.signal_id}:{self.label_spec}"
+
+
 # --- registry and parsing --------------------------------------------------------------
 
 _MODELS: tuple[type[Event], ...] = (
@@ -756,6 +857,8 @@ _MODELS: tuple[type[Event], ...] = (
     ModelDeployed,
     PredictionLogged,
     AbCompleted,
+    BarClosed,
+    SignalLabeled,
 )
 EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType({m.subject: m for m in _MODELS})
 """Subject → event model, in the order of docs/design.md."""

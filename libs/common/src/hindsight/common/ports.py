@@ -27,6 +27,7 @@ PORTS: Final[dict[str, ServicePorts]] = {
     "embedder": ServicePorts(http=8084),
     "gateway": ServicePorts(http=8085, grpc=50051),
     "scorer": ServicePorts(http=8086, grpc=50052),
+    "market": ServicePorts(http=8087),
 }
 
 
