@@ -57,9 +57,8 @@ class Harness:
     async def feed(self, n: int, *, at: datetime) -> None:
         """Ingest the next ``n`` signal/outcome pairs, arrived at ``at``."""
         chunk = self.pairs[self.fed : self.fed + n]
-        for signal, outcome in chunk:
-            await self.ingestor.on_signal(signal)
-            await self.ingestor.on_outcome(outcome)
+        await self.ingestor.on_signals([signal for signal, _ in chunk])
+        await self.ingestor.on_outcomes([outcome for _, outcome in chunk])
         await self.pool.execute(
             "UPDATE outcomes SET received_at = $1 WHERE signal_id = ANY($2::text[])",
             at,

@@ -178,13 +178,18 @@ async def test_full_run_from_synthetic_events(
 
 
 async def test_invalid_events_are_dead_lettered(
-    trainer: tuple[Trainer, str], nats_client: NatsClient
+    trainer: tuple[Trainer, str], nats_url: str, nats_client: NatsClient
 ) -> None:
+    """Bad events inside batches of good ones: those alone go to the DLQ."""
+    app, base = trainer
+    pairs = generate(40, seed=9)
     js = nats_client.jetstream()
+    await publish(nats_url, pairs[:20], ensure_streams=False)
     await js.publish("signal.features", b'{"signal_id": "broken"}', headers={"Nats-Msg-Id": "b1"})
     ts = datetime(2024, 1, 1, tzinfo=UTC)
     underivable = SignalOutcome.create(source="test", signal_id="nope", closed_at=ts)
     await js.publish(underivable.subject, underivable.to_json_bytes())
+    await publish(nats_url, pairs[20:], ensure_streams=False)
     msg = await _until(
         lambda: _last(nats_client, "HINDSIGHT_DLQ", "dlq.signal.features"), what="dlq signal"
     )
@@ -193,6 +198,12 @@ async def test_invalid_events_are_dead_lettered(
         lambda: _last(nats_client, "HINDSIGHT_DLQ", "dlq.signal.outcome"), what="dlq outcome"
     )
     assert "exit_price" in msg.headers["Hindsight-Error"]
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        await _until(
+            lambda: _stat(client, base, "signals_with_outcome", 40), what="the good events"
+        )
+        stats = await _get(client, f"{base}/v1/stats")
+    assert (stats["signals"], stats["outcomes"]) == (40, 40)
 
 
 async def test_bad_data_fails_the_run_with_a_report(

@@ -73,7 +73,11 @@ class Trainer(PartGroup):
             self.storage, settings, observe=self.drift.observe if settings.drift_enabled else None
         )
         register_consumers(
-            self.broker, self.ingestor, self.runs, max_deliveries=settings.max_deliveries
+            self.broker,
+            self.ingestor,
+            self.runs,
+            max_deliveries=settings.max_deliveries,
+            batch_size=settings.ingest_batch_size,
         )
         readiness = Readiness(SERVICE)
         readiness.register("database", self.storage.ping)

@@ -35,6 +35,14 @@ class TrainerSettings(BaseServiceSettings):
     outcome_thresholds: dict[str, float] = Field(
         default_factory=dict, description='Per timeframe, JSON: {"1m": 0.001, "1d": 0.01}.'
     )
+    # Ingest
+    ingest_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="signal.features / signal.outcome messages fetched and written at once "
+        "(one multi-row upsert per fetch).",
+    )
     # Runs and schedule
     schedule_enabled: bool = True
     daily_incremental_at: time = time(1, 0)

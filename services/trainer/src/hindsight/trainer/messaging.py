@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from faststream.nats import NatsBroker
 
-from hindsight.common.broker import ConsumerOptions, publish_event, subscribe_event
+from hindsight.common.broker import (
+    ConsumerOptions,
+    publish_event,
+    subscribe_event,
+    subscribe_event_batch,
+)
 from hindsight.common.events import (
     Event,
     LabelSaved,
@@ -26,15 +31,34 @@ DURABLES = {
 
 
 def register_consumers(
-    broker: NatsBroker, ingestor: Ingestor, runs: RunService, *, max_deliveries: int
+    broker: NatsBroker,
+    ingestor: Ingestor,
+    runs: RunService,
+    *,
+    max_deliveries: int,
+    batch_size: int = 1000,
 ) -> None:
-    """Subscribe the trainer's handlers (before the broker starts)."""
-    bulk = ConsumerOptions(max_deliveries=max_deliveries, batch_size=256, max_ack_pending=4096)
-    subscribe_event(
-        broker, SignalFeatures, ingestor.on_signal, durable=DURABLES[SignalFeatures], options=bulk
+    """Subscribe the trainer's handlers (before the broker starts).
+
+    Signals and outcomes are fetched ``batch_size`` at a time and written with one upsert
+    per fetch; the messages are acked after that commit (bad input is dead-lettered one by
+    one by the batch consumer).
+    """
+    bulk = ConsumerOptions(
+        max_deliveries=max_deliveries, batch_size=batch_size, max_ack_pending=4 * batch_size
     )
-    subscribe_event(
-        broker, SignalOutcome, ingestor.on_outcome, durable=DURABLES[SignalOutcome], options=bulk
+
+    async def on_signals(events: list[SignalFeatures]) -> None:
+        await ingestor.on_signals(events)
+
+    async def on_outcomes(events: list[SignalOutcome]) -> None:
+        await ingestor.on_outcomes(events)
+
+    subscribe_event_batch(
+        broker, SignalFeatures, on_signals, durable=DURABLES[SignalFeatures], options=bulk
+    )
+    subscribe_event_batch(
+        broker, SignalOutcome, on_outcomes, durable=DURABLES[SignalOutcome], options=bulk
     )
     subscribe_event(
         broker,

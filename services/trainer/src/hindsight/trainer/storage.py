@@ -8,7 +8,7 @@ Reads return typed, frozen records: :class:`TrainingRun` (a ``runs`` row), :clas
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,8 @@ from hindsight.trainer.domain.rows import TrainingRow
 __all__ = [
     "MIGRATIONS",
     "DataStats",
+    "OutcomeRow",
+    "PendingOutcome",
     "RunArtifact",
     "RunMode",
     "RunStatus",
@@ -53,6 +55,26 @@ class SignalRef:
     side: str
     timeframe: str
     entry_price: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """An outcome event with its result as the ingestor resolved it."""
+
+    event: SignalOutcome
+    result: str | None
+    """Given, derived from prices, or None while its signal is unknown."""
+    derived: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOutcome:
+    """An outcome waiting for its result, with the signal that can now derive it."""
+
+    signal_id: str
+    entry_price: float | None
+    exit_price: float | None
+    signal: SignalRef
 
 
 class _RunColumns(BaseModel):
@@ -153,13 +175,48 @@ class Storage:
 
     # --- ingestion ---------------------------------------------------------------------
 
-    async def upsert_signal(self, event: SignalFeatures) -> bool:
-        """Insert or (when newer by occurred_at) replace; True when a row was written."""
-        row = await self.pool.fetchrow(
+    async def upsert_signals(self, events: Sequence[SignalFeatures]) -> set[str]:
+        """Insert or (when newer by occurred_at) replace, in one statement; the ids written.
+
+        One event per signal_id (the caller keeps the newest): a row cannot be updated
+        twice by one statement.
+        """
+        columns: list[list[object]] = [[] for _ in range(14)]
+        for e in events:
+            row = (
+                e.signal_id,
+                e.symbol,
+                e.timeframe,
+                e.side,
+                e.ts,
+                _json(e.features),
+                e.feature_schema_version,
+                e.entry_price,
+                e.trade_id,
+                e.run_id,
+                e.setup_id,
+                e.rule_version,
+                e.source,
+                e.occurred_at,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        # unnest of one array per column: one round trip whatever the batch size (as fast
+        # as COPY into a temporary table at these sizes, and no transaction to manage).
+        rows = await self.pool.fetch(
             """INSERT INTO signals (signal_id, symbol, timeframe, side, ts, features,
                    feature_schema_version, entry_price, trade_id, run_id, setup_id,
                    rule_version, source, occurred_at)
-               VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13,$14)
+               SELECT u.signal_id, u.symbol, u.timeframe, u.side, u.ts, u.features::jsonb,
+                      u.feature_schema_version, u.entry_price, u.trade_id, u.run_id,
+                      u.setup_id, u.rule_version, u.source, u.occurred_at
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                           $6::text[], $7::integer[], $8::double precision[], $9::text[],
+                           $10::text[], $11::text[], $12::text[], $13::text[],
+                           $14::timestamptz[])
+                    AS u(signal_id, symbol, timeframe, side, ts, features,
+                         feature_schema_version, entry_price, trade_id, run_id, setup_id,
+                         rule_version, source, occurred_at)
                ON CONFLICT (signal_id) DO UPDATE SET
                    symbol = EXCLUDED.symbol, timeframe = EXCLUDED.timeframe,
                    side = EXCLUDED.side, ts = EXCLUDED.ts, features = EXCLUDED.features,
@@ -170,38 +227,50 @@ class Storage:
                    occurred_at = EXCLUDED.occurred_at
                WHERE signals.occurred_at < EXCLUDED.occurred_at
                RETURNING signal_id""",
-            event.signal_id,
-            event.symbol,
-            event.timeframe,
-            event.side,
-            event.ts,
-            _json(event.features),
-            event.feature_schema_version,
-            event.entry_price,
-            event.trade_id,
-            event.run_id,
-            event.setup_id,
-            event.rule_version,
-            event.source,
-            event.occurred_at,
+            *columns,
         )
-        return row is not None
+        return {r["signal_id"] for r in rows}
 
-    async def signal_ref(self, signal_id: str) -> SignalRef | None:
-        """Side, timeframe and entry price of a known signal."""
-        row = await self.pool.fetchrow(
-            "SELECT side, timeframe, entry_price FROM signals WHERE signal_id = $1", signal_id
+    async def signal_refs(self, signal_ids: Collection[str]) -> dict[str, SignalRef]:
+        """Side, timeframe and entry price of the known signals among ``signal_ids``."""
+        rows = await self.pool.fetch(
+            """SELECT signal_id, side, timeframe, entry_price FROM signals
+               WHERE signal_id = ANY($1::text[])""",
+            list(signal_ids),
         )
-        return None if row is None else SignalRef(row["side"], row["timeframe"], row["entry_price"])
+        return {
+            r["signal_id"]: SignalRef(r["side"], r["timeframe"], r["entry_price"]) for r in rows
+        }
 
-    async def upsert_outcome(
-        self, event: SignalOutcome, *, result: str | None, derived: bool
-    ) -> bool:
-        """Insert or (when newer by occurred_at) replace an outcome."""
-        row = await self.pool.fetchrow(
+    async def upsert_outcomes(self, outcomes: Sequence[OutcomeRow]) -> set[str]:
+        """Insert or (when newer by occurred_at, or when it brings the missing result)
+        replace, in one statement; the ids written. One row per signal_id."""
+        columns: list[list[object]] = [[] for _ in range(12)]
+        for o in outcomes:
+            e = o.event
+            row = (
+                e.signal_id,
+                e.closed_at,
+                o.result,
+                o.derived,
+                e.entry_price,
+                e.exit_price,
+                e.pnl,
+                e.realised_r,
+                e.mfe,
+                e.mae,
+                e.source,
+                e.occurred_at,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        rows = await self.pool.fetch(
             """INSERT INTO outcomes (signal_id, closed_at, result, result_derived, entry_price,
                    exit_price, pnl, realised_r, mfe, mae, source, occurred_at)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[],
+                   $5::double precision[], $6::double precision[], $7::double precision[],
+                   $8::double precision[], $9::double precision[], $10::double precision[],
+                   $11::text[], $12::timestamptz[])
                ON CONFLICT (signal_id) DO UPDATE SET
                    closed_at = EXCLUDED.closed_at, result = EXCLUDED.result,
                    result_derived = EXCLUDED.result_derived,
@@ -212,36 +281,39 @@ class Storage:
                WHERE outcomes.occurred_at < EXCLUDED.occurred_at
                   OR (outcomes.result IS NULL AND EXCLUDED.result IS NOT NULL)
                RETURNING signal_id""",
-            event.signal_id,
-            event.closed_at,
-            result,
-            derived,
-            event.entry_price,
-            event.exit_price,
-            event.pnl,
-            event.realised_r,
-            event.mfe,
-            event.mae,
-            event.source,
-            event.occurred_at,
+            *columns,
         )
-        return row is not None
+        return {r["signal_id"] for r in rows}
 
-    async def pending_outcome(self, signal_id: str) -> tuple[float | None, float | None] | None:
-        """(entry, exit) of an outcome still waiting for its signal, if any."""
-        row = await self.pool.fetchrow(
-            "SELECT entry_price, exit_price FROM outcomes WHERE signal_id = $1 AND result IS NULL",
-            signal_id,
+    async def pending_outcomes(self, signal_ids: Collection[str]) -> list[PendingOutcome]:
+        """Outcomes among ``signal_ids`` still without a result whose signal is known."""
+        rows = await self.pool.fetch(
+            """SELECT o.signal_id, o.entry_price, o.exit_price, s.side, s.timeframe,
+                      s.entry_price AS signal_entry
+               FROM outcomes o JOIN signals s USING (signal_id)
+               WHERE o.signal_id = ANY($1::text[]) AND o.result IS NULL""",
+            list(signal_ids),
         )
-        return None if row is None else (row["entry_price"], row["exit_price"])
+        return [
+            PendingOutcome(
+                signal_id=r["signal_id"],
+                entry_price=r["entry_price"],
+                exit_price=r["exit_price"],
+                signal=SignalRef(r["side"], r["timeframe"], r["signal_entry"]),
+            )
+            for r in rows
+        ]
 
-    async def set_result(self, signal_id: str, result: str) -> None:
-        """Fill in a derived result of a pending outcome."""
+    async def set_results(self, results: Mapping[str, str]) -> None:
+        """Fill in derived results of pending outcomes (signal_id → result)."""
+        if not results:
+            return
         await self.pool.execute(
-            """UPDATE outcomes SET result = $2, result_derived = true
-               WHERE signal_id = $1 AND result IS NULL""",
-            signal_id,
-            result,
+            """UPDATE outcomes o SET result = u.result, result_derived = true
+               FROM unnest($1::text[], $2::text[]) AS u(signal_id, result)
+               WHERE o.signal_id = u.signal_id AND o.result IS NULL""",
+            list(results),
+            list(results.values()),
         )
 
     async def upsert_label(self, event: LabelSaved) -> bool:
