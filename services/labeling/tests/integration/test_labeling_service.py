@@ -322,7 +322,7 @@ async def test_failed_publish_is_kept_in_outbox_and_retried(harness: Any) -> Non
 
     labels.publish = nats_down
     harness.service.outbox.publish = nats_down
-    saved = await labels.save(trade_id=trade, label="approved", labeler_id="alice")
+    saved = (await labels.save(trade_id=trade, label="approved", labeler_id="alice")).to_dict()
     assert calls and harness.label_files()[trade] == saved
     assert await harness.service.storage.pool.fetchval("SELECT count(*) FROM outbox") == 1
     assert await harness.label_events() == []
@@ -404,7 +404,7 @@ async def test_database_failure_puts_the_file_back(harness: Any) -> None:
     fresh = await harness.add_trade(51)
     await harness.wait_items(2)
     labels = harness.service.labels
-    first = await labels.save(trade_id=trade, label="approved", labeler_id="alice")
+    first = (await labels.save(trade_id=trade, label="approved", labeler_id="alice")).to_dict()
     pool = harness.service.storage.pool
     # A real database refusal after the file was written (no mock): a CHECK constraint.
     await pool.execute("ALTER TABLE labels ADD CONSTRAINT no_rejects CHECK (label <> 'rejected')")

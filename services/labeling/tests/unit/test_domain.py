@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hindsight.labeling.domain.export import EXPORT_FIELDS, to_csv, to_jsonl
+from hindsight.labeling.domain.export import EXPORT_FIELDS, ExportRow, to_csv, to_jsonl
 from hindsight.labeling.domain.keymap import (
     DEFAULT_KEYMAP,
     KeymapError,
@@ -149,35 +149,34 @@ def test_label_record_file_shape_and_utc_timestamp() -> None:
 # --- exports --------------------------------------------------------------------------
 
 ROWS = [
-    {
-        "trade_id": "T1",
-        "label": "approved",
-        "quality_grade": "A",
-        "user_comment": 'tight stop, "clean", entry',
-        "llm_agreed": True,
-        "labeler_id": "alice",
-        "timestamp": "2024-05-01T12:00:00Z",
-        "screenshot": "/img/T1.png",
-        "chroma_vector_id": "img-1",
-        "suggestion_label": "approved",
-        "symbol": "EURUSD",
-        "run_id": "r1",
-    },
-    {
-        "trade_id": "T2",
-        "label": "rejected",
-        "quality_grade": None,
-        "user_comment": "line one\nline two",
-        "llm_agreed": None,
-        "labeler_id": "bob",
-        "timestamp": "2024-05-01T12:01:00Z",
-        "screenshot": None,
-        "chroma_vector_id": None,
-        "suggestion_label": None,
-        "symbol": "GBPUSD",
-        "run_id": "r1",
-        "extra": "not exported",
-    },
+    ExportRow(
+        record=LabelRecord(
+            trade_id="T1",
+            label="approved",
+            quality_grade="A",
+            user_comment='tight stop, "clean", entry',
+            llm_agreed=True,
+            labeler_id="alice",
+            timestamp=datetime(2024, 5, 1, 12, tzinfo=UTC),
+            screenshot="/img/T1.png",
+            chroma_vector_id="img-1",
+        ),
+        suggestion_label="approved",
+        symbol="EURUSD",
+        run_id="r1",
+    ),
+    ExportRow(
+        record=LabelRecord(
+            trade_id="T2",
+            label="rejected",
+            user_comment="line one\nline two",
+            labeler_id="bob",
+            timestamp=datetime(2024, 5, 1, 12, 1, tzinfo=UTC),
+        ),
+        suggestion_label=None,
+        symbol="GBPUSD",
+        run_id="r1",
+    ),
 ]
 
 
@@ -188,7 +187,7 @@ def test_jsonl_one_object_per_line_with_export_fields() -> None:
     assert list(first) == list(EXPORT_FIELDS)
     assert first["llm_agreed"] is True and second["llm_agreed"] is None
     assert second["user_comment"] == "line one\nline two"
-    assert "extra" not in second
+    assert first["timestamp"] == "2024-05-01T12:00:00Z"
     assert to_jsonl([]) == ""
 
 

@@ -6,13 +6,14 @@ import csv
 import io
 import struct
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from hindsight.labeling.domain.export import csv_cell, to_csv
+from hindsight.labeling.domain.export import ExportRow, csv_cell, to_csv
 from hindsight.labeling.domain.keymap import key_index, parse_keymap
-from hindsight.labeling.domain.labels import in_review
+from hindsight.labeling.domain.labels import LabelRecord, in_review
 from hindsight.labeling.domain.paging import PageCursor, decode_cursor, encode_cursor
 from hindsight.labeling.domain.pngcheck import (
     PNG_SIGNATURE,
@@ -70,7 +71,13 @@ def test_pixel_limit_is_inclusive() -> None:
 )
 def test_formula_cells_are_neutralised(value: str) -> None:
     assert csv_cell(value) == "'" + value
-    parsed = list(csv.reader(io.StringIO(to_csv([{"user_comment": value}]), newline="")))
+    record = LabelRecord(
+        trade_id="T1", label="review", labeler_id="a", timestamp=datetime(2024, 5, 1, tzinfo=UTC)
+    )
+    row = ExportRow(
+        record=replace(record, user_comment=value), symbol=None, run_id=None, suggestion_label=None
+    )
+    parsed = list(csv.reader(io.StringIO(to_csv([row]), newline="")))
     assert parsed[1][3] == "'" + value  # user_comment column, quoted safely
 
 

@@ -79,7 +79,9 @@ class Auth:
         found = await self.storage.session(token_hash)
         if found is None:
             return None
-        return Principal(labeler_id=found[0], csrf_token=found[1], token_hash=token_hash)
+        return Principal(
+            labeler_id=found.labeler_id, csrf_token=found.csrf_token, token_hash=token_hash
+        )
 
     async def require(self, request: Request) -> Principal:
         """The session's labeler, or 401."""

@@ -10,58 +10,67 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from hindsight.common.errors import InvalidInputError, NotFoundError, UnavailableError
-from hindsight.common.events import format_utc
-from hindsight.common.record_ids import image_vector_id
+from hindsight.common.http import ErrorBody
 from hindsight.labeling.auth import Auth, Principal
 from hindsight.labeling.domain.export import to_csv, to_jsonl
-from hindsight.labeling.domain.labels import in_review, is_disagreement, status_of
-from hindsight.labeling.domain.paging import PageCursor, decode_cursor, encode_cursor
+from hindsight.labeling.domain.paging import PageCursor, decode_cursor
 from hindsight.labeling.domain.pngcheck import PngLimits
 from hindsight.labeling.images import iter_file, open_png
 from hindsight.labeling.labelfiles import valid_trade_id
 from hindsight.labeling.memory_client import MemoryClient
+from hindsight.labeling.schemas import (
+    MAX_PAGE_SIZE,
+    BulkLabelCreate,
+    BulkLabelsSaved,
+    ItemList,
+    ItemPublic,
+    ItemQuery,
+    LabelCreate,
+    LabelPublic,
+    LabelSavedPublic,
+    QueueStats,
+    SimilarTrades,
+    UndoPublic,
+)
 from hindsight.labeling.service import LabelService
-from hindsight.labeling.storage import ItemFilter, ItemPage, Storage
+from hindsight.labeling.storage import ItemFilter, Storage
 
 __all__ = [
     "MAX_PAGE_SIZE",
     "LabelCreate",
     "PageRequest",
     "api_router",
-    "item_public",
-    "page_public",
     "parse_filter",
     "parse_page",
 ]
 
-MAX_PAGE_SIZE = 500
 
-LabelValue = Literal["approved", "rejected", "review"]
+class JsonLinesResponse(PlainTextResponse):
+    """JSON Lines text, one object per line."""
 
-
-class LabelCreate(BaseModel):
-    """Body of ``POST /api/labels``; a ``labeler_id`` sent here is ignored (session wins)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    trade_id: str = Field(min_length=1, max_length=200)
-    label: LabelValue
-    quality_grade: Literal["A", "B", "C", "D"] | None = None
-    user_comment: str | None = Field(default=None, max_length=4000)
+    media_type = "application/x-ndjson"
 
 
-class BulkLabelCreate(BaseModel):
-    """Body of ``POST /api/labels/bulk``: one label for several trades."""
+class CsvResponse(PlainTextResponse):
+    """CSV text with a header row."""
 
-    model_config = ConfigDict(extra="ignore")
+    media_type = "text/csv"
 
-    trade_ids: list[str] = Field(min_length=1, max_length=500)
-    label: LabelValue
-    quality_grade: Literal["A", "B", "C", "D"] | None = None
-    user_comment: str | None = Field(default=None, max_length=4000)
+
+# OpenAPI response objects by status, as FastAPI's ``responses`` types them.
+_Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
+    """An OpenAPI response of an error: its body is an ErrorBody."""
+    return {"model": ErrorBody, "description": description}
+
+
+_SESSION: _Responses = {401: _error("No valid session")}
+_TRADE: _Responses = {**_SESSION, 404: _error("Unknown trade")}
+_WRITE: _Responses = {**_TRADE, 403: _error("Missing or wrong X-CSRF-Token header")}
 
 
 def _day(value: str | None, field: str) -> datetime | None:
@@ -125,54 +134,11 @@ def parse_page(*, size: int, after: str | None, before: str | None) -> PageReque
     )
 
 
-def page_public(page: ItemPage) -> dict[str, Any]:
-    """The page's items and where the others are (``next`` / ``prev``: opaque cursors)."""
-    return {
-        "items": [item_public(i) for i in page.items],
-        "total": page.total,
-        "offset": page.offset,
-        "next": encode_cursor(page.next) if page.next else None,
-        "prev": encode_cursor(page.prev) if page.prev else None,
-    }
-
-
 def _known(trade_id: str) -> str:
     # An id no trade can have (too long, not file-name safe) is unknown: 404, no query.
     if not valid_trade_id(trade_id):
         raise NotFoundError("unknown trade (not a valid trade id)")
     return trade_id
-
-
-def item_public(item: dict[str, Any]) -> dict[str, Any]:
-    """What the page and the API show of an item (paths stay on the server)."""
-    trade = item.get("trade") or {}
-    return {
-        "trade_id": item["trade_id"],
-        "run_id": item["run_id"],
-        "symbol": item["symbol"] or trade.get("symbol"),
-        "timeframe": item["timeframe"] or trade.get("timeframe"),
-        "trade": trade,
-        "trade_state": item["trade_state"],
-        "suggestion": item["suggestion"],
-        "trade_time": format_utc(item["trade_time"]) if item["trade_time"] else None,
-        "has_original": item["original_path"] is not None,
-        "has_annotated": item["annotated_path"] is not None,
-        "vector_id": image_vector_id(item["original_path"]) if item["original_path"] else None,
-        "label": item["label"],
-        "quality_grade": item["quality_grade"],
-        "user_comment": item["user_comment"],
-        "llm_agreed": item["llm_agreed"],
-        "labeler_id": item["labeler_id"],
-        "status": status_of(item["label"]),
-        "disagreement": is_disagreement(item["label"], item["suggestion_label"]),
-        "in_review": in_review(item["label"], item["suggestion_label"]),
-    }
-
-
-def _export_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    out["timestamp"] = format_utc(out.pop("occurred_at"))
-    return out
 
 
 def api_router(
@@ -191,54 +157,49 @@ def api_router(
     session = Depends(auth.require)
     writer = Depends(auth.require_write)
 
-    @router.get("/api/items")
-    async def list_items(
-        _: Principal = session,
-        symbol: str | None = None,
-        run_id: str | None = None,
-        status: str | None = None,
-        disagreement: str | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
-        size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
-        after: str | None = None,
-        before: str | None = None,
-    ) -> dict[str, Any]:
+    @router.get("/api/items", response_model=ItemList, responses=_SESSION)
+    async def list_items(query: Annotated[ItemQuery, Query()], _: Principal = session) -> ItemList:
         flt = parse_filter(
-            symbol=symbol,
-            run_id=run_id,
-            status=status,
-            disagreement=disagreement,
-            date_from=date_from,
-            date_to=date_to,
+            symbol=query.symbol,
+            run_id=query.run_id,
+            status=query.status,
+            disagreement=query.disagreement,
+            date_from=query.date_from,
+            date_to=query.date_to,
         )
-        want = parse_page(size=size or default_page_size, after=after, before=before)
+        want = parse_page(
+            size=query.size or default_page_size, after=query.after, before=query.before
+        )
         page = await storage.list_items(flt, size=want.size, after=want.after, before=want.before)
-        return {**page_public(page), "size": want.size, "counts": await storage.counts()}
+        return ItemList.of_page(page, size=want.size, counts=await storage.counts())
 
-    @router.get("/api/items/{trade_id}")
-    async def get_item(trade_id: str, _: Principal = session) -> dict[str, Any]:
+    @router.get("/api/items/{trade_id}", response_model=ItemPublic, responses=_TRADE)
+    async def get_item(trade_id: str, _: Principal = session) -> ItemPublic:
         item = await storage.get_item(_known(trade_id))
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
-        return item_public(item)
+        return ItemPublic.of(item)
 
-    @router.get("/api/items/{trade_id}/similar")
-    async def similar(trade_id: str, _: Principal = session) -> dict[str, Any]:
+    @router.get(
+        "/api/items/{trade_id}/similar",
+        response_model=SimilarTrades,
+        responses={**_TRADE, 503: _error("Memory is not available")},
+    )
+    async def similar(trade_id: str, _: Principal = session) -> SimilarTrades:
         item = await storage.get_item(_known(trade_id))
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
-        if not item["original_path"]:
+        if not item.original_path:
             raise InvalidInputError("trade has no original chart to compare", field="trade_id")
         if not await memory.is_up():
             raise UnavailableError("memory is not available")
-        found = await memory.similar_trades(item["original_path"])
-        return {"trade_id": trade_id, "similar": [t for t in found if t != trade_id]}
+        found = await memory.similar_trades(item.original_path)
+        return SimilarTrades(trade_id=trade_id, similar=[t for t in found if t != trade_id])
 
     # Writes return the queue counts and refresh the gauges from them: one aggregate per
     # request, however many labels a bulk saves.
-    @router.post("/api/labels")
-    async def save_label(body: LabelCreate, who: Principal = writer) -> dict[str, Any]:
+    @router.post("/api/labels", response_model=LabelSavedPublic, responses=_WRITE)
+    async def save_label(body: LabelCreate, who: Principal = writer) -> LabelSavedPublic:
         record = await labels.save(
             trade_id=body.trade_id,
             label=body.label,
@@ -246,10 +207,10 @@ def api_router(
             quality_grade=body.quality_grade,
             user_comment=body.user_comment,
         )
-        return {"saved": record, "counts": await labels.refresh_metrics()}
+        return LabelSavedPublic(saved=LabelPublic.of(record), counts=await labels.refresh_metrics())
 
-    @router.post("/api/labels/bulk")
-    async def save_bulk(body: BulkLabelCreate, who: Principal = writer) -> dict[str, Any]:
+    @router.post("/api/labels/bulk", response_model=BulkLabelsSaved, responses=_WRITE)
+    async def save_bulk(body: BulkLabelCreate, who: Principal = writer) -> BulkLabelsSaved:
         for trade_id in body.trade_ids:  # unknown trades refused before anything is written
             if not valid_trade_id(trade_id) or await storage.get_item(trade_id) is None:
                 raise NotFoundError(f"unknown trade {trade_id[:200]!r}")
@@ -263,45 +224,57 @@ def api_router(
             )
             for trade_id in dict.fromkeys(body.trade_ids)
         ]
-        return {"saved": saved, "counts": await labels.refresh_metrics()}
+        return BulkLabelsSaved(
+            saved=[LabelPublic.of(r) for r in saved], counts=await labels.refresh_metrics()
+        )
 
-    @router.post("/api/undo")
-    async def undo(who: Principal = writer) -> dict[str, Any]:
-        result = await labels.undo(labeler_id=who.labeler_id)
-        return {**result, "counts": await labels.refresh_metrics()}
+    @router.post(
+        "/api/undo",
+        response_model=UndoPublic,
+        responses={**_WRITE, 404: _error("Nothing to undo"), 409: _error("Relabeled since")},
+    )
+    async def undo(who: Principal = writer) -> UndoPublic:
+        done = await labels.undo(labeler_id=who.labeler_id)
+        return UndoPublic(
+            undone=done.trade_id,
+            restored=LabelPublic.of(done.restored),
+            counts=await labels.refresh_metrics(),
+        )
 
-    @router.get("/api/stats")
-    async def stats(_: Principal = session) -> dict[str, Any]:
+    @router.get("/api/stats", response_model=QueueStats, responses=_SESSION)
+    async def stats(_: Principal = session) -> QueueStats:
         counts = await labels.refresh_metrics()
-        rate = counts["agreed"] / counts["with_suggestion"] if counts["with_suggestion"] else None
-        return {"counts": counts, "agreement_rate": rate, "memory_up": await memory.is_up()}
+        rate = counts.agreed / counts.with_suggestion if counts.with_suggestion else None
+        return QueueStats(counts=counts, agreement_rate=rate, memory_up=await memory.is_up())
 
-    @router.get("/api/export.jsonl")
-    async def export_jsonl(_: Principal = session) -> PlainTextResponse:
-        rows = [_export_row(r) for r in await storage.export_rows()]
-        return PlainTextResponse(
-            to_jsonl(rows),
-            media_type="application/x-ndjson",
+    @router.get("/api/export.jsonl", response_class=JsonLinesResponse, responses=_SESSION)
+    async def export_jsonl(_: Principal = session) -> JsonLinesResponse:
+        """Every current label, as a file to save."""
+        return JsonLinesResponse(
+            to_jsonl(await storage.export_rows()),
             headers={"Content-Disposition": 'attachment; filename="labels.jsonl"'},
         )
 
-    @router.get("/api/export.csv")
-    async def export_csv(_: Principal = session) -> PlainTextResponse:
-        rows = [_export_row(r) for r in await storage.export_rows()]
-        return PlainTextResponse(
-            to_csv(rows),
-            media_type="text/csv",
+    @router.get("/api/export.csv", response_class=CsvResponse, responses=_SESSION)
+    async def export_csv(_: Principal = session) -> CsvResponse:
+        """Every current label, as a file to save."""
+        return CsvResponse(
+            to_csv(await storage.export_rows()),
             headers={"Content-Disposition": 'attachment; filename="labels.csv"'},
         )
 
-    @router.get("/images/{trade_id}/{kind}")
+    @router.get(
+        "/images/{trade_id}/{kind}",
+        response_class=StreamingResponse,
+        responses={200: {"description": "The chart", "content": {"image/png": {}}}, **_TRADE},
+    )
     async def image(
         trade_id: str, kind: Literal["original", "annotated"], _: Principal = session
     ) -> StreamingResponse:
         item = await storage.get_item(_known(trade_id))
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
-        raw = item[f"{kind}_path"]
+        raw = item.original_path if kind == "original" else item.annotated_path
         if raw is None:
             raise NotFoundError(f"trade {trade_id} has no {kind} chart")
         try:  # checked again: the file may have changed since png.created

@@ -6,11 +6,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.labeling.domain.labels import LabelRecord
 
-__all__ = ["label_path", "read_label_file", "valid_trade_id", "write_label_file"]
+__all__ = ["label_path", "valid_trade_id", "write_label_file"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 
@@ -27,12 +27,12 @@ def label_path(labels_dir: Path, trade_id: str) -> Path:
     return labels_dir / f"{trade_id}_label.json"
 
 
-def write_label_file(labels_dir: Path, trade_id: str, record: dict[str, Any]) -> Path:
+def write_label_file(labels_dir: Path, record: LabelRecord) -> Path:
     """Write the record so a reader sees the old file or the new one, never half of one."""
-    path = label_path(labels_dir, trade_id)
+    path = label_path(labels_dir, record.trade_id)
     labels_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode()
+    data = (json.dumps(record.to_dict(), ensure_ascii=False, indent=2) + "\n").encode()
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -49,12 +49,3 @@ def write_label_file(labels_dir: Path, trade_id: str, record: dict[str, Any]) ->
     finally:
         os.close(dir_fd)
     return path
-
-
-def read_label_file(labels_dir: Path, trade_id: str) -> dict[str, Any] | None:
-    """The record of a trade, or ``None`` when it has none."""
-    path = label_path(labels_dir, trade_id)
-    if not path.is_file():
-        return None
-    value: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return value

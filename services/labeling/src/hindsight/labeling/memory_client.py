@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from hindsight.common.errors import UnavailableError
 from hindsight.common.record_ids import image_vector_id
 
 __all__ = ["MemoryClient"]
+
+
+class _Hit(BaseModel):
+    """What this client reads of a search hit: the vector's metadata (free-form keys)."""
+
+    metadata: dict[str, object] | None = None
+
+
+class _SearchAnswer(BaseModel):
+    """What this client reads of memory's ``POST /v1/search`` answer."""
+
+    results: list[_Hit] = []
 
 
 class MemoryClient:
@@ -53,10 +65,13 @@ class MemoryClient:
             raise UnavailableError(f"memory is not reachable: {exc}") from exc
         if response.status_code != 200:
             raise UnavailableError(f"memory search failed: HTTP {response.status_code}")
-        results: list[dict[str, Any]] = response.json().get("results", [])
+        try:
+            answer = _SearchAnswer.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise UnavailableError(f"memory search answered something else: {exc}") from exc
         seen: list[str] = []
-        for result in results:
-            trade_id = (result.get("metadata") or {}).get("trade_id")
+        for result in answer.results:
+            trade_id = (result.metadata or {}).get("trade_id")
             if isinstance(trade_id, str) and trade_id and trade_id not in seen:
                 seen.append(trade_id)
         return seen

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from hindsight.common.errors import AlreadyExistsError, HindsightError, NotFoundError
 from hindsight.common.events import LabelSaved
 from hindsight.common.outbox import Publish
 from hindsight.common.record_ids import image_vector_id
-from hindsight.labeling.domain.labels import STATUSES, LabelRecord, agreement_rate, llm_agreed
+from hindsight.labeling.domain.labels import (
+    STATUSES,
+    Label,
+    LabelRecord,
+    agreement_rate,
+    llm_agreed,
+)
 from hindsight.labeling.labelfiles import label_path, write_label_file
 from hindsight.labeling.metrics import (
     AGREEMENT_RATIO,
@@ -26,9 +32,9 @@ from hindsight.labeling.metrics import (
     LABELS_TOTAL,
     QUEUE_ITEMS,
 )
-from hindsight.labeling.storage import Storage
+from hindsight.labeling.storage import QueueCounts, Storage
 
-__all__ = ["LabelService", "LabelWriteError", "Publish", "UNDO_COMMENT"]
+__all__ = ["LabelService", "LabelWriteError", "Publish", "UNDO_COMMENT", "Undone"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,14 @@ UNDO_COMMENT = "undo: label withdrawn, back to review"
 
 class LabelWriteError(HindsightError):
     """The label file could not be written; nothing was saved (HTTP 500)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """An undone decision: its trade, and the label saved in its place."""
+
+    trade_id: str
+    restored: LabelRecord
 
 
 def _event_from(record: LabelRecord) -> LabelSaved:
@@ -69,12 +83,12 @@ class LabelService:
         self,
         *,
         trade_id: str,
-        label: str,
+        label: Label,
         labeler_id: str,
         quality_grade: str | None = None,
         user_comment: str | None = None,
         undoable: bool = True,
-    ) -> dict[str, Any]:
+    ) -> LabelRecord:
         """Save one label; returns the record as written to the file."""
         lock = self._locks.setdefault(trade_id, asyncio.Lock())
         async with lock:
@@ -91,16 +105,16 @@ class LabelService:
         self,
         *,
         trade_id: str,
-        label: str,
+        label: Label,
         labeler_id: str,
         quality_grade: str | None,
         user_comment: str | None,
         undoable: bool,
-    ) -> dict[str, Any]:
+    ) -> LabelRecord:
         item = await self.storage.get_item(trade_id)
         if item is None:
             raise NotFoundError(f"unknown trade {trade_id!r}")
-        screenshot = item["original_path"] or item["annotated_path"]
+        screenshot = item.original_path or item.annotated_path
         record = LabelRecord(
             trade_id=trade_id,
             label=label,
@@ -108,16 +122,13 @@ class LabelService:
             timestamp=datetime.now(UTC),
             quality_grade=quality_grade or None,
             user_comment=user_comment or None,
-            llm_agreed=llm_agreed(label, item["suggestion_label"]),
+            llm_agreed=llm_agreed(label, item.suggestion_label),
             screenshot=screenshot,
-            chroma_vector_id=image_vector_id(item["original_path"])
-            if item["original_path"]
-            else None,
+            chroma_vector_id=image_vector_id(item.original_path) if item.original_path else None,
         )
-        data = record.to_dict()
         previous = await self.storage.current_label(trade_id)
         try:
-            await asyncio.to_thread(write_label_file, self.labels_dir, trade_id, data)
+            await asyncio.to_thread(write_label_file, self.labels_dir, record)
         except OSError as exc:
             LABEL_WRITE_FAILURES.inc()
             logger.error("label file not written: %s", exc, extra={"trade_id": trade_id})
@@ -139,29 +150,18 @@ class LabelService:
             await self.storage.outbox_failed(outbox_id, f"{type(exc).__name__}: {exc}")
         else:
             await self.storage.outbox_done(outbox_id)
-        return data
+        return record
 
-    def _restore_file(self, trade_id: str, previous: dict[str, Any] | None) -> None:
+    def _restore_file(self, trade_id: str, previous: LabelRecord | None) -> None:
         try:
             if previous is None:
                 label_path(self.labels_dir, trade_id).unlink(missing_ok=True)
             else:
-                restored = LabelRecord(
-                    trade_id=trade_id,
-                    label=previous["label"],
-                    labeler_id=previous["labeler_id"],
-                    timestamp=previous["occurred_at"],
-                    quality_grade=previous["quality_grade"],
-                    user_comment=previous["user_comment"],
-                    llm_agreed=previous["llm_agreed"],
-                    screenshot=previous["screenshot"],
-                    chroma_vector_id=previous["chroma_vector_id"],
-                )
-                write_label_file(self.labels_dir, trade_id, restored.to_dict())
+                write_label_file(self.labels_dir, previous)
         except OSError:
             logger.exception("could not restore the label file", extra={"trade_id": trade_id})
 
-    async def undo(self, *, labeler_id: str) -> dict[str, Any]:
+    async def undo(self, *, labeler_id: str) -> Undone:
         """Undo the labeler's latest label: restore the trade's previous label.
 
         A trade that had a label before gets it back (a new ``label.saved`` with the
@@ -172,36 +172,39 @@ class LabelService:
         entry = await self.storage.last_undoable(labeler_id)
         if entry is None:
             raise NotFoundError("nothing to undo")
-        current = await self.storage.current_label(entry["trade_id"])
-        if current is None or current["occurred_at"] != entry["occurred_at"]:
-            await self.storage.mark_undone(entry["id"])
+        current = await self.storage.current_label(entry.trade_id)
+        if current is None or current.timestamp != entry.occurred_at:
+            await self.storage.mark_undone(entry.id)
             raise AlreadyExistsError(
-                f"trade {entry['trade_id']} was labeled again since; nothing undone"
+                f"trade {entry.trade_id} was labeled again since; nothing undone"
             )
-        previous = entry["previous"]
-        if previous is None:
-            label, grade, comment = "review", None, UNDO_COMMENT
-        else:
-            label = previous["label"]
-            grade, comment = previous.get("quality_grade"), previous.get("user_comment")
+        previous = entry.previous
+        label: Label = "review" if previous is None else previous.label
+        grade = None if previous is None else previous.quality_grade
+        comment = UNDO_COMMENT if previous is None else previous.user_comment
         saved = await self.save(
-            trade_id=entry["trade_id"],
+            trade_id=entry.trade_id,
             label=label,
             labeler_id=labeler_id,
             quality_grade=grade,
             user_comment=comment,
             undoable=False,
         )
-        await self.storage.mark_undone(entry["id"])
-        return {"undone": entry["trade_id"], "restored": saved}
+        await self.storage.mark_undone(entry.id)
+        return Undone(entry.trade_id, saved)
 
-    async def refresh_metrics(self) -> dict[str, int]:
+    async def refresh_metrics(self) -> QueueCounts:
         """Queue and agreement gauges from the table (cheap: one aggregate query)."""
         counts = await self.storage.counts()
+        per_status = {
+            "unlabeled": counts.unlabeled,
+            "labeled": counts.labeled,
+            "review": counts.review,
+        }
         for status in STATUSES:
-            QUEUE_ITEMS.labels(status).set(counts[status])
+            QUEUE_ITEMS.labels(status).set(per_status[status])
         rate = agreement_rate(
-            [True] * counts["agreed"] + [False] * (counts["with_suggestion"] - counts["agreed"])
+            [True] * counts.agreed + [False] * (counts.with_suggestion - counts.agreed)
         )
         AGREEMENT_RATIO.set(rate if rate is not None else 0.0)
         return counts

@@ -1,4 +1,8 @@
-"""The labeling service's PostgreSQL repository (schema ``labeling``)."""
+"""The labeling service's PostgreSQL repository (schema ``labeling``).
+
+Reads come back as frozen records (:class:`QueueItem`, :class:`LabelRecord`,
+:class:`UndoEntry`, :class:`QueueCounts`, ...), never as asyncpg rows or dicts.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,31 @@ import asyncpg
 
 from hindsight.common.events import LabelSaved
 from hindsight.common.outbox import OutboxTable
+from hindsight.labeling.domain.export import ExportRow
 from hindsight.labeling.domain.labels import LabelRecord
 from hindsight.labeling.domain.paging import PageCursor
 
-__all__ = ["MIGRATIONS", "OUTBOX", "ItemFilter", "ItemPage", "Storage"]
+__all__ = [
+    "MIGRATIONS",
+    "OUTBOX",
+    "Facets",
+    "ItemFilter",
+    "ItemPage",
+    "JsonDocument",
+    "QueueCounts",
+    "QueueItem",
+    "Storage",
+    "StoredSession",
+    "UndoEntry",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 OUTBOX = OutboxTable(body_column="body", keep_sent=False)
 """``label.saved`` events; a published row is deleted."""
+
+JsonDocument = dict[str, Any]
+"""A ``json.created`` payload kept as it came (trade_meta, llm_suggestion): other services
+write these documents with keys of their own, so here they are schemaless JSON."""
 
 _LABEL_COLUMNS = (
     "trade_id, label, quality_grade, user_comment, llm_agreed, labeler_id, occurred_at, "
@@ -53,21 +74,128 @@ class ItemFilter:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueueItem:
+    """A queue item (one trade) with its current label, if any."""
+
+    trade_id: str
+    run_id: str | None
+    symbol: str | None
+    timeframe: str | None
+    setup_id: str | None
+    original_path: str | None  # file paths as png.created gave them; never shown
+    annotated_path: str | None
+    trade: JsonDocument | None  # the trade_meta payload (closed supersedes open)
+    trade_state: str | None  # open | closed
+    suggestion: JsonDocument | None  # the llm_suggestion payload
+    suggestion_label: str | None
+    trade_time: datetime | None
+    label: str | None
+    quality_grade: str | None
+    user_comment: str | None
+    llm_agreed: bool | None
+    labeler_id: str | None
+    labeled_at: datetime | None
+
+    @property
+    def cursor(self) -> PageCursor:
+        """This item's place in the grid's order."""
+        return PageCursor(self.trade_time, self.trade_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ItemPage:
     """One page of the grid: its items, how many match in all, and where the others are."""
 
-    items: list[dict[str, Any]]
+    items: list[QueueItem]
     total: int
     offset: int  # matching items before the first one of this page
     next: PageCursor | None  # ``after`` of the next page
     prev: PageCursor | None  # ``before`` of the previous page
 
 
-def _item(row: asyncpg.Record) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("trade", "suggestion"):
-        out[key] = json.loads(out[key]) if out[key] is not None else None
-    return out
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCounts:
+    """Items per queue status, plus the total and the label / suggestion agreement."""
+
+    total: int
+    unlabeled: int
+    labeled: int
+    review: int
+    disagreements: int
+    with_suggestion: int  # labels of trades that had a suggestion
+    agreed: int  # ... and agreed with it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facets:
+    """Known symbols and run ids, for the filter drop-downs."""
+
+    symbols: list[str]
+    run_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UndoEntry:
+    """A label decision on the undo stack: the label it replaced (``None``: unlabeled)."""
+
+    id: int
+    trade_id: str
+    label: str
+    occurred_at: datetime
+    previous: LabelRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A live session's labeler and CSRF token."""
+
+    labeler_id: str
+    csrf_token: str
+
+
+def _json_document(text: str | None) -> JsonDocument | None:
+    if text is None:
+        return None
+    value: JsonDocument = json.loads(text)
+    return value
+
+
+def _item(row: asyncpg.Record) -> QueueItem:
+    return QueueItem(
+        trade_id=row["trade_id"],
+        run_id=row["run_id"],
+        symbol=row["symbol"],
+        timeframe=row["timeframe"],
+        setup_id=row["setup_id"],
+        original_path=row["original_path"],
+        annotated_path=row["annotated_path"],
+        trade=_json_document(row["trade"]),
+        trade_state=row["trade_state"],
+        suggestion=_json_document(row["suggestion"]),
+        suggestion_label=row["suggestion_label"],
+        trade_time=row["trade_time"],
+        label=row["label"],
+        quality_grade=row["quality_grade"],
+        user_comment=row["user_comment"],
+        llm_agreed=row["llm_agreed"],
+        labeler_id=row["labeler_id"],
+        labeled_at=row["labeled_at"],
+    )
+
+
+def _label(row: asyncpg.Record) -> LabelRecord:
+    """A ``labels`` row (selected as ``_LABEL_COLUMNS``)."""
+    return LabelRecord(
+        trade_id=row["trade_id"],
+        label=row["label"],
+        labeler_id=row["labeler_id"],
+        timestamp=row["occurred_at"],
+        quality_grade=row["quality_grade"],
+        user_comment=row["user_comment"],
+        llm_agreed=row["llm_agreed"],
+        screenshot=row["screenshot"],
+        chroma_vector_id=row["chroma_vector_id"],
+    )
 
 
 def _where(conditions: list[str]) -> str:
@@ -131,12 +259,41 @@ def _record_row(record: LabelRecord) -> tuple[Any, ...]:
     )
 
 
-def _label_json(row: asyncpg.Record | None) -> str | None:
-    if row is None:
+def _history_json(record: LabelRecord | None) -> str | None:
+    """``label_history.previous``: the labels row, its columns as keys."""
+    if record is None:
         return None
-    out = dict(row)
-    out["occurred_at"] = out["occurred_at"].isoformat()
-    return json.dumps(out)
+    return json.dumps(
+        {
+            "trade_id": record.trade_id,
+            "label": record.label,
+            "quality_grade": record.quality_grade,
+            "user_comment": record.user_comment,
+            "llm_agreed": record.llm_agreed,
+            "labeler_id": record.labeler_id,
+            "occurred_at": record.timestamp.isoformat(),
+            "screenshot": record.screenshot,
+            "chroma_vector_id": record.chroma_vector_id,
+        }
+    )
+
+
+def _history_label(text: str | None) -> LabelRecord | None:
+    """The record of a ``label_history.previous`` written by :func:`_history_json`."""
+    if not text:
+        return None
+    data = json.loads(text)
+    return LabelRecord(
+        trade_id=data["trade_id"],
+        label=data["label"],
+        labeler_id=data["labeler_id"],
+        timestamp=datetime.fromisoformat(data["occurred_at"]),
+        quality_grade=data.get("quality_grade"),
+        user_comment=data.get("user_comment"),
+        llm_agreed=data.get("llm_agreed"),
+        screenshot=data.get("screenshot"),
+        chroma_vector_id=data.get("chroma_vector_id"),
+    )
 
 
 class Storage:
@@ -200,7 +357,7 @@ class Storage:
         self,
         *,
         trade_id: str,
-        payload: dict[str, Any],
+        payload: JsonDocument,
         state: str,
         run_id: str,
         trade_time: datetime | None,
@@ -232,7 +389,7 @@ class Storage:
         )
 
     async def upsert_suggestion(
-        self, *, trade_id: str, payload: dict[str, Any], label: str | None, run_id: str
+        self, *, trade_id: str, payload: JsonDocument, label: str | None, run_id: str
     ) -> None:
         """Store the LLM suggestion of a trade (the latest one wins)."""
         await self.pool.execute(
@@ -251,7 +408,7 @@ class Storage:
 
     # --- reading the queue -------------------------------------------------------------
 
-    async def get_item(self, trade_id: str) -> dict[str, Any] | None:
+    async def get_item(self, trade_id: str) -> QueueItem | None:
         """One item with its current label, or ``None``."""
         row = await self.pool.fetchrow(_ITEM_SELECT + " WHERE i.trade_id = $1", trade_id)
         return None if row is None else _item(row)
@@ -290,11 +447,7 @@ class Storage:
 
         args = []
         where = _filter_sql(flt, arg)
-        first = (
-            _before_sql(PageCursor(rows[0]["trade_time"], rows[0]["trade_id"]), arg)
-            if rows
-            else "false"
-        )
+        first = _before_sql(rows[0].cursor, arg) if rows else "false"
         counted = await self.pool.fetchrow(
             f"""SELECT count(*) AS total, count(*) FILTER (WHERE {first}) AS before_first
                 FROM items i LEFT JOIN labels l ON l.trade_id = i.trade_id {_where(where)}""",
@@ -308,15 +461,13 @@ class Storage:
             items=rows,
             total=total,
             offset=offset,
-            next=PageCursor(last["trade_time"], last["trade_id"])
-            if last is not None and offset + len(rows) < total
-            else None,
-            prev=PageCursor(rows[0]["trade_time"], rows[0]["trade_id"])
+            next=last.cursor if last is not None and offset + len(rows) < total else None,
+            prev=rows[0].cursor
             if rows and offset > 0
             else (after if not rows and total > 0 else None),
         )
 
-    async def facets(self) -> dict[str, list[str]]:
+    async def facets(self) -> Facets:
         """Known symbols and run ids, for the filter drop-downs."""
         symbols = await self.pool.fetch(
             "SELECT DISTINCT symbol FROM items WHERE symbol IS NOT NULL ORDER BY 1"
@@ -324,9 +475,9 @@ class Storage:
         runs = await self.pool.fetch(
             "SELECT DISTINCT run_id FROM items WHERE run_id IS NOT NULL ORDER BY 1"
         )
-        return {"symbols": [r[0] for r in symbols], "run_ids": [r[0] for r in runs]}
+        return Facets(symbols=[r[0] for r in symbols], run_ids=[r[0] for r in runs])
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self) -> QueueCounts:
         """Items per status, plus total and disagreements."""
         row = await self.pool.fetchrow(
             f"""SELECT count(*) AS total,
@@ -339,16 +490,16 @@ class Storage:
                FROM items i LEFT JOIN labels l ON l.trade_id = i.trade_id"""
         )
         assert row is not None
-        return {key: int(row[key]) for key in row.keys()}
+        return QueueCounts(**{key: int(row[key]) for key in row.keys()})
 
     # --- labels ------------------------------------------------------------------------
 
-    async def current_label(self, trade_id: str) -> dict[str, Any] | None:
+    async def current_label(self, trade_id: str) -> LabelRecord | None:
         """The trade's labels row, or ``None``."""
         row = await self.pool.fetchrow(
             f"SELECT {_LABEL_COLUMNS} FROM labels WHERE trade_id = $1", trade_id
         )
-        return None if row is None else dict(row)
+        return None if row is None else _label(row)
 
     async def save_label(self, record: LabelRecord, *, event: LabelSaved, undoable: bool) -> int:
         """Upsert the label, log it for undo, queue its event; returns the outbox id."""
@@ -377,12 +528,12 @@ class Storage:
                     record.labeler_id,
                     record.label,
                     record.timestamp,
-                    _label_json(previous),
+                    _history_json(None if previous is None else _label(previous)),
                 )
             outbox_id = await OUTBOX.add(conn, event)
         return outbox_id
 
-    async def last_undoable(self, labeler_id: str) -> dict[str, Any] | None:
+    async def last_undoable(self, labeler_id: str) -> UndoEntry | None:
         """The labeler's latest label decision not undone yet."""
         row = await self.pool.fetchrow(
             """SELECT id, trade_id, label, occurred_at, previous::text AS previous
@@ -392,9 +543,13 @@ class Storage:
         )
         if row is None:
             return None
-        out = dict(row)
-        out["previous"] = json.loads(out["previous"]) if out["previous"] else None
-        return out
+        return UndoEntry(
+            id=row["id"],
+            trade_id=row["trade_id"],
+            label=row["label"],
+            occurred_at=row["occurred_at"],
+            previous=_history_label(row["previous"]),
+        )
 
     async def mark_undone(self, history_id: int) -> None:
         """Take a decision off the undo stack."""
@@ -402,7 +557,7 @@ class Storage:
             "UPDATE label_history SET undone_at = now() WHERE id = $1", history_id
         )
 
-    async def export_rows(self) -> list[dict[str, Any]]:
+    async def export_rows(self) -> list[ExportRow]:
         """Every current label with its item's symbol, run and suggestion."""
         rows = await self.pool.fetch(
             f"""SELECT l.{_LABEL_COLUMNS.replace(", ", ", l.")}, i.symbol, i.run_id,
@@ -410,7 +565,15 @@ class Storage:
                 FROM labels l JOIN items i ON i.trade_id = l.trade_id
                 ORDER BY l.occurred_at, l.trade_id"""
         )
-        return [dict(r) for r in rows]
+        return [
+            ExportRow(
+                record=_label(r),
+                symbol=r["symbol"],
+                run_id=r["run_id"],
+                suggestion_label=r["suggestion_label"],
+            )
+            for r in rows
+        ]
 
     # --- outbox ------------------------------------------------------------------------
 
@@ -460,14 +623,14 @@ class Storage:
             expires_at,
         )
 
-    async def session(self, token_hash: str) -> tuple[str, str] | None:
-        """(labeler_id, csrf_token) of a live session, or ``None``."""
+    async def session(self, token_hash: str) -> StoredSession | None:
+        """The labeler and CSRF token of a live session, or ``None``."""
         row = await self.pool.fetchrow(
             """SELECT labeler_id, csrf_token FROM sessions
                WHERE token_hash = $1 AND expires_at > now()""",
             token_hash,
         )
-        return None if row is None else (row["labeler_id"], row["csrf_token"])
+        return None if row is None else StoredSession(row["labeler_id"], row["csrf_token"])
 
     async def delete_session(self, token_hash: str) -> None:
         """Log out."""

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -23,7 +23,7 @@ from hindsight.labeling.auth import (
     login_csrf_ok,
     login_csrf_token,
 )
-from hindsight.labeling.http_api import MAX_PAGE_SIZE, page_public, parse_filter, parse_page
+from hindsight.labeling.http_api import parse_filter, parse_page
 from hindsight.labeling.login_throttle import (
     Attempt,
     LoginThrottle,
@@ -32,6 +32,7 @@ from hindsight.labeling.login_throttle import (
 )
 from hindsight.labeling.memory_client import MemoryClient
 from hindsight.labeling.metrics import LOGIN_FAILURES
+from hindsight.labeling.schemas import MAX_PAGE_SIZE, ItemPagePublic
 from hindsight.labeling.storage import Storage
 
 __all__ = ["TEMPLATES", "web_router"]
@@ -67,7 +68,7 @@ def _log_lockout(attempt: Attempt, *, account: str, address: str) -> None:
     )
 
 
-def _script_json(value: Any) -> str:
+def _script_json(value: object) -> str:
     # Safe inside <script type="application/json">: no "</script>" can end the element.
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
@@ -224,22 +225,23 @@ def web_router(
         want = parse_page(
             size=max(1, min(size or page_size, MAX_PAGE_SIZE)), after=after, before=before
         )
-        page = page_public(
+        page = ItemPagePublic.of(
             await storage.list_items(flt, size=want.size, after=want.after, before=want.before)
         )
-        items = page["items"]
+        # The page's template and script read the items as the API writes them (JSON).
+        items = [item.model_dump(mode="json") for item in page.items]
         context = {
             "labeler_id": principal.labeler_id,
             "csrf_token": principal.csrf_token,
             "csrf_header": CSRF_HEADER,
             "items": items,
             "page": {
-                "total": page["total"],
-                "first": page["offset"] + 1 if items else 0,
-                "last": page["offset"] + len(items),
-                "next_url": _page_url(request, after=page["next"]) if page["next"] else None,
-                "prev_url": _page_url(request, before=page["prev"]) if page["prev"] else None,
-                "first_url": _page_url(request) if page["prev"] else None,
+                "total": page.total,
+                "first": page.offset + 1 if items else 0,
+                "last": page.offset + len(items),
+                "next_url": _page_url(request, after=page.next) if page.next else None,
+                "prev_url": _page_url(request, before=page.prev) if page.prev else None,
+                "first_url": _page_url(request) if page.prev else None,
             },
             "counts": await storage.counts(),
             "facets": await storage.facets(),
@@ -256,8 +258,8 @@ def web_router(
                 "memory_up": await memory.is_up(),
                 "focus": focus,
                 "csrf_header": CSRF_HEADER,
-                "next_page": _page_url(request, after=page["next"]) if page["next"] else None,
-                "prev_page": _page_url(request, before=page["prev"]) if page["prev"] else None,
+                "next_page": _page_url(request, after=page.next) if page.next else None,
+                "prev_page": _page_url(request, before=page.prev) if page.prev else None,
             },
         }
         response = templates.TemplateResponse(request, "index.html", context)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from hindsight.common.events import format_utc
 
 __all__ = [
     "ACTION_LABELS",
     "LABELS",
+    "JsonScalar",
     "STATUSES",
+    "Label",
     "LabelRecord",
+    "Status",
     "agreement_rate",
     "in_review",
     "is_disagreement",
@@ -25,6 +28,7 @@ Label = Literal["approved", "rejected", "review"]
 Status = Literal["unlabeled", "labeled", "review"]
 LABELS: tuple[str, ...] = ("approved", "rejected", "review")
 STATUSES: tuple[str, ...] = ("unlabeled", "labeled", "review")
+JsonScalar = str | int | float | bool | None
 ACTION_LABELS = {"approve": "approved", "reject": "rejected", "review": "review"}
 
 
@@ -61,7 +65,7 @@ class LabelRecord:
     """One label as written to ``labels/{trade_id}_label.json``, the table and the event."""
 
     trade_id: str
-    label: str
+    label: Label
     labeler_id: str
     timestamp: datetime
     quality_grade: str | None = None
@@ -76,7 +80,7 @@ class LabelRecord:
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JsonScalar]:
         """The file's JSON object (the export's row)."""
         return {
             "trade_id": self.trade_id,
