@@ -12,17 +12,9 @@ from datetime import date, datetime
 
 from pydantic import ConfigDict, Field
 
-from hindsight.registry.domain import (
-    Decision,
-    DegradationCheck,
-    ExperimentKind,
-    ExperimentState,
-    Headline,
-    PromotionState,
-    Stage,
-)
+from hindsight.registry.domain import DegradationCheck, Headline, Stage
 from hindsight.registry.storage.base import Executor, Row
-from hindsight.registry.storage.experiments import ExperimentResult
+from hindsight.registry.storage.experiments import ExperimentRecord
 
 __all__ = [
     "CALIBRATION_BINS",
@@ -88,7 +80,7 @@ WHERE occurred_at >= $2 AND occurred_at < $3
 GROUP BY 1 ORDER BY 1"""
 
 _EXPERIMENTS_SQL = """
-SELECT experiment_id, kind, control_version, candidate_version, candidate_share,
+SELECT experiment_id, model_name, kind, control_version, candidate_version, candidate_share,
        min_samples_per_arm, alpha, auto_promote, state, decision, winner, p_value, result,
        promotion, started_at, started_by, ended_at, ended_by, end_reason
 FROM experiments
@@ -170,28 +162,11 @@ class Volume(Row):
     predictions: int
 
 
-class ExperimentSpan(Row):
-    """An experiment of the model that overlaps the window."""
+class ExperimentSpan(ExperimentRecord):
+    """An experiment of the model that overlaps the window: its row, written without the
+    model's name (the report's own)."""
 
-    experiment_id: str
-    kind: ExperimentKind
-    control_version: str
-    candidate_version: str
-    candidate_share: float | None
-    min_samples_per_arm: int
-    alpha: float
-    auto_promote: bool
-    state: ExperimentState
-    decision: Decision | None
-    winner: str | None
-    p_value: float | None
-    result: ExperimentResult | None
-    promotion: PromotionState | None
-    started_at: datetime
-    started_by: str
-    ended_at: datetime | None
-    ended_by: str | None
-    end_reason: str | None
+    model_name: str = Field(exclude=True)
 
 
 class StageMove(Row):
