@@ -1,0 +1,1 @@
+"""Hindsight market: bars, derived series, liquidity clusters and the Back-Labeler."""
