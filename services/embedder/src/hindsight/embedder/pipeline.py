@@ -26,15 +26,15 @@ from hindsight.embedder.config import EmbedderSettings
 from hindsight.embedder.domain.batcher import MicroBatcher
 from hindsight.embedder.domain.images import NotAPngError, decode_png, thumbnail_b64
 from hindsight.embedder.domain.text import render_document
-from hindsight.embedder.models import Models
-from hindsight.embedder.records import image_embedding, text_embedding
-from hindsight.embedder.service_metrics import (
+from hindsight.embedder.metrics import (
     BATCH_SIZE,
     EMBED_SECONDS,
     EMBEDDINGS,
     LAG_SECONDS,
     QUERIES,
 )
+from hindsight.embedder.models import Models
+from hindsight.embedder.records import image_embedding, text_embedding
 
 __all__ = [
     "EmbedQuery",
