@@ -68,6 +68,17 @@ def test_realised_vol_by_hand() -> None:
     assert np.isnan(realised_vol(a(1, 2, 0, 3, 4), window=2)[2:4]).all()  # close 0: no log
 
 
+def test_a_nan_propagates_forward_never_backward() -> None:
+    nan = math.nan
+    high, low, close = a(2, 2, 2, 2, 2), a(1, 1, 1, 1, 1), a(1.5, 1.5, nan, 1.5, 1.5)
+    out = atr(high, low, close, period=2)
+    assert out[1:3].tolist() == [1.0, 1.0] and np.isnan(out[3:]).all()  # TR 3 reads close 2
+    out = ema(close, period=2)
+    assert out[1] == 1.5 and np.isnan(out[2:]).all()
+    assert np.isnan(rsi(close, period=2)[2:]).all()
+    assert np.isnan(realised_vol(close, window=2)).all()
+
+
 def test_short_series_are_all_warm_up() -> None:
     assert np.isnan(atr(a(2, 2), a(1, 1), a(1.5, 1.5), period=3)).all()
     assert np.isnan(rsi(a(1, 2, 3), period=3)).all()  # needs period changes

@@ -47,13 +47,12 @@ def atr(high: Series, low: Series, close: Series, period: int = 14) -> Series:
         raise ValueError(
             f"high, low and close must have the same length, got {len(h)}, {len(lo)}, {len(c)}"
         )
-    hs, ls, cs = h.tolist(), lo.tolist(), c.tolist()
-    tr = [hs[0] - ls[0]] if hs else []
-    tr.extend(
-        max(hs[i] - ls[i], abs(hs[i] - cs[i - 1]), abs(ls[i] - cs[i - 1]))
-        for i in range(1, len(hs))
-    )
-    return _wilder(tr, period, first=period - 1)
+    tr = h - lo
+    if len(tr) > 1:
+        previous = c[:-1]
+        # np.fmax would skip a NaN; np.maximum propagates it, as the module says.
+        tr[1:] = np.maximum(tr[1:], np.maximum(np.abs(h[1:] - previous), np.abs(lo[1:] - previous)))
+    return _wilder(tr.tolist(), period, first=period - 1)
 
 
 def ema(close: Series, period: int = 21) -> Series:

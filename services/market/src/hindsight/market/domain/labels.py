@@ -286,10 +286,10 @@ class _Path:
         lo: list[float] = []
         close: list[float] = []
         for k, b in enumerate(bars):
-            for name in ("high", "low", "close"):
+            if not (_finite(b.high) and _finite(b.low) and _finite(b.close)):
+                name = next(n for n in ("high", "low", "close") if not _finite(getattr(b, n)))
                 value = getattr(b, name)
-                if not _is_number(value) or not math.isfinite(value):
-                    raise ValueError(f"future[{k}].{name} must be a finite number, got {value!r}")
+                raise ValueError(f"future[{k}].{name} must be a finite number, got {value!r}")
             if buy:
                 hi.append(b.high - entry)
                 lo.append(b.low - entry)
@@ -392,6 +392,10 @@ def _check_signal_ts(signal_ts: datetime) -> None:
 
 def _minutes(delta: timedelta) -> float:
     return delta.total_seconds() / 60.0
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_number(value: object) -> bool:
