@@ -1,0 +1,80 @@
+"""``hindsight bars import`` as operators run it (the console script), against PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+pytestmark = pytest.mark.integration
+
+HINDSIGHT = str(Path(sys.executable).parent / "hindsight")
+
+
+def run(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HINDSIGHT_DATABASE_URL": dsn}
+    return subprocess.run(
+        [HINDSIGHT, "bars", "import", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+async def rows(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def test_a_dataset_imports_once_and_a_second_import_stores_nothing(
+    fresh_database: str,
+) -> None:
+    first = run(fresh_database, "--dataset", "GOOG")
+    assert first.returncode == 0, first.stderr
+    assert "read 2148 bars: 2148 stored, 0 already there" in first.stdout, first.stdout
+    second = run(fresh_database, "--dataset", "GOOG")
+    assert second.returncode == 0, second.stderr
+    assert "2148 already there" in second.stdout and " 0 stored" in second.stdout, second.stdout
+    (n, dated, derived, version) = (
+        await rows(
+            fresh_database,
+            """SELECT count(*), min(ts)::date::text, count(ema21), min(indicator_version)
+               FROM market.bars WHERE symbol='GOOG' AND timeframe='1d'""",
+        )
+    )[0]
+    assert (n, dated, version) == (2148, "2004-08-19", "1")
+    assert derived == 2148 - 20  # EMA21: its first 20 bars are warm-up
+    cluster = await rows(fresh_database, "SELECT cluster FROM market.clusters")
+    assert [r["cluster"] for r in cluster] == ["M"]
+
+
+async def test_bad_rows_are_rejected_by_field_and_the_good_ones_stored(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        "ts,open,high,low,close,volume\n"
+        "2024-01-01T00:00:00Z,1.0,1.2,0.9,1.1,10\n"
+        "2024-01-01T01:00:00Z,1.1,1.0,1.2,1.1,10\n"  # high < low
+        "2024-01-01T02:00:00Z,1.1,1.3,1.0,1.2,-5\n"  # negative volume
+        "2024-01-01T03:00:00Z,1.2,1.4,1.1,NaN,7\n"  # NaN
+        "2024-01-01T00:30:00Z,1.2,1.4,1.1,1.3,7\n"  # time going back (and misaligned)
+        "2024-01-01T04:00:00Z,1.2,1.4,1.1,1.3,7\n"
+    )
+    result = run(fresh_database, str(path), "--symbol", "EURUSD", "--timeframe", "1h")
+    assert result.returncode == 1, result.stderr
+    assert "2 stored" in result.stdout and "4 rejected" in result.stdout, result.stdout
+    for field in ("high: ", "volume: ", "close: ", "ts: "):
+        assert field in result.stderr, result.stderr
+    stored = await rows(fresh_database, "SELECT ts FROM market.bars ORDER BY ts")
+    assert [r["ts"].hour for r in stored] == [0, 4]
+
+
+def test_btcusd_is_refused_with_the_reason(fresh_database: str) -> None:
+    result = run(fresh_database, "--dataset", "BTCUSD")
+    assert result.returncode == 2
+    assert "monthly" in result.stderr and "not imported" in result.stderr, result.stderr
