@@ -9,6 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hindsight.market.domain.bars import TIMEFRAMES, Bar, timeframe_delta
 from hindsight.market.domain.integrity import (
@@ -185,6 +187,8 @@ def test_gap_report_rejects_bad_input() -> None:
         ("SPY", "equity_us"),
         ("APTV", "equity_us"),  # starts with a crypto base (APT) but is not a pair
         ("OPEN", "equity_us"),
+        ("NEAR", "equity_us"),  # a crypto base alone is also a stock ticker
+        ("BTC", "24x7"),
     ],
 )
 def test_calendar_heuristic(symbol: str, calendar: str) -> None:
@@ -196,3 +200,57 @@ def test_calendar_override_wins_and_is_checked() -> None:
     assert calendar_for("EURUSD", overrides={"GOOG": "24x7"}) == "fx"
     with pytest.raises(ValueError, match="'GOOG'.*'weekly'"):
         calendar_for("GOOG", overrides={"GOOG": "weekly"})
+
+
+# --- properties ----------------------------------------------------------------------------
+
+prices = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.integers(-5, 5).map(float)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prices, prices, prices, prices, prices)
+def test_a_bar_passes_exactly_when_its_numbers_are_consistent(
+    o: float, h: float, lo: float, c: float, v: float
+) -> None:
+    bar = replace(GOOD, open=o, high=h, low=lo, close=c, volume=v)
+    consistent = (
+        all(math.isfinite(x) for x in (o, h, lo, c, v)) and lo <= o <= h and lo <= c <= h and v >= 0
+    )
+    violations = check_bar(bar, previous=None)
+    assert (violations == []) == consistent
+    assert set(fields(violations)) <= {"open", "high", "low", "close", "volume"}
+
+
+def open_in(calendar: str, t: datetime, step: int) -> bool:
+    """Written apart from the module: whether a bar of ``step`` minutes (15, 30 or 60)
+    opening at t is expected: FX shut Friday 22:00 to Sunday 22:00, US equities on weekdays
+    for bars overlapping 14:30-21:00."""
+    wd, minute = t.weekday(), t.hour * 60 + t.minute
+    if calendar == "fx":
+        return not ((wd == 4 and t.hour >= 22) or wd == 5 or (wd == 6 and t.hour < 22))
+    if calendar == "equity_us":
+        return wd < 5 and minute + step > 14 * 60 + 30 and minute < 21 * 60
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["24x7", "fx", "equity_us"]),
+    st.sampled_from([("15m", 15), ("30m", 30), ("1h", 60)]),
+    st.integers(0, 6),
+    st.data(),
+)
+def test_gaps_count_exactly_the_expected_bars_removed(
+    calendar: str, tf: tuple[str, int], start_day: int, data: st.DataObject
+) -> None:
+    timeframe, step = tf
+    start = datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=start_day)
+    grid = [start + timedelta(minutes=step * i) for i in range(10 * 24 * 60 // step)]
+    expected = [t for t in grid if open_in(calendar, t, step)]
+    removed = data.draw(st.sets(st.integers(1, len(expected) - 2), max_size=40))
+    present = [t for i, t in enumerate(expected) if i not in removed]
+    gaps = find_gaps(present, timeframe, calendar=calendar)
+    assert sum(g.missing for g in gaps) == len(removed)
+    for g in gaps:
+        assert g.after in present and g.before in present
+        assert g.missing == sum(1 for t in expected if g.after < t < g.before)

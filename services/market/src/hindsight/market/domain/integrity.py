@@ -208,11 +208,12 @@ def calendar_for(symbol: str, *, overrides: Mapping[str, str] | None = None) -> 
 
     The heuristic, on the upper-cased symbol without separators (``/ - _ : .``) and without
     a perpetual suffix (``PERP``): crypto (``"24x7"``) when it ends in a stablecoin (USDT,
-    USDC, BUSD, FDUSD, TUSD, DAI), or is a known crypto base (BTC, XBT, ETH, SOL, …) alone or
-    followed by a fiat or crypto quote (BTCUSD, ETHBTC, SOLEUR); ``"fx"`` when it is six
-    letters made of two known fiat or metal codes (EURUSD, USDJPY, XAUUSD); otherwise
-    ``"equity_us"`` (GOOG, SPY). Anything else (a crypto base the list does not know, a
-    non-US stock) needs an override; the service's settings hold them.
+    USDC, BUSD, FDUSD, TUSD, DAI), or is a known crypto base (BTC, XBT, ETH, SOL, …)
+    followed by a fiat or crypto quote (BTCUSD, ETHBTC, SOLEUR), or is BTC, XBT or ETH
+    alone (other bases alone, such as NEAR or OP, are also stock tickers); ``"fx"`` when it
+    is six letters made of two known fiat or metal codes (EURUSD, USDJPY, XAUUSD);
+    otherwise ``"equity_us"`` (GOOG, SPY). Anything else (a crypto base the list does not
+    know, a non-US stock) needs an override; the service's settings hold them.
     """
     if overrides is not None and symbol in overrides:
         calendar = overrides[symbol]
@@ -231,7 +232,7 @@ def calendar_for(symbol: str, *, overrides: Mapping[str, str] | None = None) -> 
 
 
 def _is_crypto_pair(name: str) -> bool:
+    if name in ("BTC", "XBT", "ETH"):
+        return True
     quotes = _FIAT | _CRYPTO
-    return any(
-        name == base or (name.startswith(base) and name[len(base) :] in quotes) for base in _CRYPTO
-    )
+    return any(name.startswith(base) and name[len(base) :] in quotes for base in _CRYPTO)
