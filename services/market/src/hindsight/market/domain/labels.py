@@ -21,9 +21,13 @@ Inputs (``label_signal``):
 The canonical trade: entry at ``entry_price`` (else the last history close) at
 ``signal_ts``; ``A`` = Wilder ATR(``atr_period``) of the history window at its last bar
 (``indicators.atr``); 1R = ``stop_katr * A``; stop at entry − 1R and target at entry +
-``target_r``·R for a buy (mirrored for a sell). A barrier is touched when a bar's low (high)
-reaches it, equality included. Within a bar the order of high and low is unknown, so a bar
-that touches both barriers counts as the cautious outcome: stop first.
+``target_r``·R for a buy (mirrored for a sell). That ATR runs over the window alone (seeded
+at its start), so it can differ a little from the stored ATR series, which runs over the
+whole series: with the default 100 bars and period 14 the seed weighs (13/14)^86 ≈ 0.2%;
+the price of a label that never depends on how far back the stored bars go.
+A barrier is touched when a bar's low (high) reaches it, equality included. Within a bar
+the order of high and low is unknown, so a bar that touches both barriers counts as the
+cautious outcome: stop first.
 
 Labels (``SignalLabels``, the ``signal.labeled`` payload), over the first ``horizon_bars``
 future bars unless said otherwise:
