@@ -7,7 +7,7 @@ table row), :class:`StoredLabel` and :class:`CollectionCount`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ __all__ = [
     "CollectionCount",
     "RecordMetadata",
     "RecordRow",
+    "RecordUpserted",
     "Storage",
     "StoredLabel",
     "StoredRecord",
@@ -77,6 +78,16 @@ class RecordRow:
     quality_grade: str | None = None
     created_at: datetime | None = None
     """When memory first stored the record (its ingestion time); now when None."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUpserted:
+    """What an upsert did to one record."""
+
+    vector_id: str
+    inserted: bool
+    old_physical: str | None
+    """The Chroma collection that held the vector before (None when it is new)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,53 +171,82 @@ class Storage:
 
     # --- records ---------------------------------------------------------------------
 
-    async def upsert(self, row: RecordRow) -> tuple[bool, str | None]:
-        """Insert or replace by vector_id → (inserted, previous physical collection)."""
-        result = await self._pool().fetchrow(
-            """
-            WITH old AS (SELECT physical FROM records WHERE vector_id = $1)
-            INSERT INTO records (vector_id, collection, physical, modality, model, file_path,
-                                 run_id, trade_id, setup_id, "timestamp", document, metadata,
-                                 thumbnail_b64, user_label, quality_grade, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15,
-                    coalesce($16::timestamptz, now()))
-            ON CONFLICT (vector_id) DO UPDATE SET
-                collection = EXCLUDED.collection, physical = EXCLUDED.physical,
-                modality = EXCLUDED.modality, model = EXCLUDED.model,
-                file_path = EXCLUDED.file_path, run_id = EXCLUDED.run_id,
-                trade_id = EXCLUDED.trade_id, setup_id = EXCLUDED.setup_id,
-                "timestamp" = EXCLUDED."timestamp", document = EXCLUDED.document,
-                metadata = EXCLUDED.metadata, thumbnail_b64 = EXCLUDED.thumbnail_b64,
-                user_label = EXCLUDED.user_label, quality_grade = EXCLUDED.quality_grade,
-                archived_at = NULL, archived_embedding = NULL, updated_at = now()
-            RETURNING (xmax = 0) AS inserted, (SELECT physical FROM old) AS old_physical
-            """,
-            row.vector_id,
-            row.collection,
-            row.physical,
-            row.modality,
-            row.model,
-            row.file_path,
-            row.run_id,
-            row.trade_id,
-            row.setup_id,
-            row.timestamp,
-            row.document,
-            json.dumps(row.metadata),
-            row.thumbnail_b64,
-            row.user_label,
-            row.quality_grade,
-            row.created_at,
-        )
-        assert result is not None
-        return bool(result["inserted"]), result["old_physical"]
+    async def upsert_many(self, rows: Sequence[RecordRow]) -> list[RecordUpserted]:
+        """Insert or replace by vector_id, in one statement (one row per vector_id).
 
-    async def created_at(self, vector_id: str) -> datetime | None:
-        """When the record was first stored (its ingestion time), or None if it is new."""
-        value: datetime | None = await self._pool().fetchval(
-            "SELECT created_at FROM records WHERE vector_id = $1", vector_id
+        Each row comes back with whether it was new and the physical collection that held
+        it before (None when new).
+        """
+        columns: list[list[object]] = [[] for _ in range(16)]
+        for row in rows:
+            values = (
+                row.vector_id,
+                row.collection,
+                row.physical,
+                row.modality,
+                row.model,
+                row.file_path,
+                row.run_id,
+                row.trade_id,
+                row.setup_id,
+                row.timestamp,
+                row.document,
+                json.dumps(row.metadata),
+                row.thumbnail_b64,
+                row.user_label,
+                row.quality_grade,
+                row.created_at,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        # unnest of one array per column: one round trip whatever the batch size. The CTE
+        # "old" reads the rows as they were before the INSERT (one snapshot).
+        result = await self._pool().fetch(
+            """
+            WITH old AS (SELECT vector_id, physical FROM records
+                         WHERE vector_id = ANY($1::text[])),
+            written AS (
+                INSERT INTO records (vector_id, collection, physical, modality, model,
+                                     file_path, run_id, trade_id, setup_id, "timestamp",
+                                     document, metadata, thumbnail_b64, user_label,
+                                     quality_grade, created_at)
+                SELECT u.vector_id, u.collection, u.physical, u.modality, u.model, u.file_path,
+                       u.run_id, u.trade_id, u.setup_id, u.ts, u.document, u.metadata::jsonb,
+                       u.thumbnail_b64, u.user_label, u.quality_grade,
+                       coalesce(u.created_at, now())
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::text[], $9::text[],
+                            $10::timestamptz[], $11::text[], $12::text[], $13::text[],
+                            $14::text[], $15::text[], $16::timestamptz[])
+                     AS u(vector_id, collection, physical, modality, model, file_path,
+                          run_id, trade_id, setup_id, ts, document, metadata, thumbnail_b64,
+                          user_label, quality_grade, created_at)
+                ON CONFLICT (vector_id) DO UPDATE SET
+                    collection = EXCLUDED.collection, physical = EXCLUDED.physical,
+                    modality = EXCLUDED.modality, model = EXCLUDED.model,
+                    file_path = EXCLUDED.file_path, run_id = EXCLUDED.run_id,
+                    trade_id = EXCLUDED.trade_id, setup_id = EXCLUDED.setup_id,
+                    "timestamp" = EXCLUDED."timestamp", document = EXCLUDED.document,
+                    metadata = EXCLUDED.metadata, thumbnail_b64 = EXCLUDED.thumbnail_b64,
+                    user_label = EXCLUDED.user_label, quality_grade = EXCLUDED.quality_grade,
+                    archived_at = NULL, archived_embedding = NULL, updated_at = now()
+                RETURNING vector_id, (xmax = 0) AS inserted)
+            SELECT written.vector_id, written.inserted, old.physical AS old_physical
+            FROM written LEFT JOIN old USING (vector_id)
+            """,
+            *columns,
         )
-        return value
+        return [
+            RecordUpserted(r["vector_id"], bool(r["inserted"]), r["old_physical"]) for r in result
+        ]
+
+    async def created_at_many(self, vector_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each stored record among ``vector_ids`` was first stored (new ones absent)."""
+        rows = await self._pool().fetch(
+            "SELECT vector_id, created_at FROM records WHERE vector_id = ANY($1::text[])",
+            list(vector_ids),
+        )
+        return {r["vector_id"]: r["created_at"] for r in rows}
 
     async def get_many(self, vector_ids: Sequence[str]) -> dict[str, StoredRecord]:
         """Rows by vector_id (missing ids are absent)."""
@@ -350,6 +390,18 @@ class Storage:
             trade_id,
         )
         return None if row is None else (row["label"], row["quality_grade"])
+
+    async def effective_labels(
+        self, trade_ids: Collection[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """The most recent label over all labelers of each labelled trade among ``trade_ids``."""
+        rows = await self._pool().fetch(
+            """SELECT DISTINCT ON (trade_id) trade_id, label, quality_grade FROM labels
+               WHERE trade_id = ANY($1::text[])
+               ORDER BY trade_id, occurred_at DESC, labeler_id""",
+            list(trade_ids),
+        )
+        return {r["trade_id"]: (r["label"], r["quality_grade"]) for r in rows}
 
     async def apply_label(
         self, trade_id: str, label: str, quality_grade: str | None
