@@ -149,3 +149,40 @@ async def test_a_backlog_after_nats_comes_back_never_starves_the_loop(
     finally:
         await publisher.stop(flush_timeout=0.5)
         await broker.stop()
+
+
+async def test_linger_publishes_a_window_of_items_together(
+    nats_server: Nats, counters: tuple[Counter, Counter]
+) -> None:
+    published, unpublished = counters
+    settings = BaseServiceSettings(nats_url=nats_server.server.url)
+    broker = create_broker(settings, client_name="background-test")
+    await broker.connect()
+    await ensure_streams(broker, settings)
+    publisher = BackgroundPublisher(
+        broker,
+        _event,
+        capacity=100,
+        max_in_flight=8,
+        published=published,
+        unpublished=unpublished,
+        name="test-log",
+        linger_s=2.0,
+    )
+    await publisher.start()
+    try:
+        for i in range(5):
+            publisher.put(i)
+        await asyncio.sleep(0.2)
+        # Still inside the linger window: nothing is published one by one.
+        assert published._value.get() == 0
+        assert publisher.backlog == 5
+        await _until(lambda: published._value.get() == 5, 10)
+        # A window that fills (max_in_flight items) does not wait for the linger.
+        for i in range(5, 5 + 8):
+            publisher.put(i)
+            await asyncio.sleep(0.01)
+        await _until(lambda: published._value.get() == 13, 1.5)
+    finally:
+        await publisher.stop(flush_timeout=0.5)
+        await broker.stop()

@@ -113,7 +113,7 @@ async def _run(args: argparse.Namespace) -> None:
                 task.add_done_callback(tasks.discard)
                 i += 1
             wake = args.start + i / args.rate
-            await asyncio.sleep(max(0.0, min(0.002, wake - time.time())))
+            await asyncio.sleep(max(0.0, min(0.05, wake - time.time())))
         if tasks:
             await asyncio.wait(tasks, timeout=deadline * 10)
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -106,6 +106,15 @@ class GatewaySettings(BaseServiceSettings):
         ),
         description="prediction.logged publishes awaiting their ack at once.",
     )
+    log_linger_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description=(
+            "prediction.logged waits this long after an answer so the answers of the window "
+            "are published together (fewer loop wake-ups per answer); 0 publishes at once."
+        ),
+    )
     scorer_tls_ca_file: Path | None = Field(
         default=None, description="PEM CA of the scorers' certificates: TLS to the scorers."
     )

@@ -135,7 +135,9 @@ class Recorder(Protocol):
 class PredictionLog(BackgroundPublisher[Record]):
     """Publishes ``prediction.logged`` for every answer and shadow score, off the request path."""
 
-    def __init__(self, broker: NatsBroker, *, capacity: int, max_in_flight: int) -> None:
+    def __init__(
+        self, broker: NatsBroker, *, capacity: int, max_in_flight: int, linger_s: float = 0.0
+    ) -> None:
         super().__init__(
             broker,
             _event,
@@ -144,6 +146,7 @@ class PredictionLog(BackgroundPublisher[Record]):
             published=PREDICTIONS_LOGGED,
             unpublished=PREDICTIONS_UNLOGGED,
             name="gateway-prediction-log",
+            linger_s=linger_s,
         )
 
     def record(self, record: Record) -> None:

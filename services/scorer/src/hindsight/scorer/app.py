@@ -181,7 +181,10 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
     broker = create_broker(settings, client_name="scorer") if settings.nats_servers else None
     log = (
         PredictionLog(
-            broker, capacity=settings.log_queue_size, max_in_flight=settings.log_max_in_flight
+            broker,
+            capacity=settings.log_queue_size,
+            max_in_flight=settings.log_max_in_flight,
+            linger_s=settings.log_linger_ms / 1000,
         )
         if broker is not None
         else None

@@ -64,6 +64,15 @@ class ScorerSettings(BaseServiceSettings):
         ),
         description="prediction.logged publishes awaiting their ack at once.",
     )
+    log_linger_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description=(
+            "prediction.logged waits this long after an answer so the answers of the window "
+            "are published together (fewer loop wake-ups per answer); 0 publishes at once."
+        ),
+    )
     drift_enabled: bool = Field(
         default=True, description="Online feature drift (PSI) against the card's reference."
     )

@@ -102,7 +102,9 @@ class PredictionLog(BackgroundPublisher[_Prediction]):
     Calls marked by the gateway are not recorded (the gateway logs those).
     """
 
-    def __init__(self, broker: NatsBroker, *, capacity: int, max_in_flight: int) -> None:
+    def __init__(
+        self, broker: NatsBroker, *, capacity: int, max_in_flight: int, linger_s: float = 0.0
+    ) -> None:
         super().__init__(
             broker,
             _to_event,
@@ -111,6 +113,7 @@ class PredictionLog(BackgroundPublisher[_Prediction]):
             published=PREDICTIONS_LOGGED,
             unpublished=PREDICTIONS_UNLOGGED,
             name="scorer-prediction-log",
+            linger_s=linger_s,
         )
 
     def record(
