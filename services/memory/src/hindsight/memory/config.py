@@ -33,7 +33,13 @@ class MemorySettings(BaseServiceSettings):
         default=None, description="Chroma server URL (http://host:port); set → HttpClient."
     )
     embed_timeout_s: float = Field(default=10.0, gt=0, description="embed.query timeout.")
-    consumer_batch_size: int = Field(default=64, ge=1, le=1024)
+    consumer_batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=1024,
+        description="embedding.created messages fetched and written at once (one Chroma "
+        "upsert per collection, one link-table upsert); Chroma indexes larger batches faster.",
+    )
     keyword_candidates: int = Field(
         default=200, ge=1, le=5000, description="Full-text hits considered by a hybrid search."
     )
