@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from hindsight.registry.domain import GateCheck, Headline, Stage
+from hindsight.common import registry_api
+from hindsight.registry.domain import Headline
 from hindsight.registry.storage import JsonObject, VersionRecord, VersionWithCard
 
 __all__ = [
@@ -62,26 +62,8 @@ class ExperimentAction(BaseModel):
     reason: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-class VersionPublic(BaseModel):
+class VersionPublic(registry_api.VersionPublic):
     """A version as the API shows it: its headline as ``metrics``, plus the recommendation."""
-
-    model_config = ConfigDict(frozen=True)
-
-    model_name: str
-    version: str
-    stage: Stage
-    training_run_id: str
-    created_at: datetime
-    registered_at: datetime
-    stage_changed_at: datetime
-    artifact_uri: str
-    sha256: str
-    gates: list[GateCheck]
-    gates_passed: bool
-    refused_reason: str | None
-    metrics: Headline
-    """The headline the gates read (empty for a refused version)."""
-    recommendation: str | None
 
     @classmethod
     def of(cls, record: VersionRecord) -> VersionPublic:

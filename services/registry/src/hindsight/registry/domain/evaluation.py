@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
+
+from hindsight.common.registry_api import Decision, DegradationCheck, TestDecision
 
 __all__ = [
     "ArmMetrics",
@@ -32,8 +34,6 @@ __all__ = [
     "roc_auc",
     "should_end",
 ]
-
-Decision = Literal["promote", "keep", "inconclusive"]
 
 
 def _arrays(y: ArrayLike, p: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -129,19 +129,6 @@ def arm_metrics(y: ArrayLike, p: ArrayLike) -> ArmMetrics:
         log_loss=log_loss(yy, pp),
         ece=expected_calibration_error(yy, pp),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class TestDecision:
-    """The verdict of :func:`decide`; ``winner`` is an arm role (candidate/control) or None."""
-
-    decision: Decision
-    winner: Literal["candidate", "control"] | None
-    p_value: float | None
-    statistic: float | None
-    brier_difference: float | None
-    """Candidate mean Brier minus control mean Brier (negative: the candidate is better)."""
-    reason: str
 
 
 def decide(
@@ -290,24 +277,6 @@ def expected_performance(card: Mapping[str, Any] | None) -> Expected:
     if brier is None:
         brier = _num(_get(card, "metrics", "headline", "brier"))
     return Expected(win, source, brier)
-
-
-@dataclass(frozen=True, slots=True)
-class DegradationCheck:
-    """Rolling numbers of a production version against its card; ``degraded`` with reasons."""
-
-    n: int
-    enough: bool
-    win_rate: float | None
-    brier: float | None
-    expected_win_rate: float | None
-    expected_brier: float | None
-    degraded: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line with the numbers (the rollback's audit reason)."""
-        return "; ".join(self.reasons) if self.reasons else "within thresholds"
 
 
 def check_degradation(

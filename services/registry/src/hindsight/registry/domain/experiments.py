@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.registry_api import ExperimentKind, ExperimentState, PromotionState
 from hindsight.registry.domain.stages import ConflictError, Stage
 
 __all__ = [
@@ -25,30 +25,6 @@ __all__ = [
 ]
 
 CONTROL = "control"
-
-
-class ExperimentKind(StrEnum):
-    """``canary``: the candidate gets a small share; ``ab``: a split; ``shadow``: scored aside."""
-
-    CANARY = "canary"
-    AB = "ab"
-    SHADOW = "shadow"
-
-
-class ExperimentState(StrEnum):
-    """``active`` until decided (``completed``) or stopped without a decision (``cancelled``)."""
-
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-
-
-class PromotionState(StrEnum):
-    """What became of a ``promote`` decision."""
-
-    PENDING = "pending"
-    APPLIED = "applied"
-    STALE = "stale"
 
 
 EXPERIMENT_MOVES: Mapping[ExperimentState, frozenset[ExperimentState]] = {

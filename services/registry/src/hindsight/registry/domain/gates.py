@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from typing_extensions import TypedDict
+from hindsight.common.registry_api import GateCheck, Headline
 
 __all__ = [
     "GateCheck",
@@ -19,24 +19,6 @@ __all__ = [
 ]
 
 _MISSING = object()
-
-
-class Headline(TypedDict, total=False):
-    """What :func:`headline` reads from a ``metrics.json``: every key, each None when absent.
-
-    A refused version has no headline: the empty dict (the keys are left out, not null).
-    """
-
-    test_roc_auc: float | None
-    test_ece: float | None
-    test_rows: int | None
-    production_version: str | None
-    production_roc_auc: float | None
-    """The production model on the SAME test block."""
-    production_compared: bool | None
-    """True: the trainer compared with a production model; False: it said there was none."""
-    recommendation: str | None
-    """PROMOTE / MONITOR / REJECT, upper case."""
 
 
 def _dig(source: Any, *path: str) -> Any:
@@ -178,18 +160,6 @@ class GatePolicy:
     max_worse_than_production: float = 0.01
     require_recommendation: bool = True
     """False: the trainer's trading verdict is shown but does not block (dev stack demo)."""
-
-
-@dataclass(frozen=True, slots=True)
-class GateCheck:
-    """One gate's verdict; ``reason`` says why in words."""
-
-    name: str
-    passed: bool
-    value: int | float | str | None
-    threshold: int | float | str | None
-    """int stays int (``test_rows`` 200) in the stored and served JSON."""
-    reason: str
 
 
 def _floor(name: str, value: float | None, threshold: float, *, at_least: bool) -> GateCheck:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from hindsight.common.errors import AlreadyExistsError
+from hindsight.common.registry_api import Stage
 
 __all__ = [
     "ALLOWED_MOVES",
@@ -20,16 +20,6 @@ __all__ = [
 
 class ConflictError(AlreadyExistsError):
     """The request conflicts with the registry's current state (HTTP 409)."""
-
-
-class Stage(StrEnum):
-    """Where a version stands. ``refused`` is terminal: a bad artifact is never promotable."""
-
-    CANDIDATE = "candidate"
-    STAGING = "staging"
-    PRODUCTION = "production"
-    ARCHIVED = "archived"
-    REFUSED = "refused"
 
 
 # archived -> production is what a rollback (or re-promotion of an old version) does.

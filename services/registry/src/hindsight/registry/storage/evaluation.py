@@ -8,13 +8,21 @@ is the prediction's ``occurred_at`` (when the model made the call), UTC days.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
-from pydantic import ConfigDict, Field
-
-from hindsight.registry.domain import DegradationCheck, Headline, Stage
-from hindsight.registry.storage.base import Executor, Row
-from hindsight.registry.storage.experiments import ExperimentRecord
+from hindsight.common.registry_api import (
+    CalibrationBin,
+    DailyMetrics,
+    EvaluationReport,
+    EvaluationRollback,
+    EvaluationVersion,
+    ExperimentSpan,
+    StageMove,
+    VersionMetrics,
+    Volume,
+)
+from hindsight.registry.domain import Stage
+from hindsight.registry.storage.base import Executor
 
 __all__ = [
     "CALIBRATION_BINS",
@@ -101,114 +109,6 @@ FROM versions WHERE model_name = $1 ORDER BY created_at, version"""
 _ROLLBACKS_SQL = """
 SELECT version, at, rolled_back_to, details FROM degradation_rollbacks
 WHERE model_name = $1 AND at >= $2 AND at < $3 ORDER BY at"""
-
-
-class EvaluationVersion(Row):
-    """A version of the model (every one, whatever the window)."""
-
-    version: str
-    stage: Stage
-    created_at: datetime
-    stage_changed_at: datetime
-    headline: Headline
-    gates_passed: bool
-    feature_names: list[str] | None
-
-
-class VersionMetrics(Row):
-    """Scored signals of a version in the window and the metrics of the evaluated ones."""
-
-    version: str
-    predictions: int
-    """Scored signals."""
-    n: int
-    """Evaluated ones (their outcome has a result)."""
-    win_rate: float | None
-    mean_p: float | None
-    brier: float | None
-    log_loss: float | None
-
-
-class DailyMetrics(Row):
-    """:class:`VersionMetrics` of one UTC day."""
-
-    version: str
-    day: date
-    predictions: int
-    n: int
-    win_rate: float | None
-    mean_p: float | None
-    brier: float | None
-    log_loss: float | None
-
-
-class CalibrationBin(Row):
-    """Evaluated signals of a version whose p falls in ``[lower, upper)``."""
-
-    version: str
-    bin: int
-    n: int
-    mean_p: float | None
-    win_rate: float | None
-    lower: float
-    upper: float
-
-
-class Volume(Row):
-    """Predictions of a UTC day (any version of the model, or no model) and fallbacks."""
-
-    day: date
-    fallback: int
-    predictions: int
-
-
-class ExperimentSpan(ExperimentRecord):
-    """An experiment of the model that overlaps the window: its row, written without the
-    model's name (the report's own)."""
-
-    model_name: str = Field(exclude=True)
-
-
-class StageMove(Row):
-    """A stage move of one of the model's versions in the window."""
-
-    at: datetime
-    actor: str
-    action: str
-    version: str
-    from_stage: Stage | None
-    to_stage: Stage
-    reason: str
-    experiment_id: str | None
-
-
-class EvaluationRollback(Row):
-    """A degradation rollback of one of the model's versions in the window."""
-
-    version: str
-    at: datetime
-    rolled_back_to: str | None
-    details: DegradationCheck
-
-
-class EvaluationReport(Row):
-    """Everything an evaluation report of a model over ``[from, to)`` needs."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    model_name: str
-    from_: datetime = Field(alias="from")
-    to: datetime
-    production_version: str | None
-    versions: list[EvaluationVersion]
-    totals: list[VersionMetrics]
-    daily: list[DailyMetrics]
-    calibration: list[CalibrationBin]
-    calibration_bins: int
-    volume: list[Volume]
-    experiments: list[ExperimentSpan]
-    stage_moves: list[StageMove]
-    degradation_rollbacks: list[EvaluationRollback]
 
 
 async def read_evaluation(

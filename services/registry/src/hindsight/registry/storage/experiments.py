@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from hindsight.registry.domain import (
+from hindsight.common.registry_api import (
+    ArmResult,
     Decision,
     ExperimentKind,
+    ExperimentRecord,
+    ExperimentResult,
     ExperimentState,
     PromotionState,
-    TestDecision,
 )
-from hindsight.registry.storage.base import Executor, Row
+from hindsight.registry.storage.base import Executor
 
 __all__ = [
     "ArmResult",
@@ -25,54 +26,6 @@ __all__ = [
 _COLUMNS = """experiment_id, model_name, kind, control_version, candidate_version,
     candidate_share, min_samples_per_arm, alpha, auto_promote, state, decision, winner, p_value,
     result, promotion, started_at, started_by, ended_at, ended_by, end_reason"""
-
-
-class ArmResult(Row):
-    """One arm's version and outcome-joined metrics (None where undefined)."""
-
-    version: str
-    n: int
-    wins: int
-    win_rate: float | None
-    mean_p: float | None
-    roc_auc: float | None
-    brier: float | None
-    log_loss: float | None
-    ece: float | None
-
-
-class ExperimentResult(Row):
-    """Per-arm metrics and the test's verdict (live, or as stored when the experiment ended)."""
-
-    per_arm: dict[str, ArmResult]
-    test: TestDecision
-
-
-class ExperimentRecord(Row):
-    """An experiment row."""
-
-    experiment_id: str
-    model_name: str
-    kind: ExperimentKind
-    control_version: str
-    candidate_version: str
-    candidate_share: float | None
-    """None for shadow experiments."""
-    min_samples_per_arm: int
-    alpha: float
-    auto_promote: bool
-    state: ExperimentState
-    decision: Decision | None
-    winner: str | None
-    """The winning version."""
-    p_value: float | None
-    result: ExperimentResult | None
-    promotion: PromotionState | None
-    started_at: datetime
-    started_by: str
-    ended_at: datetime | None
-    ended_by: str | None
-    end_reason: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

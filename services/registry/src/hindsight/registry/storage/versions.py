@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from hindsight.common.registry_api import ModelSummary
 from hindsight.registry.domain import GateCheck, Headline, Stage
 from hindsight.registry.storage.base import Executor, JsonObject, Row
 
@@ -56,14 +57,6 @@ class ProductionCard(Row):
     model_name: str
     version: str
     card: JsonObject | None
-
-
-class ModelSummary(Row):
-    """A model: its number of versions and its production version."""
-
-    model_name: str
-    versions: int
-    production_version: str | None
 
 
 class Deployment(Row):
