@@ -28,7 +28,8 @@ status: setup  ## what the dev stack runs, where, and whether it answers
 down: setup  ## stop a running dev stack (from another shell)
 	$(RUN) hindsight down
 
-test: setup  ## unit + integration tests against real NATS and PostgreSQL (bench excluded)
+test: setup  ## the soak (reduced length, its table printed), then unit + integration tests (bench excluded)
+	$(RUN) pytest -m soak -p no:cacheprovider tests/integration/test_soak.py -s
 	$(RUN) pytest
 
 test-unit: setup

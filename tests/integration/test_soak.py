@@ -7,11 +7,11 @@ scorer, the registry, NATS, PostgreSQL, the trainer, the embedder and memory are
 with SIGKILL in turn and restarted. Every call must be a real score or a fallback with its
 reason: no gRPC error, no answer after the deadline.
 
-``make soak`` runs it (6 s phases at 100 calls/s by default; ``HINDSIGHT_SOAK_PHASE_S`` and
-``HINDSIGHT_SOAK_RATE`` change them) and prints the table; ``bench/test_bench_soak.py`` runs
-the full 120 s phases at 1,000 calls/s. It is not part of ``make test``: run alone on the
-2-core machine it held at 100 calls/s, but inside a full CI run it did not (README, Known
-gaps, with both tables' numbers).
+``make test`` runs it first, alone (6 s phases at 100 calls/s; ``HINDSIGHT_SOAK_PHASE_S`` and
+``HINDSIGHT_SOAK_RATE`` change them), before the rest of the suite, and prints the table with
+what else used the CPU meanwhile; ``make soak`` runs only it; ``bench/test_bench_soak.py`` runs
+the full 120 s phases at 1,000 calls/s. It runs before the suite and not among it: on these 2
+cores, at the end of a full run it missed deadlines where alone it did not (README, Known gaps).
 """
 
 from __future__ import annotations

@@ -110,6 +110,9 @@ class SoakReport:
     log_dir: Path
     throughput: dict[str, tuple[float, CallStats]] = field(default_factory=dict)
     """Per target (``gateway``, ``scorer``): answers/s within the deadline, and the calls."""
+    machine: list[str] = field(default_factory=list)
+    """What used the CPU while the load ran (every process of the machine, the busiest first),
+    and the load average: a miss is read against what else the 2 cores were doing."""
 
     @property
     def errors(self) -> int:
@@ -174,7 +177,7 @@ def format_report(report: SoakReport) -> str:
         f"soak: {plan.rate:g} calls/s open loop, deadline {plan.deadline_ms:g} ms, "
         f"{plan.clients} client processes, phases of {plan.phase_s:g} s\n"
         f"{'phase':<10}{'calls':>8}{'scores':>8}{'fallbk':>8}{'errors':>7}{'late':>6}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'recov s':>9}  fallbacks / errors\n"
+        f"{'in gw':>6}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'recov s':>9}  fallbacks / errors\n"
     )
     lines = []
     for phase in [*report.phases, Phase("TOTAL", 0.0, stats=report.total)]:
@@ -202,7 +205,62 @@ def format_report(report: SoakReport) -> str:
             f"{s.p99_ms:.2f} ms; {sum(s.fallbacks.values())} fallbacks, "
             f"{sum(s.errors.values())} errors, {s.late} late of {s.calls})\n"
         )
+    if report.machine:
+        text += "CPU while the load ran (% of one core; nice):\n" + "\n".join(report.machine) + "\n"
     return text
+
+
+# --- what else ran on the machine ---------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_snapshot() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command, nice, CPU seconds so far) for every process that can be read."""
+    out: dict[int, tuple[str, int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        name, _, rest = raw.partition(" (")[2].rpartition(") ")
+        fields = rest.split()
+        words = cmdline.split()
+        # "python -m hindsight.gateway" says more than "python".
+        label = next((w for w in words if w.startswith("hindsight.")), "") or (
+            "pytest" if "pytest" in cmdline else name
+        )
+        out[int(entry.name)] = (
+            label[:40],
+            int(fields[16]),
+            (int(fields[11]) + int(fields[12])) / _TICK,
+        )
+    return out
+
+
+def _cpu_use(
+    before: dict[int, tuple[str, int, float]], seconds: float, *, top: int = 12
+) -> list[str]:
+    """The busiest processes since ``before`` (processes that started since count from 0)."""
+    after = _cpu_snapshot()
+    use = []
+    for pid, (label, nice, cpu) in after.items():
+        spent = cpu - before.get(pid, (label, nice, 0.0))[2]
+        if spent > 0:
+            use.append((spent, pid, label, nice))
+    use.sort(reverse=True)
+    lines = [
+        f"  {spent / seconds * 100:5.1f}%  {label:<40} pid {pid:<7} nice {nice}"
+        for spent, pid, label, nice in use[:top]
+    ]
+    rest = sum(spent for spent, *_ in use[top:])
+    lines.append(f"  {rest / seconds * 100:5.1f}%  ({len(use) - top} other processes)")
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    lines.append(f"  load average {load}; {os.cpu_count()} cores")
+    return lines
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -542,6 +600,7 @@ def run_soak(
         phases: list[Phase] = []
         try:
             time.sleep(max(0.0, start - time.time()))
+            cpu_before, cpu_at = _cpu_snapshot(), time.monotonic()
             phases.append(Phase("baseline", time.time()))
             time.sleep(plan.phase_s)
             for target in plan.targets:
@@ -553,6 +612,7 @@ def run_soak(
                 _say(f"{target}: every service ready again after {phase.recovery_s:.1f} s")
                 time.sleep(max(0.0, phase.start + plan.phase_s - time.time()))
             phases[-1].end = time.time()
+            machine = _cpu_use(cpu_before, time.monotonic() - cpu_at)
         finally:
             for proc, _ in clients:
                 if proc.poll() is None:
@@ -569,7 +629,9 @@ def run_soak(
         deadline_s = plan.deadline_ms / 1000
         for phase in phases:
             phase.stats = _stats([r for r in rows if phase.start <= r[0] < phase.end], deadline_s)
-        report = SoakReport(plan, phases, _stats(rows, deadline_s), root / "logs", throughput)
+        report = SoakReport(
+            plan, phases, _stats(rows, deadline_s), root / "logs", throughput, machine
+        )
         (root / "workload.json").write_text(json.dumps(dict(sent)))
         return report
 
