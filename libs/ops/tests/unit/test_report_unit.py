@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
+from hindsight.common.registry_api import CalibrationBin, DailyMetrics, EvaluationReport
 from hindsight.ops.report.render import expected_calibration_error, render_html, weekly
 from hindsight.ops.report.source import ReportData, month_window, parse_drift
 
@@ -53,62 +55,58 @@ def test_parse_drift_reads_one_model_from_both_sources() -> None:
     assert windows == {"live signals (trainer)": 300.0}
 
 
+def _day(day: str, n: int, metrics: tuple[float, float, float, float] | None) -> DailyMetrics:
+    win_rate, mean_p, brier, log_loss = metrics or (None, None, None, None)
+    return DailyMetrics(
+        version="v",
+        day=date.fromisoformat(day),
+        predictions=n,
+        n=n,
+        win_rate=win_rate,
+        mean_p=mean_p,
+        brier=brier,
+        log_loss=log_loss,
+    )
+
+
 def test_weekly_weights_by_n_and_ece() -> None:
     daily = [
-        {
-            "version": "v",
-            "day": "2026-11-02",
-            "n": 10,
-            "win_rate": 0.5,
-            "mean_p": 0.5,
-            "brier": 0.2,
-            "log_loss": 0.6,
-        },
-        {
-            "version": "v",
-            "day": "2026-11-03",
-            "n": 30,
-            "win_rate": 0.7,
-            "mean_p": 0.6,
-            "brier": 0.1,
-            "log_loss": 0.4,
-        },
-        {
-            "version": "v",
-            "day": "2026-11-09",
-            "n": 0,
-            "win_rate": None,
-            "mean_p": None,
-            "brier": None,
-            "log_loss": None,
-        },
+        _day("2026-11-02", 10, (0.5, 0.5, 0.2, 0.6)),
+        _day("2026-11-03", 30, (0.7, 0.6, 0.1, 0.4)),
+        _day("2026-11-09", 0, None),
     ]
     [week] = weekly(daily)
-    assert week["n"] == 40 and week["win_rate"] == pytest.approx(0.65)
-    assert week["brier"] == pytest.approx(0.125)
+    assert week.week == date(2026, 11, 2)
+    assert week.n == 40 and week.win_rate == pytest.approx(0.65)
+    assert week.brier == pytest.approx(0.125)
     bins = [
-        {"version": "v", "n": 10, "mean_p": 0.2, "win_rate": 0.3},
-        {"version": "v", "n": 30, "mean_p": 0.8, "win_rate": 0.6},
+        CalibrationBin(version="v", bin=3, n=10, mean_p=0.2, win_rate=0.3, lower=0.2, upper=0.3),
+        CalibrationBin(version="v", bin=9, n=30, mean_p=0.8, win_rate=0.6, lower=0.8, upper=0.9),
     ]
     assert expected_calibration_error(bins, "v") == pytest.approx((10 * 0.1 + 30 * 0.2) / 40)
     assert expected_calibration_error(bins, "other") is None
 
 
 def test_an_empty_month_renders_without_charts() -> None:
-    evaluation = {
-        "model_name": "m",
-        "from": "2026-11-01T00:00:00+00:00",
-        "to": "2026-12-01T00:00:00+00:00",
-        "production_version": None,
-        "versions": [],
-        "totals": [],
-        "daily": [],
-        "calibration": [],
-        "volume": [],
-        "experiments": [],
-        "stage_moves": [],
-        "degradation_rollbacks": [],
-    }
+    evaluation = EvaluationReport.model_validate_json(
+        json.dumps(
+            {
+                "model_name": "m",
+                "from": "2026-11-01T00:00:00+00:00",
+                "to": "2026-12-01T00:00:00+00:00",
+                "production_version": None,
+                "versions": [],
+                "totals": [],
+                "daily": [],
+                "calibration": [],
+                "volume": [],
+                "experiments": [],
+                "stage_moves": [],
+                "degradation_rollbacks": [],
+                "calibration_bins": 10,
+            }
+        )
+    )
     html = render_html(ReportData("m", "2026-11", evaluation, notes=["http://x/metrics: down"]))
     assert "data:image/png" not in html
     assert "No evaluated predictions in this month." in html

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from 3.12
 
 __all__ = [
@@ -351,3 +351,16 @@ class EvaluationReport(Row):
     experiments: list[ExperimentSpan]
     stage_moves: list[StageMove]
     degradation_rollbacks: list[EvaluationRollback]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spans_of_this_model(cls, data: Any) -> Any:
+        """Read back from JSON, each experiment gets the model's name the report wrote once."""
+        if isinstance(data, Mapping) and isinstance(data.get("experiments"), list):
+            name = data.get("model_name")
+            spans = [
+                {"model_name": name, **span} if isinstance(span, Mapping) else span
+                for span in data["experiments"]
+            ]
+            data = {**data, "experiments": spans}
+        return data

@@ -11,11 +11,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from hindsight.common.cli import admin_token, resolve_data_dir
+from hindsight.common.registry_api import ModelSummary, VersionPublic
 
 from .output import format_table
 from .services import SERVICE_PORTS, discover_services
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "trade_success"
+_T = TypeVar("_T")
+_MODELS = TypeAdapter(list[ModelSummary])
+_VERSIONS = TypeAdapter(list[VersionPublic])
 _END_STATES = {"completed", "failed", "skipped"}
 
 
@@ -61,7 +66,22 @@ def _auth(args: argparse.Namespace) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _read(adapter: TypeAdapter[_T], method: str, url: str, **kwargs: Any) -> _T:
+    """One HTTP call's answer read into its type; a readable error when it is not one."""
+    response = _request(method, url, **kwargs)
+    try:
+        return adapter.validate_json(response.content)
+    except ValidationError as exc:
+        raise SystemExit(f"hindsight: {method} {url}: unexpected answer: {exc}") from exc
+
+
 def _call(method: str, url: str, **kwargs: Any) -> Any:
+    """One HTTP call; its JSON answer as sent (``None`` when empty)."""
+    response = _request(method, url, **kwargs)
+    return response.json() if response.content else None
+
+
+def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One HTTP call; a readable error and exit code 1 instead of a traceback."""
     try:
         response = httpx.request(method, url, timeout=30.0, **kwargs)
@@ -73,7 +93,7 @@ def _call(method: str, url: str, **kwargs: Any) -> Any:
         except ValueError:
             detail = response.text
         raise SystemExit(f"hindsight: {method} {url} → {response.status_code}: {detail}")
-    return response.json() if response.content else None
+    return response
 
 
 # --- train ------------------------------------------------------------------------------
@@ -109,17 +129,22 @@ def add_models_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     if args.model is None:
-        models = _call("GET", f"{_registry()}/v1/models")
-        rows = [[m["model_name"], m.get("production_version"), m.get("versions")] for m in models]
+        models = _read(_MODELS, "GET", f"{_registry()}/v1/models")
+        rows = [[m.model_name, m.production_version, m.versions] for m in models]
         print(format_table(["MODEL", "PRODUCTION", "VERSIONS"], rows))
         return 0
-    versions = _call("GET", f"{_registry()}/v1/models/{args.model}/versions")
-    rows = []
-    for v in versions:
-        metrics = v.get("metrics") or {}
-        auc = metrics.get("roc_auc") or metrics.get("test_roc_auc")
-        rows.append([v["version"], v["stage"], v.get("created_at"), auc, v.get("recommendation")])
-    print(format_table(["VERSION", "STAGE", "CREATED", "TEST ROC-AUC", "RECOMMENDATION"], rows))
+    versions = _read(_VERSIONS, "GET", f"{_registry()}/v1/models/{args.model}/versions")
+    table = [
+        [
+            v.version,
+            v.stage,
+            v.created_at.isoformat().replace("+00:00", "Z"),  # as the registry writes it
+            v.metrics.get("test_roc_auc"),
+            v.recommendation,
+        ]
+        for v in versions
+    ]
+    print(format_table(["VERSION", "STAGE", "CREATED", "TEST ROC-AUC", "RECOMMENDATION"], table))
     return 0
 
 

@@ -6,7 +6,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import matplotlib
@@ -16,6 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from hindsight.common.registry_api import (  # noqa: E402
+    CalibrationBin,
+    DailyMetrics,
+    ExperimentSpan,
+    StageMove,
+)
 
 from .source import DriftRow  # noqa: E402
 
@@ -60,37 +67,29 @@ def png_base64(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _day(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
-def _when(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
-def _num(value: Any) -> float:
+def _num(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def calibration_chart(bins: Sequence[dict[str, Any]], colors: dict[str, str]) -> str:
+def calibration_chart(bins: Sequence[CalibrationBin], colors: dict[str, str]) -> str:
     """Reliability curve per version (marker area ~ n) over a histogram of predictions."""
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(6.4, 6.2), gridspec_kw={"height_ratios": [3, 1]}, sharex=True
     )
     top.plot([0, 1], [0, 1], color="#9ca3af", linestyle="--", linewidth=1, label="perfect")
-    versions = sorted({b["version"] for b in bins}, key=list(colors).index)
+    versions = sorted({b.version for b in bins}, key=list(colors).index)
     width = 0.1 / max(1, len(versions))
-    biggest = max((int(b["n"]) for b in bins), default=1)
+    biggest = max((b.n for b in bins), default=1)
     for i, version in enumerate(versions):
-        mine = sorted((b for b in bins if b["version"] == version), key=lambda b: b["bin"])
-        x = [_num(b["mean_p"]) for b in mine]
-        y = [_num(b["win_rate"]) for b in mine]
-        n = [int(b["n"]) for b in mine]
+        mine = sorted((b for b in bins if b.version == version), key=lambda b: b.bin)
+        x = [_num(b.mean_p) for b in mine]
+        y = [_num(b.win_rate) for b in mine]
+        n = [b.n for b in mine]
         color = colors[version]
         top.plot(x, y, color=color, linewidth=1.8, label=version)
         top.scatter(x, y, s=[20 + 180 * k / biggest for k in n], color=color, alpha=0.8, zorder=3)
         bottom.bar(
-            [float(b["lower"]) + width * (i + 0.5) for b in mine],
+            [b.lower + width * (i + 0.5) for b in mine],
             n,
             width=width * 0.9,
             color=color,
@@ -104,20 +103,18 @@ def calibration_chart(bins: Sequence[dict[str, Any]], colors: dict[str, str]) ->
     return png_base64(fig)
 
 
-def performance_chart(daily: Sequence[dict[str, Any]], colors: dict[str, str]) -> str:
+def performance_chart(daily: Sequence[DailyMetrics], colors: dict[str, str]) -> str:
     """Daily win rate (with mean predicted p), Brier, log loss and n per version."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.2), sharex=True)
     (win_ax, brier_ax), (loss_ax, n_ax) = axes
-    versions = [v for v in colors if any(r["version"] == v for r in daily)]
+    versions = [v for v in colors if any(r.version == v for r in daily)]
     for version in versions:
-        rows = sorted(
-            (r for r in daily if r["version"] == version and r["n"]), key=lambda r: r["day"]
-        )
-        days = [_day(r["day"]) for r in rows]
+        rows = sorted((r for r in daily if r.version == version and r.n), key=lambda r: r.day)
+        days = [r.day for r in rows]
         color = colors[version]
         win_ax.plot(
             days,
-            [_num(r["win_rate"]) for r in rows],
+            [_num(r.win_rate) for r in rows],
             color=color,
             marker="o",
             ms=3,
@@ -125,16 +122,14 @@ def performance_chart(daily: Sequence[dict[str, Any]], colors: dict[str, str]) -
         )
         win_ax.plot(
             days,
-            [_num(r["mean_p"]) for r in rows],
+            [_num(r.mean_p) for r in rows],
             color=color,
             linestyle=":",
             label=f"{version} predicted",
         )
-        brier_ax.plot(days, [_num(r["brier"]) for r in rows], color=color, marker="o", ms=3)
-        loss_ax.plot(days, [_num(r["log_loss"]) for r in rows], color=color, marker="o", ms=3)
-        n_ax.bar(
-            days, [int(r["n"]) for r in rows], color=color, alpha=0.75, width=0.8, label=version
-        )
+        brier_ax.plot(days, [_num(r.brier) for r in rows], color=color, marker="o", ms=3)
+        loss_ax.plot(days, [_num(r.log_loss) for r in rows], color=color, marker="o", ms=3)
+        n_ax.bar(days, [r.n for r in rows], color=color, alpha=0.75, width=0.8, label=version)
     win_ax.set_title("Win rate: observed (solid) vs mean predicted (dotted)")
     win_ax.set_ylim(0, 1)
     brier_ax.set_title("Brier score (lower is better)")
@@ -156,7 +151,7 @@ _MOVE_STYLE = {
     "archived": ("x", "#9ca3af"),
     "refused": ("X", "#dc2626"),
 }
-_DECISION_COLOR = {
+_DECISION_COLOR: dict[str | None, str] = {
     "promote": "#16a34a",
     "keep": "#6b7280",
     "inconclusive": "#ca8a04",
@@ -165,8 +160,8 @@ _DECISION_COLOR = {
 
 
 def timeline_chart(
-    moves: Sequence[dict[str, Any]],
-    experiments: Sequence[dict[str, Any]],
+    moves: Sequence[StageMove],
+    experiments: Sequence[ExperimentSpan],
     versions: Sequence[str],
     *,
     start: datetime,
@@ -176,20 +171,20 @@ def timeline_chart(
     shown = [
         v
         for v in versions
-        if any(m["version"] == v for m in moves)
-        or any(v in (e["candidate_version"], e["control_version"]) for e in experiments)
+        if any(m.version == v for m in moves)
+        or any(v in (e.candidate_version, e.control_version) for e in experiments)
     ]
     shown = shown or list(versions)
     row = {v: i for i, v in enumerate(shown)}
     fig, ax = plt.subplots(figsize=(11, 0.9 + 0.55 * max(2, len(shown))))
     for e in experiments:
-        if e["candidate_version"] not in row:
+        if e.candidate_version not in row:
             continue
-        left = max(_when(e["started_at"]), start)
-        right = min(_when(e["ended_at"]) if e.get("ended_at") else end, end)
-        color = _DECISION_COLOR.get(e.get("decision"), "#2563eb")
+        left = max(e.started_at, start)
+        right = min(e.ended_at or end, end)
+        color = _DECISION_COLOR.get(e.decision, "#2563eb")
         ax.barh(
-            row[e["candidate_version"]],
+            row[e.candidate_version],
             _num_date(right) - _num_date(left),
             left=_num_date(left),
             height=0.36,
@@ -198,24 +193,24 @@ def timeline_chart(
         )
         ax.text(
             _num_date(left),
-            row[e["candidate_version"]] + 0.28,
-            f"{e['kind']} → {e.get('decision') or e['state']}",
+            row[e.candidate_version] + 0.28,
+            f"{e.kind} → {e.decision or e.state}",
             fontsize=7,
             color=color,
         )
     seen: set[str] = set()
     for m in moves:
-        if m["version"] not in row:
+        if m.version not in row:
             continue
-        action = str(m.get("action") or "")
-        to_stage = str(m["to_stage"])
+        action = m.action
+        to_stage = str(m.to_stage)
         marker, color = _MOVE_STYLE.get(to_stage, ("o", "#6b7280"))
         if "rollback" in action:
             marker, color = "v", "#dc2626"
         label = "rollback" if "rollback" in action else to_stage
         ax.scatter(
-            _num_date(_when(m["at"])),
-            row[m["version"]],
+            _num_date(m.at),
+            row[m.version],
             marker=marker,
             s=70,
             color=color,

@@ -68,6 +68,9 @@ def run_report(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"error: registry unreachable at {args.registry_url}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # an answer that is not an evaluation report
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     out: Path = args.out or Path(f"report-{args.model}-{args.month}.html")
     out.write_text(render_html(data), encoding="utf-8")
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
-from typing import Any
+
+from hindsight.common.registry_api import (
+    CalibrationBin,
+    DailyMetrics,
+    Stage,
+    StageMove,
+    VersionMetrics,
+)
 
 from .charts import PALETTE, calibration_chart, drift_chart, performance_chart, timeline_chart
 from .source import DriftRow, ReportData
 
-__all__ = ["expected_calibration_error", "render_html", "weekly"]
+__all__ = ["WeekMetrics", "expected_calibration_error", "render_html", "weekly"]
 
 PSI_THRESHOLD = 0.2
 ECE_WARN = 0.1
@@ -46,23 +54,20 @@ font-size:12px;background:#e5e7eb} .pill.promote{background:#dcfce7} .pill.keep{
 """
 
 
-def _f(value: Any, digits: int = 3) -> str:
+def _f(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{float(value):.{digits}f}"
 
 
-def _pct(value: Any) -> str:
+def _pct(value: float | None) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{100 * float(value):.1f}%"
 
 
-def _when(value: Any) -> str:
-    if not value:
-        return "–"
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.strftime("%Y-%m-%d %H:%M")
+def _when(value: datetime | None) -> str:
+    return "–" if value is None else value.strftime("%Y-%m-%d %H:%M")
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> str:
@@ -83,41 +88,59 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[i
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def expected_calibration_error(bins: Sequence[dict[str, Any]], version: str) -> float | None:
+def expected_calibration_error(bins: Sequence[CalibrationBin], version: str) -> float | None:
     """n-weighted |mean predicted − observed| over the version's calibration bins."""
-    mine = [b for b in bins if b["version"] == version and b["n"]]
-    total = sum(int(b["n"]) for b in mine)
+    mine = [b for b in bins if b.version == version and b.n]
+    total = sum(b.n for b in mine)
     if not total:
         return None
-    return sum(int(b["n"]) * abs(float(b["mean_p"]) - float(b["win_rate"])) for b in mine) / total
+    return sum(b.n * abs(_value(b.mean_p) - _value(b.win_rate)) for b in mine) / total
 
 
-def weekly(daily: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _value(metric: float | None) -> float:
+    # A metric over evaluated signals: present whenever there is one (n > 0).
+    return math.nan if metric is None else metric
+
+
+@dataclass(frozen=True, slots=True)
+class WeekMetrics:
+    """A version's evaluated signals of one ISO week, their metrics n-weighted over days."""
+
+    week: date
+    """The Monday."""
+    version: str
+    n: int
+    win_rate: float
+    mean_p: float
+    brier: float
+    log_loss: float
+
+
+def weekly(daily: Sequence[DailyMetrics]) -> list[WeekMetrics]:
     """Per (ISO week, version): n-weighted win rate, mean p, Brier, log loss."""
-    groups: dict[tuple[date, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[date, str], list[DailyMetrics]] = {}
     for r in daily:
-        if not r["n"]:
+        if not r.n:
             continue
-        day = date.fromisoformat(str(r["day"])[:10])
-        monday = day - timedelta(days=day.weekday())
-        groups.setdefault((monday, r["version"]), []).append(r)
+        monday = r.day - timedelta(days=r.day.weekday())
+        groups.setdefault((monday, r.version), []).append(r)
     out = []
     for (monday, version), rows in sorted(groups.items()):
-        n = sum(int(r["n"]) for r in rows)
+        n = sum(r.n for r in rows)
 
-        def mean(key: str, rows: list[dict[str, Any]] = rows, n: int = n) -> float:
-            return sum(int(r["n"]) * float(r[key]) for r in rows) / n
+        def mean(values: list[float | None], rows: list[DailyMetrics] = rows, n: int = n) -> float:
+            return sum(r.n * _value(v) for r, v in zip(rows, values, strict=True)) / n
 
         out.append(
-            {
-                "week": monday,
-                "version": version,
-                "n": n,
-                "win_rate": mean("win_rate"),
-                "mean_p": mean("mean_p"),
-                "brier": mean("brier"),
-                "log_loss": mean("log_loss"),
-            }
+            WeekMetrics(
+                week=monday,
+                version=version,
+                n=n,
+                win_rate=mean([r.win_rate for r in rows]),
+                mean_p=mean([r.mean_p for r in rows]),
+                brier=mean([r.brier for r in rows]),
+                log_loss=mean([r.log_loss for r in rows]),
+            )
         )
     return out
 
@@ -134,39 +157,37 @@ def _swatch(version: str, colors: dict[str, str]) -> str:
     return f"<span class='swatch' style='background:{color}'></span>{escape(version)}"
 
 
-def _rollbacks(moves: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rollbacks(moves: Sequence[StageMove]) -> list[StageMove]:
     """One row per rollback: the move that put the older version back in production."""
-    return [
-        m for m in moves if "rollback" in str(m.get("action")) and m["to_stage"] == "production"
-    ]
+    return [m for m in moves if "rollback" in m.action and m.to_stage is Stage.PRODUCTION]
 
 
 def _summary(data: ReportData, colors: dict[str, str]) -> str:
     ev = data.evaluation
     items = []
-    production = ev.get("production_version")
-    totals = {t["version"]: t for t in ev["totals"]}
+    production = ev.production_version
+    totals: dict[str, VersionMetrics] = {t.version: t for t in ev.totals}
     for version, t in totals.items():
-        if not t["n"]:
+        if not t.n:
             continue
-        gap = float(t["mean_p"]) - float(t["win_rate"])
-        ece = expected_calibration_error(ev["calibration"], version)
+        gap = _value(t.mean_p) - _value(t.win_rate)
+        ece = expected_calibration_error(ev.calibration, version)
         items.append(
             f"{_swatch(version, colors)}{' (production)' if version == production else ''}: "
-            f"{t['n']} evaluated signals, observed win rate {_pct(t['win_rate'])}, mean "
-            f"predicted {_pct(t['mean_p'])} ({abs(gap) * 100:.1f} pts "
+            f"{t.n} evaluated signals, observed win rate {_pct(t.win_rate)}, mean "
+            f"predicted {_pct(t.mean_p)} ({abs(gap) * 100:.1f} pts "
             f"{'above' if gap > 0 else 'below'}), ECE {_f(ece)}"
             f"{' <span class=bad>(poorly calibrated)</span>' if ece and ece > ECE_WARN else ''}, "
-            f"Brier {_f(t['brier'])}, log loss {_f(t['log_loss'])}."
+            f"Brier {_f(t.brier)}, log loss {_f(t.log_loss)}."
         )
-    promoted = [e for e in ev["experiments"] if e.get("decision") == "promote"]
-    if ev["experiments"]:
-        items.append(f"{len(ev['experiments'])} experiment(s); {len(promoted)} decided to promote.")
-    rollbacks = _rollbacks(ev["stage_moves"])
+    promoted = [e for e in ev.experiments if e.decision == "promote"]
+    if ev.experiments:
+        items.append(f"{len(ev.experiments)} experiment(s); {len(promoted)} decided to promote.")
+    rollbacks = _rollbacks(ev.stage_moves)
     if rollbacks:
         items.append(
             f"<span class='bad'>{len(rollbacks)} rollback(s)</span>: "
-            + "; ".join(escape(f"{m['version']} ({m['reason']})") for m in rollbacks)
+            + "; ".join(escape(f"{m.version} ({m.reason})") for m in rollbacks)
         )
     drifting = sorted(
         {r.feature for r in data.drift if math.isfinite(r.psi) and r.psi > PSI_THRESHOLD}
@@ -221,22 +242,21 @@ def _drift_section(data: ReportData) -> str:
 def render_html(data: ReportData) -> str:
     """The report page."""
     ev = data.evaluation
-    start = datetime.fromisoformat(str(ev["from"]))
-    end = datetime.fromisoformat(str(ev["to"]))
-    versions = [v["version"] for v in ev["versions"]]
-    used = [v for v in versions if any(t["version"] == v for t in ev["totals"])]
+    start, end = ev.from_, ev.to
+    versions = [v.version for v in ev.versions]
+    used = [v for v in versions if any(t.version == v for t in ev.totals)]
     colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(used or versions)}
-    production = ev.get("production_version")
-    totals = ev["totals"]
-    n_all = sum(int(t["n"]) for t in totals)
-    predictions = sum(int(v["predictions"]) for v in ev["volume"])
-    fallback = sum(int(v["fallback"]) for v in ev["volume"])
-    prod = next((t for t in totals if t["version"] == production), None)
-    ece = expected_calibration_error(ev["calibration"], production) if production else None
+    production = ev.production_version
+    totals = ev.totals
+    n_all = sum(t.n for t in totals)
+    predictions = sum(v.predictions for v in ev.volume)
+    fallback = sum(v.fallback for v in ev.volume)
+    prod = next((t for t in totals if t.version == production), None)
+    ece = expected_calibration_error(ev.calibration, production) if production else None
     max_psi = max((r.psi for r in data.drift if math.isfinite(r.psi)), default=None)
-    rollbacks = _rollbacks(ev["stage_moves"])
+    rollbacks = _rollbacks(ev.stage_moves)
     promotions = [
-        m for m in ev["stage_moves"] if m["to_stage"] == "production" and m["action"] == "promote"
+        m for m in ev.stage_moves if m.to_stage is Stage.PRODUCTION and m.action == "promote"
     ]
     cards = "".join(
         [
@@ -255,13 +275,13 @@ def render_html(data: ReportData) -> str:
             ),
             _card(
                 "win rate (prod)",
-                _pct(prod["win_rate"] if prod else None),
-                f"predicted {_pct(prod['mean_p'] if prod else None)}",
+                _pct(prod.win_rate if prod else None),
+                f"predicted {_pct(prod.mean_p if prod else None)}",
             ),
             _card(
                 "Brier (prod)",
-                _f(prod["brier"] if prod else None),
-                f"log loss {_f(prod['log_loss'] if prod else None)}",
+                _f(prod.brier if prod else None),
+                f"log loss {_f(prod.log_loss if prod else None)}",
             ),
             _card(
                 "ECE (prod)",
@@ -269,7 +289,7 @@ def render_html(data: ReportData) -> str:
                 "n-weighted |p − observed|",
                 "bad" if ece is not None and ece > ECE_WARN else "",
             ),
-            _card("experiments", str(len(ev["experiments"])), f"{len(promotions)} promotion(s)"),
+            _card("experiments", str(len(ev.experiments)), f"{len(promotions)} promotion(s)"),
             _card("rollbacks", str(len(rollbacks)), "stage moves back", "bad" if rollbacks else ""),
             _card(
                 "max PSI",
@@ -283,15 +303,15 @@ def render_html(data: ReportData) -> str:
     for t in totals:
         version_rows.append(
             [
-                _swatch(t["version"], colors)
-                + (" <span class='pill'>production</span>" if t["version"] == production else ""),
-                f"{int(t['predictions']):,}",
-                f"{int(t['n']):,}",
-                _pct(t["win_rate"]),
-                _pct(t["mean_p"]),
-                _f(t["brier"]),
-                _f(t["log_loss"]),
-                _f(expected_calibration_error(ev["calibration"], t["version"])),
+                _swatch(t.version, colors)
+                + (" <span class='pill'>production</span>" if t.version == production else ""),
+                f"{t.predictions:,}",
+                f"{t.n:,}",
+                _pct(t.win_rate),
+                _pct(t.mean_p),
+                _f(t.brier),
+                _f(t.log_loss),
+                _f(expected_calibration_error(ev.calibration, t.version)),
             ]
         )
     versions_table = _table(
@@ -303,15 +323,15 @@ def render_html(data: ReportData) -> str:
         ["week from", "version", "evaluated", "win rate", "mean p", "Brier", "log loss"],
         (
             [
-                max(w["week"], start.date()).isoformat(),
-                _swatch(w["version"], colors),
-                f"{w['n']:,}",
-                _pct(w["win_rate"]),
-                _pct(w["mean_p"]),
-                _f(w["brier"]),
-                _f(w["log_loss"]),
+                max(w.week, start.date()).isoformat(),
+                _swatch(w.version, colors),
+                f"{w.n:,}",
+                _pct(w.win_rate),
+                _pct(w.mean_p),
+                _f(w.brier),
+                _f(w.log_loss),
             ]
-            for w in weekly(ev["daily"])
+            for w in weekly(ev.daily)
         ),
         {2, 3, 4, 5, 6},
     )
@@ -330,19 +350,18 @@ def render_html(data: ReportData) -> str:
         ],
         (
             [
-                _when(e["started_at"]),
-                escape(e["kind"]),
-                f"{escape(e['control_version'])} → {escape(e['candidate_version'])}",
-                _pct(e.get("candidate_share")),
-                escape(e["state"]),
-                f"<span class='pill {escape(str(e.get('decision') or ''))}'>"
-                f"{escape(str(e.get('decision') or '–'))}</span>",
-                escape(str(e.get("winner") or "–")),
-                _f(e.get("p_value"), 4),
-                _when(e.get("ended_at")),
-                escape(str(e.get("end_reason") or "")),
+                _when(e.started_at),
+                escape(e.kind),
+                f"{escape(e.control_version)} → {escape(e.candidate_version)}",
+                _pct(e.candidate_share),
+                escape(e.state),
+                f"<span class='pill {escape(e.decision or '')}'>{escape(e.decision or '–')}</span>",
+                escape(e.winner or "–"),
+                _f(e.p_value, 4),
+                _when(e.ended_at),
+                escape(e.end_reason or ""),
             ]
-            for e in ev["experiments"]
+            for e in ev.experiments
         ),
         {3, 7},
     )
@@ -350,34 +369,33 @@ def render_html(data: ReportData) -> str:
         ["at", "version", "move", "action", "actor", "reason"],
         (
             [
-                _when(m["at"]),
-                escape(m["version"]),
-                f"{escape(str(m.get('from_stage') or '–'))} → {escape(str(m['to_stage']))}",
-                f"<span class='pill{' rollback' if 'rollback' in str(m['action']) else ''}'>"
-                f"{escape(str(m['action']))}</span>",
-                escape(str(m["actor"])),
-                escape(str(m["reason"])),
+                _when(m.at),
+                escape(m.version),
+                f"{escape(m.from_stage or '–')} → {escape(m.to_stage)}",
+                f"<span class='pill{' rollback' if 'rollback' in m.action else ''}'>"
+                f"{escape(m.action)}</span>",
+                escape(m.actor),
+                escape(m.reason),
             ]
-            for m in ev["stage_moves"]
+            for m in ev.stage_moves
         ),
         set(),
     )
     calibration = (
         f"<img alt='calibration' src='data:image/png;base64,"
-        f"{calibration_chart(ev['calibration'], colors)}'>"
-        if ev["calibration"]
+        f"{calibration_chart(ev.calibration, colors)}'>"
+        if ev.calibration
         else "<p class='empty'>no evaluated predictions</p>"
     )
     performance = (
-        f"<img alt='performance' src='data:image/png;base64,"
-        f"{performance_chart(ev['daily'], colors)}'>"
-        if any(r["n"] for r in ev["daily"])
+        f"<img alt='performance' src='data:image/png;base64,{performance_chart(ev.daily, colors)}'>"
+        if any(r.n for r in ev.daily)
         else "<p class='empty'>no evaluated predictions</p>"
     )
     timeline = (
         f"<img alt='timeline' src='data:image/png;base64,"
-        f"{timeline_chart(ev['stage_moves'], ev['experiments'], versions, start=start, end=end)}'>"
-        if ev["stage_moves"] or ev["experiments"]
+        f"{timeline_chart(ev.stage_moves, ev.experiments, versions, start=start, end=end)}'>"
+        if ev.stage_moves or ev.experiments
         else "<p class='empty'>no stage moves or experiments in this month</p>"
     )
     notes = "".join(f"<li>{escape(n)}</li>" for n in data.notes)
@@ -395,7 +413,7 @@ the registry; drift from the services' live gauges</div>
 <div class="row"><div class="panel">{calibration}</div>
 <div class="panel">{versions_table}<p class="sub">Evaluated = the first prediction of a signal
 by a version, with a known outcome (win = 1; loss and breakeven = 0). ECE uses
-{ev.get("calibration_bins", 10)} equal-width bins.</p></div></div>
+{ev.calibration_bins} equal-width bins.</p></div></div>
 <h2>Performance over time</h2>
 <div class="panel">{performance}</div>
 <div class="panel">{weeks_table}</div>

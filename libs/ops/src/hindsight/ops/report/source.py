@@ -7,10 +7,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+from hindsight.common.registry_api import EvaluationReport
 
 __all__ = ["DriftRow", "ReportData", "collect", "month_window", "parse_drift"]
 
@@ -47,7 +49,7 @@ class ReportData:
 
     model_name: str
     month: str
-    evaluation: dict[str, Any]
+    evaluation: EvaluationReport
     drift: list[DriftRow] = field(default_factory=list)
     drift_rows: dict[str, float] = field(default_factory=dict)
     """Rows in each source's window."""
@@ -137,7 +139,11 @@ def collect(
             params={"from": start.isoformat(), "to": end.isoformat()},
         )
         response.raise_for_status()
-        data = ReportData(model_name, month, response.json())
+        try:
+            evaluation = EvaluationReport.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ValueError(f"the registry's evaluation cannot be read: {exc}") from exc
+        data = ReportData(model_name, month, evaluation)
         for url in metrics_urls:
             try:
                 page = client.get(url)
