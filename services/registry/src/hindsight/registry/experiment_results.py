@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from hindsight.registry.domain import (
     CONTROL,
     ArmMetrics,
+    Decision,
     ExperimentState,
     PromotionState,
     Stage,
@@ -35,6 +36,7 @@ from hindsight.registry.storage import (
 __all__ = [
     "AUTO_CANCEL_ACTOR",
     "Measurement",
+    "audit",
     "cancel",
     "cancel_active",
     "candidate_stage",
@@ -103,36 +105,86 @@ async def candidate_stage(tx: Tx, experiment: ExperimentRecord) -> Stage:
     return row.stage if row else Stage.CANDIDATE
 
 
+async def audit(
+    tx: Tx,
+    experiment: ExperimentRecord,
+    *,
+    actor: str,
+    action: str,
+    reason: str,
+    to_state: ExperimentState,
+) -> None:
+    """The audit row of an experiment's transition (from its current state to ``to_state``):
+    the candidate's stage is unchanged."""
+    stage = await candidate_stage(tx, experiment)
+    await tx.audit.append(
+        actor=actor,
+        action=action,
+        model_name=experiment.model_name,
+        version=experiment.candidate_version,
+        from_stage=stage,
+        to_stage=stage,
+        reason=reason,
+        experiment_id=experiment.experiment_id,
+        from_state=experiment.state,
+        to_state=to_state,
+    )
+
+
+async def _end(
+    tx: Tx,
+    experiment: ExperimentRecord,
+    measured: Measurement,
+    *,
+    state: ExperimentState,
+    decision: Decision,
+    winner: str | None,
+    promotion: PromotionState | None,
+    actor: str,
+    reason: str,
+    audit_reason: str,
+) -> None:
+    """End an active experiment (``completed`` or ``cancelled``) with its measurement, and
+    audit the transition."""
+    await tx.experiments.end(
+        experiment.experiment_id,
+        state=state,
+        decision=decision,
+        winner=winner,
+        p_value=measured.verdict.p_value,
+        result=measured.result(),
+        promotion=promotion,
+        ended_by=actor,
+        reason=reason,
+    )
+    await audit(
+        tx,
+        experiment,
+        actor=actor,
+        action="experiment_complete" if state is ExperimentState.COMPLETED else "experiment_cancel",
+        reason=audit_reason,
+        to_state=state,
+    )
+
+
 async def complete(tx: Tx, experiment: ExperimentRecord, *, actor: str, reason: str) -> Measurement:
     """Decide an active experiment now; a promote decision is left pending (the caller's)."""
     check_transition(experiment.state, ExperimentState.COMPLETED)
     measured = await measure(tx, experiment)
     verdict = measured.verdict
     experiment_id, model_name = experiment.experiment_id, experiment.model_name
-    await tx.experiments.end(
-        experiment_id,
+    await _end(
+        tx,
+        experiment,
+        measured,
         state=ExperimentState.COMPLETED,
         decision=verdict.decision,
         winner=measured.winner(),
-        p_value=verdict.p_value,
-        result=measured.result(),
         promotion=PromotionState.PENDING if verdict.decision == "promote" else None,
-        ended_by=actor,
-        reason=reason,
-    )
-    stage = await candidate_stage(tx, experiment)
-    await tx.audit.append(
         actor=actor,
-        action="experiment_complete",
-        model_name=model_name,
-        version=experiment.candidate_version,
-        from_stage=stage,
-        to_stage=stage,
-        reason=f"experiment {experiment_id} decided {verdict.decision}: {verdict.reason} "
-        f"({reason})",
-        experiment_id=experiment_id,
-        from_state=ExperimentState.ACTIVE,
-        to_state=ExperimentState.COMPLETED,
+        reason=reason,
+        audit_reason=f"experiment {experiment_id} decided {verdict.decision}: "
+        f"{verdict.reason} ({reason})",
     )
     await tx.queue(ab_completed(experiment, verdict, measured.per_arm, winner=measured.winner()))
     EXPERIMENTS_ENDED.labels(model_name, verdict.decision).inc()
@@ -152,29 +204,17 @@ async def cancel(tx: Tx, experiment: ExperimentRecord, *, actor: str, reason: st
     check_transition(experiment.state, ExperimentState.CANCELLED)
     measured = await measure(tx, experiment)
     experiment_id, model_name = experiment.experiment_id, experiment.model_name
-    await tx.experiments.end(
-        experiment_id,
+    await _end(
+        tx,
+        experiment,
+        measured,
         state=ExperimentState.CANCELLED,
         decision="keep",
         winner=None,
-        p_value=measured.verdict.p_value,
-        result=measured.result(),
         promotion=None,
-        ended_by=actor,
-        reason=reason,
-    )
-    stage = await candidate_stage(tx, experiment)
-    await tx.audit.append(
         actor=actor,
-        action="experiment_cancel",
-        model_name=model_name,
-        version=experiment.candidate_version,
-        from_stage=stage,
-        to_stage=stage,
-        reason=f"experiment {experiment_id} cancelled: {reason}",
-        experiment_id=experiment_id,
-        from_state=ExperimentState.ACTIVE,
-        to_state=ExperimentState.CANCELLED,
+        reason=reason,
+        audit_reason=f"experiment {experiment_id} cancelled: {reason}",
     )
     await tx.queue(
         ab_completed(experiment, measured.verdict, measured.per_arm, winner=None, cancelled=True)

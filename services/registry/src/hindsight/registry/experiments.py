@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -187,20 +188,22 @@ class Experiments:
             model_name=model_name, state=ExperimentState(state) if state else None
         )
 
-    async def _model_of(self, experiment_id: str) -> str:
-        experiment = await self.store.tables.experiments.get(experiment_id)
-        if experiment is None:
+    @asynccontextmanager
+    async def _locked(self, experiment_id: str) -> AsyncIterator[tuple[Tx, ExperimentRecord]]:
+        """A transaction holding the experiment's model lock, and the experiment read in it."""
+        found = await self.store.tables.experiments.get(experiment_id)
+        if found is None:
             raise NotFoundError(f"experiment {experiment_id} not found")
-        return experiment.model_name
+        async with self.store.locked(found.model_name) as tx:
+            experiment = await tx.experiments.get(experiment_id, lock=True)
+            assert experiment is not None  # experiments are never deleted
+            yield tx, experiment
 
     async def complete(
         self, experiment_id: str, *, actor: str, reason: str = "completed on request"
     ) -> ExperimentDetail:
         """Evaluate now, decide, publish ``ab.completed`` (and promote when auto_promote)."""
-        model_name = await self._model_of(experiment_id)
-        async with self.store.locked(model_name) as tx:
-            experiment = await tx.experiments.get(experiment_id, lock=True)
-            assert experiment is not None
+        async with self._locked(experiment_id) as (tx, experiment):
             await self._complete_in_tx(tx, experiment, actor=actor, reason=reason)
         self.notify()
         return await self.get(experiment_id)
@@ -262,22 +265,14 @@ class Experiments:
         self, experiment_id: str, *, actor: str, reason: str = "approved"
     ) -> ExperimentDetail:
         """Apply a completed experiment's pending ``promote`` decision."""
-        model_name = await self._model_of(experiment_id)
-        async with self.store.locked(model_name) as tx:
-            experiment = await tx.experiments.get(experiment_id, lock=True)
-            assert experiment is not None
+        async with self._locked(experiment_id) as (tx, experiment):
             check_approvable(experiment.state, experiment.decision, experiment.promotion)
-            stage = await experiment_results.candidate_stage(tx, experiment)
-            await tx.audit.append(
+            await experiment_results.audit(
+                tx,
+                experiment,
                 actor=actor,
                 action="experiment_approve",
-                model_name=model_name,
-                version=experiment.candidate_version,
-                from_stage=stage,
-                to_stage=stage,
                 reason=f"experiment {experiment_id} promotion approved: {reason}",
-                experiment_id=experiment_id,
-                from_state=ExperimentState.COMPLETED,
                 to_state=ExperimentState.COMPLETED,
             )
             problem = await self._apply_promotion(
@@ -292,10 +287,7 @@ class Experiments:
         self, experiment_id: str, *, actor: str, reason: str = "cancelled on request"
     ) -> ExperimentDetail:
         """Stop an active experiment without a decision (``ab.completed`` keep, cancelled)."""
-        model_name = await self._model_of(experiment_id)
-        async with self.store.locked(model_name) as tx:
-            experiment = await tx.experiments.get(experiment_id, lock=True)
-            assert experiment is not None
+        async with self._locked(experiment_id) as (tx, experiment):
             await experiment_results.cancel(tx, experiment, actor=actor, reason=reason)
         self.notify()
         return await self.get(experiment_id)
