@@ -189,16 +189,7 @@ class ItemList(ItemPagePublic):
     @classmethod
     def of_page(cls, page: ItemPage, *, size: int, counts: QueueCounts) -> ItemList:
         """The answer for ``page``."""
-        base = ItemPagePublic.of(page)
-        return cls(
-            items=base.items,
-            total=base.total,
-            offset=base.offset,
-            next=base.next,
-            prev=base.prev,
-            size=size,
-            counts=counts,
-        )
+        return cls.model_validate({**dict(ItemPagePublic.of(page)), "size": size, "counts": counts})
 
 
 class SimilarTrades(_Public):
@@ -224,18 +215,8 @@ class LabelPublic(_Public):
 
     @classmethod
     def of(cls, record: LabelRecord) -> LabelPublic:
-        """The public view of ``record``."""
-        return cls(
-            trade_id=record.trade_id,
-            screenshot=record.screenshot,
-            label=record.label,
-            quality_grade=record.quality_grade,
-            user_comment=record.user_comment,
-            llm_agreed=record.llm_agreed,
-            labeler_id=record.labeler_id,
-            timestamp=record.timestamp,
-            chroma_vector_id=record.chroma_vector_id,
-        )
+        """The public view of ``record`` (the same fields)."""
+        return cls.model_validate(record, from_attributes=True)
 
 
 class LabelSavedPublic(_Public):

@@ -161,26 +161,11 @@ def _json_document(text: str | None) -> JsonDocument | None:
 
 
 def _item(row: asyncpg.Record) -> QueueItem:
-    return QueueItem(
-        trade_id=row["trade_id"],
-        run_id=row["run_id"],
-        symbol=row["symbol"],
-        timeframe=row["timeframe"],
-        setup_id=row["setup_id"],
-        original_path=row["original_path"],
-        annotated_path=row["annotated_path"],
-        trade=_json_document(row["trade"]),
-        trade_state=row["trade_state"],
-        suggestion=_json_document(row["suggestion"]),
-        suggestion_label=row["suggestion_label"],
-        trade_time=row["trade_time"],
-        label=row["label"],
-        quality_grade=row["quality_grade"],
-        user_comment=row["user_comment"],
-        llm_agreed=row["llm_agreed"],
-        labeler_id=row["labeler_id"],
-        labeled_at=row["labeled_at"],
-    )
+    """A row of ``_ITEM_SELECT`` (its columns are the record's fields)."""
+    values = dict(row)
+    values["trade"] = _json_document(values["trade"])
+    values["suggestion"] = _json_document(values["suggestion"])
+    return QueueItem(**values)
 
 
 def _label(row: asyncpg.Record) -> LabelRecord:
