@@ -50,7 +50,7 @@ COMPOSE = _installed("compose", "docker-compose")
 SERVICES = ("trainer", "registry", "scorer", "gateway")
 # Scraped (and their dashboards' metrics required) once installed as `hindsight.services`
 # entry points; until then the memory dashboard is checked statically only.
-OPTIONAL_SERVICES = ("embedder", "memory", "labeling")
+OPTIONAL_SERVICES = ("embedder", "memory", "labeling", "market")
 # Dashboards whose metrics come from optional services.
 DASHBOARD_NEEDS = {"memory.json": frozenset(OPTIONAL_SERVICES)}
 

@@ -35,7 +35,7 @@ from deploy_files import DEPLOY, require_tool  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-USERS = ("trainer", "registry", "scorer", "gateway", "embedder", "memory", "labeling")
+USERS = ("trainer", "registry", "scorer", "gateway", "embedder", "memory", "labeling", "market")
 PASSWORDS = {u: f"pw-{u}-{uuid.uuid4().hex[:8]}" for u in (*USERS, "producer", "operator", "sys")}
 
 

@@ -224,6 +224,10 @@ class _Stack:
             self.supervisor.start(spec)
         if any(svc.name == "labeling" for svc in self.services):
             self._ensure_labeler(env)
+        if any(svc.name == "market" for svc in self.services):
+            for dataset in BAR_DATASETS:
+                self._check_stop()
+                self.supervisor.start(bars_import_spec(dataset, env=env, log_dir=config.log_dir))
         if self.replay:
             self._check_stop()
             self.supervisor.start(replay_spec(env=env, log_dir=config.log_dir))
@@ -306,6 +310,11 @@ class _Stack:
                 f"  Registry status  http://127.0.0.1:{ports['registry']['http']}/v1/status"
                 "  (or `hindsight models`)"
             )
+        if "market" in ports:
+            lines.append(
+                f"  Market bars      curl -s 'http://127.0.0.1:{ports['market']['http']}"
+                "/v1/bars?symbol=EURUSD&timeframe=1h&end=2018-01-01T00:00:00Z&n=5'"
+            )
         if "gateway" in ports:
             lines.append(
                 f"  Score (gRPC)     127.0.0.1:{ports['gateway']['grpc']}  "
@@ -347,6 +356,25 @@ class _Stack:
             print(f"  stopped {result.name} (pid {result.pid}, {how})", flush=True)
         self._state_ready = False
         remove_state(state_path(self.config.data_dir))
+
+
+BAR_DATASETS: tuple[str, ...] = ("EURUSD", "GOOG")
+"""The backtesting package's bars imported into market on every ``up`` (idempotent: a second
+import stores nothing). Its BTCUSD is monthly, which market has no timeframe for."""
+
+
+def bars_import_spec(dataset: str, *, env: Mapping[str, str], log_dir: Path) -> ChildSpec:
+    """``hindsight bars import --dataset <dataset>`` as a one-shot child."""
+    return ChildSpec(
+        name=f"bars-{dataset.lower()}",
+        argv=[sys.executable, "-m", "hindsight.devstack", "bars", "import", "--dataset", dataset],
+        env=env,
+        log_file=log_dir / f"bars-{dataset.lower()}.log",
+        stop_signal=signal.SIGTERM,
+        stop_timeout=15.0,
+        one_shot=True,
+        nice=learning_nice(env),
+    )
 
 
 def replay_spec(*, env: Mapping[str, str], log_dir: Path) -> ChildSpec:

@@ -31,6 +31,7 @@ PLATFORM: dict[str, tuple[str, ...]] = {
     "embedder": ("http",),
     "memory": ("http",),
     "labeling": ("http",),
+    "market": ("http",),
 }
 
 
@@ -79,7 +80,8 @@ class ServiceProcesses:
         admin_token: str,
         extra_env: dict[str, str] | None = None,
     ) -> ServiceProcesses:
-        """Every service (learning loop, embedder, memory, labeling) wired together on free ports.
+        """Every service (learning loop, embedder, memory, labeling, market) wired together on
+        free ports.
 
         Nothing is started; ``extra_env`` tunes them (``HINDSIGHT_<SERVICE>_...``).
         """
