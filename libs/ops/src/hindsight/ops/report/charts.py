@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"]
+# Keyword arguments of matplotlib's Axes.grid, which types them as Any.
 _GRID: dict[str, Any] = {"color": "#e5e7eb", "linewidth": 0.8}
 
 plt.rcParams.update(
