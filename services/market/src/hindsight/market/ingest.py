@@ -96,11 +96,14 @@ class _SeriesGate:
     new_ts: list[datetime] = field(default_factory=list)
     corrections: list[tuple[StoredBar, BarIn]] = field(default_factory=list)
 
+    newest: Bar | None = None
+    """The latest new bar accepted in this batch (new bars only ever extend the series)."""
+
     def latest_bar(self) -> Bar | None:
-        candidates = [b.bar for b in self.accepted.values()]
-        if self.latest is not None:
-            candidates.append(self.latest.bar)
-        return max(candidates, key=lambda b: b.ts, default=None)
+        """The series' latest bar: accepted in this batch, else stored."""
+        if self.newest is not None:
+            return self.newest
+        return None if self.latest is None else self.latest.bar
 
 
 class BarIngest:
@@ -190,6 +193,7 @@ class BarIngest:
             return
         gate.accepted[bar.ts] = item
         gate.new_ts.append(bar.ts)
+        gate.newest = bar
         report.stored += 1
 
     async def _before(self, conn: asyncpg.Connection, gate: _SeriesGate, bar: Bar) -> Bar | None:
