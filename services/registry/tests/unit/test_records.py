@@ -150,10 +150,10 @@ def test_ab_completed_is_built_once_with_its_extras() -> None:
 
 def test_every_route_declares_its_response_model() -> None:
     app = FastAPI()
-    app.include_router(build_router(None, None, None, admin_token=SecretStr("t")))  # type: ignore[arg-type]
+    app.include_router(build_router(None, None, None, None, admin_token=SecretStr("t")))  # type: ignore[arg-type]
     spec = app.openapi()
     routes = [(m, p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
-    assert len(routes) == 17
+    assert len(routes) == 20
     for method, path, op in routes:
         ok = next(code for code in op["responses"] if code.startswith("2"))
         schema = op["responses"][ok]["content"]["application/json"]["schema"]

@@ -17,17 +17,19 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import FiniteFloat, NonEmptyStr, PositiveInt
 
 __all__ = [
     "MAX_FEATURES",
+    "FeatureList",
     "FeatureSchema",
     "FeatureSpec",
     "Violation",
     "check_features",
+    "features_hash",
     "require_features",
 ]
 
@@ -110,26 +112,33 @@ class FeatureSpec(BaseModel):
         return float(self.missing.removeprefix("fill:"))
 
 
+def _unique_names(features: list[FeatureSpec]) -> list[FeatureSpec]:
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(features):
+        if spec.name in seen:
+            raise ValueError(
+                f"features[{index}].name: {spec.name!r} is declared twice "
+                f"(first at features[{seen[spec.name]}])"
+            )
+        seen[spec.name] = index
+    return features
+
+
+FeatureList = Annotated[
+    list[FeatureSpec],
+    Field(min_length=1, max_length=MAX_FEATURES),
+    AfterValidator(_unique_names),
+]
+"""1..4096 declared features with distinct names, in the model's input order."""
+
+
 class FeatureSchema(BaseModel):
     """A ``feature_schema_version`` and the ordered features it declares."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: PositiveInt
-    features: Annotated[list[FeatureSpec], Field(min_length=1, max_length=MAX_FEATURES)]
-
-    @field_validator("features")
-    @classmethod
-    def _unique_names(cls, features: list[FeatureSpec]) -> list[FeatureSpec]:
-        seen: dict[str, int] = {}
-        for index, spec in enumerate(features):
-            if spec.name in seen:
-                raise ValueError(
-                    f"features[{index}].name: {spec.name!r} is declared twice "
-                    f"(first at features[{seen[spec.name]}])"
-                )
-            seen[spec.name] = index
-        return features
+    features: FeatureList
 
     def content_hash(self) -> str:
         """sha256 (hex) of the canonical JSON of the ordered features (not of the version).

@@ -17,6 +17,7 @@ from hindsight.registry.config import RegistrySettings
 from hindsight.registry.degradation import DegradationMonitor
 from hindsight.registry.evaluator import Evaluator
 from hindsight.registry.experiments import ExperimentLimits, Experiments
+from hindsight.registry.feature_schemas import FeatureSchemaCatalog
 from hindsight.registry.http_api import build_router
 from hindsight.registry.ingest import Ingest
 from hindsight.registry.messaging import publisher, subscribe, subscribe_evaluation
@@ -95,13 +96,18 @@ class RegistryApp:
             prediction_batch_pause_s=settings.prediction_batch_pause_s,
             on_outcome=self.evaluator.outcome_arrived,
         )
+        self.feature_schemas = FeatureSchemaCatalog(self.store)
         readiness = Readiness(SERVICE)
         readiness.register("database", self.store.ping)
         readiness.register("nats", nats_ready(self.broker))
         self.http_app = create_http_app(service=SERVICE, readiness=readiness)
         self.http_app.include_router(
             build_router(
-                self.registry, self.experiments, self.monitor, admin_token=settings.admin_token
+                self.registry,
+                self.experiments,
+                self.monitor,
+                self.feature_schemas,
+                admin_token=settings.admin_token,
             )
         )
         self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)

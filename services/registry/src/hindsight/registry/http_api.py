@@ -11,18 +11,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import SecretStr
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.feature_schema import FeatureSchema
 from hindsight.common.http import bearer_auth
 from hindsight.registry.degradation import DegradationMonitor, DegradationReport
 from hindsight.registry.domain import ExperimentKind, Stage
 from hindsight.registry.experiments import ExperimentDetail, Experiments
+from hindsight.registry.feature_schemas import FeatureSchemaCatalog
 from hindsight.registry.schemas import (
     ArchiveRequest,
     ExperimentAction,
     ExperimentCreate,
+    FeatureSchemaCreate,
     PromoteRequest,
     RollbackRequest,
     VersionDetail,
@@ -34,6 +37,7 @@ from hindsight.registry.storage import (
     Deployment,
     EvaluationReport,
     ExperimentRecord,
+    FeatureSchemaRecord,
     ModelSummary,
 )
 
@@ -43,6 +47,9 @@ __all__ = ["API_ACTOR", "MAX_EVALUATION_SPAN", "build_router", "evaluation_windo
 API_ACTOR = "api:admin"
 
 MAX_EVALUATION_SPAN = timedelta(days=400)
+
+SchemaVersion = Annotated[int, Path(ge=1, le=2**31 - 1)]
+"""A ``feature_schema_version`` in a path: a positive PostgreSQL ``integer``."""
 
 
 def _utc(value: datetime) -> datetime:
@@ -64,10 +71,12 @@ def build_router(
     registry: Registry,
     experiments: Experiments,
     monitor: DegradationMonitor,
+    feature_schemas: FeatureSchemaCatalog,
     *,
     admin_token: SecretStr | None,
 ) -> APIRouter:
-    """The registry API (docs/design.md) over ``registry``, with experiments and degradation."""
+    """The registry API (docs/design.md) over ``registry``, with experiments, degradation and
+    feature schemas."""
     router = APIRouter(prefix="/v1")
     auth = [Depends(bearer_auth(admin_token))]
 
@@ -194,5 +203,30 @@ def build_router(
     @router.get("/degradation", response_model=DegradationReport)
     async def degradation() -> DegradationReport:
         return await monitor.report()
+
+    @router.put(
+        "/feature-schemas/{version}",
+        dependencies=auth,
+        response_model=FeatureSchemaRecord,
+        responses={201: {"model": FeatureSchemaRecord, "description": "Registered now"}},
+    )
+    async def register_feature_schema(
+        version: SchemaVersion, body: FeatureSchemaCreate, response: Response
+    ) -> FeatureSchemaRecord:
+        """Register a feature schema once: 201 new, 200 the same again, 409 other features."""
+        if body.version is not None and body.version != version:
+            raise InvalidInputError(f"{body.version} is not the path's {version}", field="version")
+        schema = FeatureSchema(version=version, features=body.features)
+        record, created = await feature_schemas.register(schema, actor=API_ACTOR)
+        response.status_code = 201 if created else 200
+        return record
+
+    @router.get("/feature-schemas/{version}", response_model=FeatureSchemaRecord)
+    async def get_feature_schema(version: SchemaVersion) -> FeatureSchemaRecord:
+        return await feature_schemas.get(version)
+
+    @router.get("/feature-schemas", response_model=list[FeatureSchemaRecord])
+    async def list_feature_schemas() -> list[FeatureSchemaRecord]:
+        return await feature_schemas.all()
 
     return router

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hindsight.common import registry_api
+from hindsight.common.feature_schema import FeatureList
 from hindsight.registry.domain import Headline
 from hindsight.registry.storage import JsonObject, VersionRecord, VersionWithCard
 
@@ -14,6 +15,7 @@ __all__ = [
     "ArchiveRequest",
     "ExperimentAction",
     "ExperimentCreate",
+    "FeatureSchemaCreate",
     "PromoteRequest",
     "RollbackRequest",
     "VersionDetail",
@@ -60,6 +62,16 @@ class ExperimentAction(BaseModel):
     """Optional body of POST /v1/experiments/{id}/complete|cancel|approve."""
 
     reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class FeatureSchemaCreate(BaseModel):
+    """Body of PUT /v1/feature-schemas/{version}: the ordered features it declares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = None
+    """Optional; when given it must be the version of the path."""
+    features: FeatureList
 
 
 class VersionPublic(registry_api.VersionPublic):

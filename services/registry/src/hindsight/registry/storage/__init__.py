@@ -2,10 +2,12 @@
 
 One module per concern holds its records and statements: ``runs`` (training runs),
 ``versions``, ``audit``, ``experiments``, ``outcomes`` (predictions and outcomes),
-``degradation`` (the monitor's rollbacks) and ``evaluation`` (read-only report aggregates);
-the outbox is the shared one of :mod:`hindsight.common.outbox`. :class:`Store` holds the pool
+``degradation`` (the monitor's rollbacks), ``feature_schemas`` and ``evaluation``
+(read-only report aggregates); the outbox is the shared one of
+:mod:`hindsight.common.outbox`. :class:`Store` holds the pool
 (:class:`~hindsight.common.db.DatabasePart` opens it) and gives :class:`Tables` over it for
-reads, or a :class:`Tx` for a change: one transaction holding the model's lock.
+reads, or a :class:`Tx` for a change: one transaction holding the model's lock (or, for
+what belongs to no model, a plain one).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncpg
 from hindsight.common.errors import UnavailableError
 from hindsight.common.events import Event
 from hindsight.common.outbox import OutboxTable
-from hindsight.registry.storage.audit import AuditLog, AuditRecord
+from hindsight.registry.storage.audit import AuditLog, AuditRecord, FeatureSchemaAudit
 from hindsight.registry.storage.base import JsonObject
 from hindsight.registry.storage.degradation import DegradationRollback, DegradationRollbacks
 from hindsight.registry.storage.evaluation import EvaluationReport, read_evaluation
@@ -31,6 +33,7 @@ from hindsight.registry.storage.experiments import (
     ExperimentTable,
     NewExperiment,
 )
+from hindsight.registry.storage.feature_schemas import FeatureSchemaRecord, FeatureSchemas
 from hindsight.registry.storage.outcomes import Outcome, Outcomes, PredictionsStored, Samples
 from hindsight.registry.storage.runs import DatasetSize, TrainingRun, TrainingRuns
 from hindsight.registry.storage.versions import (
@@ -56,6 +59,8 @@ __all__ = [
     "EvaluationReport",
     "ExperimentRecord",
     "ExperimentResult",
+    "FeatureSchemaAudit",
+    "FeatureSchemaRecord",
     "JsonObject",
     "ModelSummary",
     "NewExperiment",
@@ -89,6 +94,7 @@ class Tables:
         self.experiments = ExperimentTable(db)
         self.outcomes = Outcomes(db)
         self.degradation = DegradationRollbacks(db)
+        self.feature_schemas = FeatureSchemas(db)
 
 
 class Tx(Tables):
@@ -137,6 +143,12 @@ class Store:
                 "SELECT pg_advisory_xact_lock(hashtext('hindsight.registry'), hashtext($1))",
                 model_name,
             )
+            yield Tx(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A transaction without a model's lock, for what belongs to no model."""
+        async with self.connected().acquire() as conn, conn.transaction():
             yield Tx(conn)
 
     async def outbox_pending(self) -> int:

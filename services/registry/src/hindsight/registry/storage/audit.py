@@ -1,4 +1,4 @@
-"""The ``audit`` table: one row per stage move and per experiment transition."""
+"""The ``audit`` table: one row per stage move, experiment transition and feature schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from hindsight.registry.domain import AuditEntry, ExperimentState, Stage
 from hindsight.registry.storage.base import Executor, Row
 
-__all__ = ["AuditLog", "AuditRecord"]
+__all__ = ["AuditLog", "AuditRecord", "FeatureSchemaAudit"]
 
 _COLUMNS = """at, actor, action, model_name, version, from_stage, to_stage, reason,
     experiment_id, from_state, to_state"""
@@ -27,6 +27,16 @@ class AuditRecord(Row):
     experiment_id: str | None
     from_state: ExperimentState | None
     to_state: ExperimentState | None
+
+
+class FeatureSchemaAudit(Row):
+    """Who registered a feature schema, when, and with which content hash (``reason``)."""
+
+    at: datetime
+    actor: str
+    action: str
+    feature_schema_version: int
+    reason: str
 
 
 class AuditLog:
@@ -65,6 +75,28 @@ class AuditLog:
             str(from_state) if from_state else None,
             str(to_state) if to_state else None,
         )
+
+    async def append_feature_schema(
+        self, *, actor: str, action: str, version: int, reason: str
+    ) -> None:
+        """Append one row about a feature schema (no model, version or stage)."""
+        await self.db.execute(
+            """INSERT INTO audit (actor, action, feature_schema_version, reason)
+               VALUES ($1,$2,$3,$4)""",
+            actor,
+            action,
+            version,
+            reason,
+        )
+
+    async def of_feature_schema(self, version: int) -> list[FeatureSchemaAudit]:
+        """Rows of one feature schema, oldest first."""
+        rows = await self.db.fetch(
+            "SELECT at, actor, action, feature_schema_version, reason FROM audit "
+            "WHERE feature_schema_version=$1 ORDER BY id",
+            version,
+        )
+        return [FeatureSchemaAudit.of(r) for r in rows]
 
     async def of_model(self, model_name: str) -> list[AuditRecord]:
         """Rows of a model, oldest first."""
