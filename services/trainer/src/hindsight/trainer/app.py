@@ -22,6 +22,7 @@ from hindsight.trainer.messaging import make_publisher, register_consumers
 from hindsight.trainer.production import RegistryProduction
 from hindsight.trainer.runs import RunService
 from hindsight.trainer.scheduler import Scheduler
+from hindsight.trainer.schemas import RegistrySchemas
 from hindsight.trainer.storage import MIGRATIONS, Storage
 
 __all__ = ["Trainer", "build_settings", "build_trainer", "main"]
@@ -69,8 +70,20 @@ class Trainer(PartGroup):
             refresh_s=settings.drift_refresh_s,
             export_s=settings.drift_export_s,
         )
+        self.schemas = (
+            RegistrySchemas(
+                settings.registry_url,
+                unknown_ttl_s=settings.schema_unknown_ttl_s,
+                retry_s=settings.schema_retry_s,
+            )
+            if settings.registry_url and settings.schema_check_enabled
+            else None
+        )
         self.ingestor = Ingestor(
-            self.storage, settings, observe=self.drift.observe if settings.drift_enabled else None
+            self.storage,
+            settings,
+            observe=self.drift.observe if settings.drift_enabled else None,
+            schemas=self.schemas,
         )
         register_consumers(
             self.broker,

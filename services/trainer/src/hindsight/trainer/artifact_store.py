@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from hindsight.common.artifacts import (
     sha256_file,
 )
 from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
-from hindsight.trainer.domain.training import TrainingResult
+from hindsight.trainer.domain.rows import TrainingRow
+from hindsight.trainer.domain.training import TrainingResult, ordered
+from hindsight.trainer.snapshot import write_snapshot
 
 __all__ = ["library_versions", "write_artifact"]
 
@@ -53,8 +56,11 @@ def write_artifact(
     feature_schema_version: int,
     result: TrainingResult,
     extra: JsonObject,
+    rows: Sequence[TrainingRow] | None = None,
 ) -> tuple[str, str, ModelCard]:
-    """Write model.onnx, model.txt, metrics.json into a temp dir, then rename into place.
+    """Write model.onnx, model.txt, metrics.json (and, given the run's ``rows``, their
+    Parquet snapshot, its hash in ``training_snapshot``) into a temp dir, then rename
+    into place.
 
     Returns (artifact_uri, sha256 of model.onnx, the card).
     """
@@ -66,6 +72,10 @@ def write_artifact(
         (tmp / ONNX_FILE).write_bytes(result.onnx_bytes)
         result.booster.save_model(str(tmp / MODEL_FILE))
         sha = sha256_file(tmp / ONNX_FILE)
+        snapshot: JsonObject = {}
+        if rows is not None:
+            written = write_snapshot(tmp, ordered(rows), result.row_blocks, result.feature_names)
+            snapshot = {"training_snapshot": written.to_dict()}
         card = ModelCard.model_validate(
             {
                 "model_name": model_name,
@@ -92,12 +102,15 @@ def write_artifact(
                     "positive_class_column": 1,
                 },
                 **jsonable(extra),
+                **snapshot,
             }
         )
         (tmp / METRICS_FILE).write_text(
             json.dumps(card.model_dump(mode="json"), indent=1, allow_nan=False)
         )
-        for path in tmp.iterdir():
+        for path in tmp.rglob("*"):
+            if not path.is_file():
+                continue
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
         os.rename(tmp, final)  # atomic on one filesystem; fails if the version exists

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import time
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from hindsight.common.ports import PORTS, local_url
 from hindsight.common.settings import BaseServiceSettings
+from hindsight.trainer.domain.data_spec import DataSpec, spec_catalog
 
 __all__ = ["TrainerSettings"]
 
@@ -26,6 +27,17 @@ class TrainerSettings(BaseServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=PORTS["trainer"].http, ge=0, le=65535)
     model_name: str = "trade_success"
+    feature_schema_version: int = Field(
+        default=1,
+        ge=1,
+        description="The default model's feature_schema_version (its data spec, unless "
+        "data_specs declares that model).",
+    )
+    data_specs: list[DataSpec] = Field(
+        default_factory=list,
+        description='More models, JSON: [{"model_name": "m", "feature_schema_version": 2, '
+        '"symbols": ["BTCUSDT"], "timeframes": ["1h"]}] (README: Data specs).',
+    )
     registry_url: str | None = Field(
         default=local_url("registry"),
         description="Registry base URL, to evaluate the production model; empty disables.",
@@ -36,6 +48,23 @@ class TrainerSettings(BaseServiceSettings):
         default_factory=dict, description='Per timeframe, JSON: {"1m": 0.001, "1d": 0.01}.'
     )
     # Ingest
+    schema_check_enabled: bool = Field(
+        default=True,
+        description="Check signal.features against the registry's feature schema of their "
+        "version (needs registry_url).",
+    )
+    schema_unknown_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a version the registry does not know is "
+        "accepted unchecked before asking again.",
+    )
+    schema_retry_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="After the registry did not answer, events go "
+        "unchecked this long before it is asked again.",
+    )
     ingest_batch_size: int = Field(
         default=1000,
         ge=1,
@@ -100,6 +129,18 @@ class TrainerSettings(BaseServiceSettings):
         default=60.0, gt=0, description="How often the production reference is re-read."
     )
     drift_export_s: float = Field(default=15.0, gt=0, description="Gauge refresh period.")
+
+    def specs(self) -> dict[str, DataSpec]:
+        """Data specs by model name: ``data_specs`` plus the default model's own."""
+        default = DataSpec(
+            model_name=self.model_name, feature_schema_version=self.feature_schema_version
+        )
+        return dict(spec_catalog(self.data_specs, default))
+
+    @model_validator(mode="after")
+    def _specs_distinct(self) -> TrainerSettings:
+        self.specs()
+        return self
 
     @field_validator("registry_url")
     @classmethod

@@ -10,9 +10,11 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 
 from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
+from hindsight.common.feature_schema import check_features, require_features
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.domain.outcomes import resolve_result, threshold_for
-from hindsight.trainer.metrics import ROWS_INGESTED
+from hindsight.trainer.metrics import ROWS_INGESTED, SCHEMA_CHECKS
+from hindsight.trainer.schemas import RegistrySchemas
 from hindsight.trainer.storage import OutcomeRow, Storage
 
 __all__ = ["Ingestor"]
@@ -51,10 +53,12 @@ class Ingestor:
         settings: TrainerSettings,
         *,
         observe: Callable[[SignalFeatures], None] | None = None,
+        schemas: RegistrySchemas | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
         self.observe = observe
+        self.schemas = schemas
 
     def _threshold(self, timeframe: str) -> float:
         return threshold_for(
@@ -65,6 +69,7 @@ class Ingestor:
         """Upsert a batch of signals; derive the results of outcomes that were waiting."""
         if not events:
             return
+        await self._check_schemas(events)
         kept = _newest_signals(events)
         written = await self.storage.upsert_signals(list(kept.values()))
         _count(SignalFeatures.subject, received=len(events), written=len(written))
@@ -74,6 +79,29 @@ class Ingestor:
                 if signal_id in written:
                     self.observe(event)
         await self._derive_pending(kept)
+
+    async def _check_schemas(self, events: Sequence[SignalFeatures]) -> None:
+        """Raise InvalidInputError naming ``features.<name>`` (→ DLQ) when an event does not
+        match its registered feature schema, before anything is written: the batch is then
+        retried event by event, so only the bad ones go to the DLQ. Unknown schema or
+        registry unreachable: accepted, counted."""
+        if self.schemas is None:
+            SCHEMA_CHECKS.labels("disabled").inc(len(events))
+            return
+        counts = {"ok": 0, "unknown_schema": 0, "registry_unreachable": 0}
+        for event in events:
+            state, schema = await self.schemas.get(event.feature_schema_version)
+            if schema is None:
+                key = "unknown_schema" if state == "unknown" else "registry_unreachable"
+                counts[key] += 1
+            elif check_features(schema, event.features):
+                if len(events) == 1:  # counted once: a bigger batch is retried one by one
+                    SCHEMA_CHECKS.labels("rejected").inc()
+                require_features(schema, event.features)
+            else:
+                counts["ok"] += 1
+        for result, n in counts.items():
+            SCHEMA_CHECKS.labels(result).inc(n)
 
     async def on_outcomes(self, events: Sequence[SignalOutcome]) -> None:
         """Upsert a batch of outcomes with their results (given, derived, or pending).

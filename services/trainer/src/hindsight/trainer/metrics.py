@@ -18,6 +18,7 @@ __all__ = [
     "LAST_RUN_DURATION",
     "ROWS_INGESTED",
     "RUNS",
+    "SCHEMA_CHECKS",
 ]
 
 RUNS = Counter("hindsight_trainer_runs_total", "Training runs that ended, by status.", ["status"])
@@ -68,3 +69,12 @@ DRIFT_REFERENCE = Gauge(
     "1 for the production version whose reference the live drift compares against.",
     ["model", "version"],
 )
+
+SCHEMA_CHECKS = Counter(
+    "hindsight_trainer_schema_checks_total",
+    "signal.features events by the feature schema check: ok, rejected (dead-lettered), "
+    "unknown_schema (version not registered: accepted), registry_unreachable (accepted "
+    "unchecked), disabled (no registry or check off: accepted unchecked).",
+    ["result"],
+)
+init_series(SCHEMA_CHECKS, ("ok", "rejected", "unknown_schema", "registry_unreachable", "disabled"))

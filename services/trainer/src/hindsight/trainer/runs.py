@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from hindsight.common.artifacts import validate_name
-from hindsight.common.errors import NotFoundError
+from hindsight.common.errors import InvalidInputError, NotFoundError
 from hindsight.common.events import TEXT_MAX_CHARS, Event, TrainingCompleted
 from hindsight.trainer.artifact_store import write_artifact
 from hindsight.trainer.config import TrainerSettings
@@ -22,6 +22,7 @@ from hindsight.trainer.domain.autotrain import (
     data_run_due,
     incremental_skip,
 )
+from hindsight.trainer.domain.data_spec import DataSpec
 from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
 from hindsight.trainer.domain.quality import QualityConfig, check_quality
 from hindsight.trainer.domain.rows import LABEL_WEIGHTS
@@ -94,6 +95,7 @@ class RunService:
         self.storage = storage
         self.publish = publish
         self.production = production
+        self.specs: dict[str, DataSpec] = settings.specs()
         self._active: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -102,6 +104,18 @@ class RunService:
         for run in await self.storage.fail_interrupted_runs():
             RUNS.labels("failed").inc()
             await self._announce(run)
+
+    def spec(self, model_name: str) -> DataSpec:
+        """``model_name``'s data spec, or InvalidInputError naming model_name (no spec, no
+        data: a model never trains on "all rows")."""
+        spec = self.specs.get(model_name)
+        if spec is None:
+            raise InvalidInputError(
+                f"no data spec for model {model_name!r} (declared: "
+                f"{', '.join(sorted(self.specs))}; see HINDSIGHT_TRAINER_DATA_SPECS)",
+                field="model_name",
+            )
+        return spec
 
     async def request(
         self,
@@ -115,13 +129,14 @@ class RunService:
     ) -> TrainingRun:
         """Start a run in the background (or record why it is skipped); returns its row."""
         name = validate_name(model_name or self.settings.model_name, field="model_name")
+        spec = self.spec(name)
         run_id = run_id or uuid.uuid4().hex
         skip: str | None = None
         if name in self._active:
             skip = f"a run of {name} is already running ({self._active[name]})"
         elif mode == "incremental":
             skip = incremental_skip(
-                await self.data_state(name), min_new_outcomes=self.settings.min_new_outcomes
+                await self.data_state(spec), min_new_outcomes=self.settings.min_new_outcomes
             )
         if skip is not None:
             run = await self.storage.create_run(
@@ -157,33 +172,39 @@ class RunService:
         task.add_done_callback(self._tasks.discard)
         return run
 
-    async def data_state(self, name: str) -> DataState:
-        """The outcome counts the data trigger and the incremental skip decide on.
+    async def data_state(self, spec: DataSpec) -> DataState:
+        """The outcome counts (of ``spec``'s rows) the data trigger and the incremental skip
+        decide on.
 
         ``pending`` counts from the newest run whose version the registry accepted; when the
         registry cannot be asked (none configured, unreachable), from the newest completed run.
         """
+        name = spec.model_name
         accepted = await self.production.accepted_versions(name)
         base = await self.storage.last_accepted_at(name, accepted)
         last_try = await self.storage.last_attempt_at(name)
-        pending = await self.storage.outcomes_since(base)
+        pending = await self.storage.outcomes_since(base, spec)
         # One count when both points coincide (none yet, or the last run was accepted): two
         # queries could see different numbers while outcomes arrive.
-        fresh = pending if last_try == base else await self.storage.outcomes_since(last_try)
+        fresh = pending if last_try == base else await self.storage.outcomes_since(last_try, spec)
         return DataState(
             pending=pending,
             fresh=fresh,
             has_accepted=base is not None,
-            newest_outcome_at=await self.storage.latest_outcome_at(),
+            newest_outcome_at=await self.storage.latest_outcome_at(spec),
             has_attempt=last_try is not None,
             base="the last accepted version" if accepted is not None else "the last completed run",
         )
 
-    async def request_if_data_due(self, *, now: datetime | None = None) -> TrainingRun | None:
-        """Start a data-triggered run when ``domain.autotrain.data_run_due`` says one is due,
-        at most once per ``auto_train_interval_s``; None when nothing is due."""
+    async def request_if_data_due(
+        self, *, now: datetime | None = None, model_name: str | None = None
+    ) -> TrainingRun | None:
+        """Start a data-triggered run of ``model_name`` (default: the trainer's model) when
+        ``domain.autotrain.data_run_due`` says one is due, at most once per
+        ``auto_train_interval_s``; None when nothing is due."""
         settings = self.settings
-        name = settings.model_name
+        name = model_name or settings.model_name
+        spec = self.spec(name)
         if settings.auto_train_outcomes <= 0 or name in self._active:
             return None
         latest = await self.storage.list_runs(model_name=name, limit=1)
@@ -192,7 +213,7 @@ class RunService:
             age = (now - latest[0].created_at).total_seconds()
             if age < settings.auto_train_interval_s:
                 return None
-        state = await self.data_state(name)
+        state = await self.data_state(spec)
         policy = DataPolicy(
             outcomes=settings.auto_train_outcomes,
             quiet_s=settings.auto_train_quiet_s,
@@ -232,7 +253,9 @@ class RunService:
         artifact: RunArtifact | None = None
         status: RunStatus
         try:
-            rows = await self.storage.training_rows()
+            spec = self.spec(name)
+            report["data_spec"] = spec.model_dump(mode="json")
+            rows = await self.storage.training_rows(spec)
             quality_cfg = QualityConfig(
                 max_missing_share=self.settings.max_missing_share,
                 min_rows=self.settings.min_rows,
@@ -269,7 +292,9 @@ class RunService:
                     "quality_report": quality.to_dict(),
                     "mode": run.mode,
                     "production_version": baseline.version,
+                    "data_spec": spec.model_dump(mode="json"),
                 },
+                rows=used,
             )
             artifact = RunArtifact(
                 version=version,
@@ -283,6 +308,7 @@ class RunService:
             report["data_time_range"] = result.data_time_range
             report["feature_names"] = result.feature_names
             report["feature_schema_version"] = schema_version
+            report["training_snapshot"] = card.model_dump().get("training_snapshot")
             status, error = "completed", None
         except Exception as exc:
             status = "failed"

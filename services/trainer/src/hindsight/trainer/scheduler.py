@@ -43,13 +43,14 @@ class Scheduler:
     async def _data_loop(self) -> None:
         while True:
             await asyncio.sleep(self.data_check_s)
-            try:
-                run = await self.runs.request_if_data_due()
-            except Exception:
-                logger.exception("data-triggered run could not be started")
-                continue
-            if run is not None:
-                logger.info("data-triggered run", extra={"run_id": run.run_id})
+            for name in sorted(self.runs.specs):
+                try:
+                    run = await self.runs.request_if_data_due(model_name=name)
+                except Exception:
+                    logger.exception("data-triggered run of %s could not be started", name)
+                    continue
+                if run is not None:
+                    logger.info("data-triggered run", extra={"run_id": run.run_id})
 
     async def _loop(self) -> None:
         while True:
@@ -57,7 +58,10 @@ class Scheduler:
             logger.info("next scheduled run", extra={"at": at.isoformat(), "mode": mode})
             while (left := (at - datetime.now(UTC)).total_seconds()) > 0:
                 await asyncio.sleep(min(left, _MAX_SLEEP_S))
-            try:
-                await self.runs.request(mode=mode, trigger="schedule", reason=f"scheduled {mode}")
-            except Exception:
-                logger.exception("scheduled run could not be started")
+            for name in sorted(self.runs.specs):  # every model with a data spec
+                try:
+                    await self.runs.request(
+                        model_name=name, mode=mode, trigger="schedule", reason=f"scheduled {mode}"
+                    )
+                except Exception:
+                    logger.exception("scheduled run of %s could not be started", name)

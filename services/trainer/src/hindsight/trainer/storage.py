@@ -18,6 +18,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
+from hindsight.trainer.domain.data_spec import DataSpec
 from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.rows import TrainingRow
 
@@ -156,6 +157,24 @@ class RunArtifact:
     dataset_size: int
     metrics: JsonObject
     """The model card's metrics (free-form)."""
+
+
+def _spec_filter(first: int) -> str:
+    """SQL over ``signals s`` selecting a data spec's rows, parameters ``$first`` .. +2."""
+    a, b, c = first, first + 1, first + 2
+    return (
+        f"s.feature_schema_version = ${a}::integer"
+        f" AND (${b}::text[] IS NULL OR s.symbol = ANY(${b}::text[]))"
+        f" AND (${c}::text[] IS NULL OR s.timeframe = ANY(${c}::text[]))"
+    )
+
+
+def _spec_args(spec: DataSpec) -> tuple[int, list[str] | None, list[str] | None]:
+    return (
+        spec.feature_schema_version,
+        None if spec.symbols is None else list(spec.symbols),
+        None if spec.timeframes is None else list(spec.timeframes),
+    )
 
 
 def _json(value: JsonObject | None) -> str | None:
@@ -339,11 +358,12 @@ class Storage:
 
     # --- training data -----------------------------------------------------------------
 
-    async def training_rows(self) -> list[TrainingRow]:
-        """Signals with an outcome whose result is known, latest human label per trade."""
+    async def training_rows(self, spec: DataSpec) -> list[TrainingRow]:
+        """``spec``'s signals with an outcome whose result is known, latest human label per
+        trade."""
         async with self.pool.acquire() as conn:
             records = await conn.fetch(
-                """SELECT s.signal_id, s.seq, s.symbol, s.timeframe, s.side, s.ts,
+                f"""SELECT s.signal_id, s.seq, s.symbol, s.timeframe, s.side, s.ts,
                           s.features::text AS features, s.feature_schema_version,
                           COALESCE(o.entry_price, s.entry_price) AS entry_price,
                           o.exit_price, o.closed_at, o.result, o.realised_r, l.label,
@@ -353,8 +373,9 @@ class Storage:
                    LEFT JOIN LATERAL (
                        SELECT label FROM labels WHERE labels.trade_id = s.trade_id
                        ORDER BY occurred_at DESC LIMIT 1) l ON true
-                   WHERE o.result IS NOT NULL
-                   ORDER BY s.seq"""
+                   WHERE o.result IS NOT NULL AND {_spec_filter(1)}
+                   ORDER BY s.seq""",
+                *_spec_args(spec),
             )
         return [
             TrainingRow(
@@ -504,19 +525,25 @@ class Storage:
         )
         return value
 
-    async def latest_outcome_at(self) -> datetime | None:
-        """When the newest outcome with a known result was received (None when none)."""
+    async def latest_outcome_at(self, spec: DataSpec) -> datetime | None:
+        """When the newest outcome of ``spec``'s rows with a known result was received
+        (None when none)."""
         value: datetime | None = await self.pool.fetchval(
-            "SELECT max(received_at) FROM outcomes WHERE result IS NOT NULL"
+            f"""SELECT max(o.received_at) FROM outcomes o JOIN signals s USING (signal_id)
+                WHERE o.result IS NOT NULL AND {_spec_filter(1)}""",
+            *_spec_args(spec),
         )
         return value
 
-    async def outcomes_since(self, since: datetime | None) -> int:
-        """Outcomes with a known result received after ``since`` (all when None)."""
+    async def outcomes_since(self, since: datetime | None, spec: DataSpec) -> int:
+        """Outcomes of ``spec``'s rows with a known result received after ``since`` (all
+        when None)."""
         value = await self.pool.fetchval(
-            """SELECT count(*) FROM outcomes
-               WHERE result IS NOT NULL AND ($1::timestamptz IS NULL OR received_at > $1)""",
+            f"""SELECT count(*) FROM outcomes o JOIN signals s USING (signal_id)
+                WHERE o.result IS NOT NULL
+                  AND ($1::timestamptz IS NULL OR o.received_at > $1) AND {_spec_filter(2)}""",
             since,
+            *_spec_args(spec),
         )
         return int(value)
 

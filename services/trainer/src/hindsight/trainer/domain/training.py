@@ -40,6 +40,7 @@ __all__ = [
     "lgb_params",
     "reference_distributions",
     "build_dataset",
+    "ordered",
     "train_dataset",
     "train_model",
 ]
@@ -96,6 +97,14 @@ class TrainingResult:
     row_counts: dict[str, int]
     data_time_range: dict[str, str]
     timings_s: dict[str, float]
+    row_blocks: list[str] = field(default_factory=list)
+    """Per row, in :func:`ordered` order: ``train``, ``validation``, ``test`` or
+    ``embargoed`` (dropped between blocks)."""
+
+
+def ordered(rows: Sequence[TrainingRow]) -> list[TrainingRow]:
+    """The rows in the order a run sees them: by ``ts``, then ``signal_id``."""
+    return sorted(rows, key=lambda r: (r.ts, r.signal_id))
 
 
 def lgb_params(params: TrainingParams, scale_pos_weight: float) -> dict[str, object]:
@@ -221,21 +230,19 @@ def build_dataset(
     rows: Sequence[TrainingRow], feature_names: Sequence[str], params: TrainingParams
 ) -> Dataset:
     """Sort ``rows`` by time and turn them into arrays (float32-exact features)."""
-    ordered = sorted(rows, key=lambda r: (r.ts, r.signal_id))
+    rows = ordered(rows)
     names = list(feature_names)
     return Dataset(
         # Float32 is what ONNX sees: train and evaluate on exactly those values.
-        x=feature_matrix(ordered, names).astype(np.float32).astype(np.float64),
-        y=target(ordered),
-        r=trade_r(ordered),
-        w=np.array([params.label_weights.get(row.label or "", 1.0) for row in ordered]),
-        ts=to_micros([row.ts for row in ordered]),
-        closed=to_micros([row.closed_at for row in ordered]),
+        x=feature_matrix(rows, names).astype(np.float32).astype(np.float64),
+        y=target(rows),
+        r=trade_r(rows),
+        w=np.array([params.label_weights.get(row.label or "", 1.0) for row in rows]),
+        ts=to_micros([row.ts for row in rows]),
+        closed=to_micros([row.closed_at for row in rows]),
         names=names,
         time_range=(
-            {"start": format_utc(ordered[0].ts), "end": format_utc(ordered[-1].ts)}
-            if ordered
-            else {}
+            {"start": format_utc(rows[0].ts), "end": format_utc(rows[-1].ts)} if rows else {}
         ),
     )
 
@@ -425,4 +432,13 @@ def train_dataset(
         },
         data_time_range=data.time_range,
         timings_s=timings,
+        row_blocks=_row_blocks(len(y), tr, va, te),
     )
+
+
+def _row_blocks(
+    n: int, tr: npt.NDArray[np.int64], va: npt.NDArray[np.int64], te: npt.NDArray[np.int64]
+) -> list[str]:
+    blocks = np.full(n, "embargoed", dtype=object)
+    blocks[tr], blocks[va], blocks[te] = "train", "validation", "test"
+    return [str(b) for b in blocks]
