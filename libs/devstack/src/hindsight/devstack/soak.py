@@ -113,6 +113,9 @@ class SoakReport:
     machine: list[str] = field(default_factory=list)
     """What used the CPU while the load ran (every process of the machine, the busiest first),
     and the load average: a miss is read against what else the 2 cores were doing."""
+    cpu_per_call_ms: dict[str, float] = field(default_factory=dict)
+    """CPU time (user + system) the gateway and the scorer spent per call in the baseline
+    phase (no fault), ms; ``bench/test_bench_grpc_floor.py`` gives bare grpc aio's."""
 
     @property
     def errors(self) -> int:
@@ -205,6 +208,12 @@ def format_report(report: SoakReport) -> str:
             f"{s.p99_ms:.2f} ms; {sum(s.fallbacks.values())} fallbacks, "
             f"{sum(s.errors.values())} errors, {s.late} late of {s.calls})\n"
         )
+    if report.cpu_per_call_ms:
+        text += (
+            "CPU per call in the baseline phase: "
+            + ", ".join(f"{name} {ms:.2f} ms" for name, ms in report.cpu_per_call_ms.items())
+            + "\n"
+        )
     if report.machine:
         text += "CPU while the load ran (% of one core; nice):\n" + "\n".join(report.machine) + "\n"
     return text
@@ -239,6 +248,12 @@ def _cpu_snapshot() -> dict[int, tuple[str, int, float]]:
             (int(fields[11]) + int(fields[12])) / _TICK,
         )
     return out
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _cpu_use(
@@ -602,7 +617,15 @@ def run_soak(
             time.sleep(max(0.0, start - time.time()))
             cpu_before, cpu_at = _cpu_snapshot(), time.monotonic()
             phases.append(Phase("baseline", time.time()))
+            trading = {name: stack.services.procs[name].pid for name in TRADING}
+            trading_before = {name: _process_cpu_s(pid) for name, pid in trading.items()}
             time.sleep(plan.phase_s)
+            cpu_per_call_ms = {
+                name: (_process_cpu_s(pid) - trading_before[name])
+                / (plan.rate * plan.phase_s)
+                * 1000
+                for name, pid in trading.items()
+            }
             for target in plan.targets:
                 phases[-1].end = time.time()
                 phase = Phase(target, time.time())
@@ -630,7 +653,13 @@ def run_soak(
         for phase in phases:
             phase.stats = _stats([r for r in rows if phase.start <= r[0] < phase.end], deadline_s)
         report = SoakReport(
-            plan, phases, _stats(rows, deadline_s), root / "logs", throughput, machine
+            plan,
+            phases,
+            _stats(rows, deadline_s),
+            root / "logs",
+            throughput,
+            machine,
+            cpu_per_call_ms,
         )
         (root / "workload.json").write_text(json.dumps(dict(sent)))
         return report
