@@ -2,12 +2,14 @@
 
 These are the registry's own records: its storage builds them and its HTTP API answers with
 them (``GET /v1/models``, ``/v1/models/{name}/versions``, ``/v1/experiments``,
-``/v1/models/{name}/evaluation``), and the clients that read those answers (the operator
-CLI and the monthly report of ``hindsight-ops``) read them into the same classes. They live
-here, not in the registry, because a client must not depend on the registry service: it
-would pull in numpy, scipy, scikit-learn and the service itself for a few pydantic classes.
-The registry re-exports each name from where it was defined before
-(``hindsight.registry.domain``, ``hindsight.registry.storage``).
+``/v1/models/{name}/evaluation``; a version with its card from ``.../versions/{version}`` and
+from the ``promote``, ``rollback`` and ``archive`` actions), and the clients that read those
+answers (the operator CLI and the monthly report of ``hindsight-ops``) read them into the same
+classes. They live here, not in the registry, because a client must not depend on the registry
+service: it would pull in numpy, scipy, scikit-learn and the service itself for a few pydantic
+classes. The registry re-exports each name from where it was defined before
+(``hindsight.registry.domain``, ``hindsight.registry.storage``); its ``schemas`` subclass
+:class:`VersionPublic` and :class:`VersionDetail` with the constructors from its records.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from 3.12
@@ -38,12 +40,14 @@ __all__ = [
     "ExperimentState",
     "GateCheck",
     "Headline",
+    "JsonObject",
     "ModelSummary",
     "PromotionState",
     "Row",
     "Stage",
     "StageMove",
     "TestDecision",
+    "VersionDetail",
     "VersionMetrics",
     "VersionPublic",
     "Volume",
@@ -98,6 +102,9 @@ class PromotionState(StrEnum):
     APPLIED = "applied"
     STALE = "stale"
 
+
+JsonObject: TypeAlias = dict[str, Any]
+"""A JSON object without a schema of its own: a version's model card (``metrics.json``)."""
 
 Decision = Literal["promote", "keep", "inconclusive"]
 """An experiment's verdict on the candidate."""
@@ -187,6 +194,12 @@ class VersionPublic(BaseModel):
     metrics: Headline
     """The headline the gates read (empty for a refused version)."""
     recommendation: str | None
+
+
+class VersionDetail(VersionPublic):
+    """A version with its full ``metrics.json`` (null for a refused version)."""
+
+    card: JsonObject | None
 
 
 class ModelSummary(Row):

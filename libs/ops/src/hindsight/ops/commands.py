@@ -17,7 +17,8 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from hindsight.common.cli import admin_token, resolve_data_dir
-from hindsight.common.registry_api import ModelSummary, VersionPublic
+from hindsight.common.registry_api import ModelSummary, VersionDetail, VersionPublic
+from hindsight.common.trainer_api import RunAccepted, RunPublic
 
 from .output import format_table
 from .services import SERVICE_PORTS, discover_services
@@ -40,6 +41,9 @@ DEFAULT_MODEL = "trade_success"
 _T = TypeVar("_T")
 _MODELS = TypeAdapter(list[ModelSummary])
 _VERSIONS = TypeAdapter(list[VersionPublic])
+_VERSION = TypeAdapter(VersionDetail)
+_ACCEPTED = TypeAdapter(RunAccepted)
+_RUN = TypeAdapter(RunPublic)
 _END_STATES = {"completed", "failed", "skipped"}
 
 
@@ -75,10 +79,9 @@ def _read(adapter: TypeAdapter[_T], method: str, url: str, **kwargs: Any) -> _T:
         raise SystemExit(f"hindsight: {method} {url}: unexpected answer: {exc}") from exc
 
 
-def _call(method: str, url: str, **kwargs: Any) -> Any:
-    """One HTTP call; its JSON answer as sent (``None`` when empty)."""
-    response = _request(method, url, **kwargs)
-    return response.json() if response.content else None
+def _print_json(answer: RunAccepted | RunPublic | VersionDetail) -> None:
+    """``answer`` as its service wrote it (the same keys, in the same order), indented."""
+    print(json.dumps(answer.model_dump(mode="json"), indent=2))
 
 
 def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -108,15 +111,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     body = {"model_name": args.model, "mode": args.mode, "reason": args.reason}
-    run = _call("POST", f"{_trainer()}/v1/runs", json=body, headers=_auth(args))
-    run_id = run["training_run_id"]
-    print(f"training run {run_id}: {run.get('status')}")
-    while args.wait and run.get("status") not in _END_STATES:
+    run: RunAccepted | RunPublic = _read(
+        _ACCEPTED, "POST", f"{_trainer()}/v1/runs", json=body, headers=_auth(args)
+    )
+    run_id = run.training_run_id
+    print(f"training run {run_id}: {run.status}")
+    while args.wait and run.status not in _END_STATES:
         time.sleep(1.0)
-        run = _call("GET", f"{_trainer()}/v1/runs/{run_id}")
+        run = _read(_RUN, "GET", f"{_trainer()}/v1/runs/{run_id}")
     if args.wait:
-        print(json.dumps(run, indent=2, default=str))
-        return 0 if run.get("status") in {"completed", "skipped"} else 1
+        _print_json(run)
+        return 0 if run.status in {"completed", "skipped"} else 1
     return 0
 
 
@@ -160,10 +165,14 @@ def add_promote_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_promote(args: argparse.Namespace) -> int:
     url = f"{_registry()}/v1/models/{args.model}/versions/{args.version}/promote"
-    result = _call(
-        "POST", url, json={"reason": args.reason, "force": args.force}, headers=_auth(args)
+    version = _read(
+        _VERSION,
+        "POST",
+        url,
+        json={"reason": args.reason, "force": args.force},
+        headers=_auth(args),
     )
-    print(json.dumps(result, indent=2, default=str))
+    _print_json(version)
     return 0
 
 
@@ -174,8 +183,8 @@ def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_rollback(args: argparse.Namespace) -> int:
     url = f"{_registry()}/v1/models/{args.model}/rollback"
-    result = _call("POST", url, json={"reason": args.reason}, headers=_auth(args))
-    print(json.dumps(result, indent=2, default=str))
+    version = _read(_VERSION, "POST", url, json={"reason": args.reason}, headers=_auth(args))
+    _print_json(version)
     return 0
 
 

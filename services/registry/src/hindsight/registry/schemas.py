@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hindsight.common import registry_api
 from hindsight.common.feature_schema import FeatureList
 from hindsight.registry.domain import Headline
-from hindsight.registry.storage import JsonObject, VersionRecord, VersionWithCard
+from hindsight.registry.storage import VersionRecord, VersionWithCard
 
 __all__ = [
     "ArchiveRequest",
@@ -86,10 +86,8 @@ class VersionPublic(registry_api.VersionPublic):
         return cls(**fields, metrics=head, recommendation=head.get("recommendation"))
 
 
-class VersionDetail(VersionPublic):
+class VersionDetail(registry_api.VersionDetail):
     """A version with its full ``metrics.json`` (null for a refused version)."""
-
-    card: JsonObject | None
 
     @classmethod
     def of_carded(cls, record: VersionWithCard) -> VersionDetail:

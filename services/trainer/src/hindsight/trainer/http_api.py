@@ -2,78 +2,22 @@
 
 Every route declares its body and its response model, so ``/openapi.json`` describes what
 goes over the wire. A run's times are written as ``datetime.isoformat()`` (``+00:00``), as
-this API always wrote them; the stats' times by pydantic (``Z``), as they always were.
+this API always wrote them; the stats' times by pydantic (``Z``), as they always were. The
+runs' bodies and answers are defined in :mod:`hindsight.common.trainer_api` (the operator CLI
+reads them too) and re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Depends, FastAPI, Query
-from pydantic import BaseModel, ConfigDict, Field
 
-from hindsight.common.http import IsoDatetime, Readiness, bearer_auth, create_http_app
+from hindsight.common.http import Readiness, bearer_auth, create_http_app
+from hindsight.common.trainer_api import RunAccepted, RunCreate, RunPublic, RunSummaryPublic
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.runs import RunService
-from hindsight.trainer.storage import (
-    DataStats,
-    RunMode,
-    RunStatus,
-    RunSummary,
-    Storage,
-    TrainingRun,
-)
+from hindsight.trainer.storage import DataStats, Storage
 
 __all__ = ["RunAccepted", "RunCreate", "RunPublic", "RunSummaryPublic", "create_app"]
-
-
-class RunCreate(BaseModel):
-    """Body of POST /v1/runs."""
-
-    model_name: str | None = Field(default=None, description="Default: the trainer's model.")
-    mode: Literal["full", "incremental"] = "full"
-    reason: str | None = None
-    requested_by: str | None = None
-
-
-class RunAccepted(BaseModel):
-    """Answer of POST /v1/runs: the run started (``running``) or why it was ``skipped``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    training_run_id: str
-    status: RunStatus
-    model_name: str
-    mode: RunMode
-    error: str | None
-
-
-class RunPublic(TrainingRun):
-    """A run with its metrics and report (GET /v1/runs/{run_id})."""
-
-    created_at: IsoDatetime
-    finished_at: IsoDatetime | None
-    training_run_id: str
-    """The run id again, under the name the events use."""
-
-    @classmethod
-    def of_run(cls, run: TrainingRun) -> RunPublic:
-        """The public view of ``run``."""
-        return cls(**run.model_dump(), training_run_id=run.run_id)
-
-
-class RunSummaryPublic(RunSummary):
-    """A run in the list (GET /v1/runs): its headline metrics, no report."""
-
-    created_at: IsoDatetime
-    finished_at: IsoDatetime | None
-    training_run_id: str
-    """The run id again, under the name the events use."""
-
-    @classmethod
-    def of_summary(cls, run: RunSummary) -> RunSummaryPublic:
-        """The public view of ``run``."""
-        return cls(**run.model_dump(), training_run_id=run.run_id)
 
 
 def create_app(

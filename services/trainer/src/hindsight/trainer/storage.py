@@ -2,7 +2,9 @@
 
 Reads return typed, frozen records: :class:`TrainingRun` (a ``runs`` row), :class:`RunSummary`
 (the list's lighter row), :class:`DataStats`, :class:`SignalRef` and the domain's
-:class:`~hindsight.trainer.domain.rows.TrainingRow`.
+:class:`~hindsight.trainer.domain.rows.TrainingRow`. The run records, with :data:`RunMode` and
+:data:`RunStatus`, are defined in :mod:`hindsight.common.trainer_api` (the clients of the runs
+API read them too) and re-exported here.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Self
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from hindsight.common.events import LabelSaved, SignalFeatures, SignalOutcome
+from hindsight.common.trainer_api import RunMode, RunStatus, RunSummary, TrainingRun
 from hindsight.trainer.domain.data_spec import DataSpec
 from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.rows import TrainingRow
@@ -43,10 +45,6 @@ _SUMMARY_COLUMNS = (
     "finished_at, duration_s, version, artifact_uri, sha256, dataset_size"
 )
 _RUN_COLUMNS = f"{_SUMMARY_COLUMNS}, metrics, report"
-_JSON_COLUMNS = frozenset({"metrics", "report", "headline"})
-
-RunMode = Literal["full", "incremental"]
-RunStatus = Literal["running", "completed", "failed", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,55 +74,6 @@ class PendingOutcome:
     entry_price: float | None
     exit_price: float | None
     signal: SignalRef
-
-
-class _RunColumns(BaseModel):
-    """The columns of a ``runs`` row that every read returns."""
-
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
-
-    run_id: str
-    model_name: str
-    mode: RunMode
-    trigger: str
-    """Who asked: ``api``, ``schedule``, ``data`` or ``event``."""
-    status: RunStatus
-    reason: str | None
-    requested_by: str | None
-    error: str | None
-    """Why a run failed or was skipped."""
-    created_at: datetime
-    finished_at: datetime | None
-    duration_s: float | None
-    version: str | None
-    artifact_uri: str | None
-    sha256: str | None
-    dataset_size: int | None
-
-    @classmethod
-    def of(cls, record: Mapping[str, Any]) -> Self:
-        """The record as read; its JSON columns arrive as text."""
-        values = dict(record)
-        for key, value in values.items():
-            if key in _JSON_COLUMNS and isinstance(value, str):
-                values[key] = json.loads(value)
-        return cls.model_validate(values)
-
-
-class TrainingRun(_RunColumns):
-    """One training run, from its request to its end state (a ``runs`` row)."""
-
-    metrics: JsonObject | None
-    """The model card's metrics (free-form: headline, test, trading, ...)."""
-    report: JsonObject | None
-    """What the run found on the way (free-form: quality report, parity, row counts)."""
-
-
-class RunSummary(_RunColumns):
-    """A run as the list shows it: its metrics' headline instead of metrics and report."""
-
-    headline: JsonObject | None
-    """The headline metrics (free-form, as the card has them)."""
 
 
 class DataStats(BaseModel):
