@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -38,6 +38,10 @@ def test_plan_is_deterministic_and_consistent() -> None:
     for trade in a:
         assert tuple(trade.features) == FEATURE_NAMES
         assert trade.outcome.exit_bar > trade.bar and trade.closed_at > trade.ts
+        # The features read bar t's close: the signal's event time is that bar's close, and
+        # the outcome is known once its exit bar has closed (no event time before its data).
+        assert trade.ts == bars.time(trade.bar) + timedelta(days=1)
+        assert trade.closed_at == bars.time(trade.outcome.exit_bar) + timedelta(days=1)
         sign = 1 if trade.setup.side == "buy" else -1
         assert (
             (trade.setup.tp - trade.setup.entry) * sign

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +15,9 @@ __all__ = ["DATA_SETS", "Bars", "load_bars", "synthetic_frame"]
 
 
 FloatArray = npt.NDArray[np.float64]
+
+
+_TIMEFRAMES = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,9 +52,14 @@ class Bars:
         return np.asarray(self.frame["Close"], dtype=np.float64)
 
     def time(self, index: int) -> datetime:
-        """Bar ``index``'s time as an aware UTC datetime."""
+        """Bar ``index``'s open time as an aware UTC datetime."""
         value: datetime = self.frame.index[index].to_pydatetime()
         return value
+
+    def close_time(self, index: int) -> datetime:
+        """When bar ``index`` closed (its open time plus the timeframe): the first moment
+        its close is known, so the earliest event time of anything computed from it."""
+        return self.time(index) + _TIMEFRAMES[self.timeframe]
 
     def with_frame(self, frame: pd.DataFrame) -> Bars:
         """The same symbol with other bars (tests change the future with it)."""

@@ -108,7 +108,8 @@ def plan_trades(bars: Bars, *, run_id: str) -> list[Trade]:
             tp=setup.tp,
             max_hold=max_hold,
         )
-        ts = bars.time(t)
+        # The signal reads bar t's close: it exists once bar t has closed, not at its open.
+        ts = bars.close_time(t)
         signal_id = signal_id_for(run_id, bars.symbol, ts, setup.setup)
         trades.append(
             Trade(
@@ -121,7 +122,7 @@ def plan_trades(bars: Bars, *, run_id: str) -> list[Trade]:
                 setup=setup,
                 features=features,
                 outcome=outcome,
-                closed_at=bars.time(outcome.exit_bar),
+                closed_at=bars.close_time(outcome.exit_bar),
                 signal_id=signal_id,
                 trade_id=trade_id_for(signal_id, bars.symbol, ts),
             )
