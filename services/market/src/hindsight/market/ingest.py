@@ -7,6 +7,11 @@ batch), so a bar older than the latest is "time going back"; for a key already s
 with other values (a correction), the bar stored before it. A key stored with the same
 values is a duplicate and changes nothing. Series are locked (advisory, per series) for
 the transaction, so two writers of one series take turns.
+
+The derived series read the series' last ``CONTEXT_BARS`` bars from a
+:class:`~hindsight.market.history.HistoryCache` when it is current (the table's newest bar
+and last correction match it), else from the table; either way the same bars, so the same
+values. The cache takes a batch's bars only after its transaction commits.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+import numpy as np
 
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import BarClosed
-from hindsight.market.derived import CONTEXT_BARS, derive
+from hindsight.market.derived import CONTEXT_BARS, derive_columns
 from hindsight.market.domain.bars import TIMEFRAMES, Bar
+from hindsight.market.domain.indicators import INDICATOR_VERSION
 from hindsight.market.domain.integrity import Violation, calendar_for, check_bar, find_gaps
+from hindsight.market.history import History, HistoryCache
 from hindsight.market.metrics import BAR_FIELDS, BAR_REJECTIONS, BARS, GAPS
 from hindsight.market.storage import BarIn, GapRecord, Storage, StoredBar
 
@@ -115,10 +123,12 @@ class BarIngest:
         *,
         calendars: Mapping[str, str] | None = None,
         on_stored: OnStored | None = None,
+        history: HistoryCache | None = None,
     ) -> None:
         self.storage = storage
         self.calendars = dict(calendars or {})
         self.on_stored = on_stored
+        self.history = HistoryCache() if history is None else history
 
     async def on_bars(self, events: list[BarClosed]) -> None:
         """``bar.closed`` batch handler: all or nothing, a bad bar fails the batch (the
@@ -130,6 +140,7 @@ class BarIngest:
         :class:`BarsRejected` (writing nothing) when any bar is bad; else store the good ones
         and report the bad ones."""
         report = IngestReport()
+        committed: dict[Series, History] = {}
         async with self.storage.pool.acquire() as conn, conn.transaction():
             table = self.storage.bars
             by_series: dict[Series, list[BarIn]] = {}
@@ -153,13 +164,16 @@ class BarIngest:
             to_write = [item for gate in gates.values() for item in gate.accepted.values()]
             await table.upsert(conn, to_write)
             await table.audit(conn, [c for g in gates.values() for c in g.corrections])
-            for series, gate in gates.items():
-                if not gate.accepted:
-                    continue
+            changed = {series: gate for series, gate in gates.items() if gate.accepted}
+            marks = await table.correction_marks(conn, changed)
+            for series, gate in changed.items():
                 report.series.add(series)
                 report.gaps.extend(self._gaps(series, gate))
-                await self._derive(conn, series, min(gate.accepted))
+                committed[series] = await self._derive(conn, series, gate, mark=marks[series])
             await table.insert_gaps(conn, report.gaps)
+        # Only now: a batch rolled back leaves the cache as the table is.
+        for series, history in committed.items():
+            self.history.put(series, history)
         self._count(report, source=source)
         if report.series and self.on_stored is not None:
             await self.on_stored(report.series)
@@ -229,20 +243,62 @@ class BarIngest:
             )
         return found
 
-    async def _derive(self, conn: asyncpg.Connection, series: Series, since: datetime) -> None:
-        """Recompute the derived series of every bar from ``since`` to the series' end."""
+    def _current(self, series: Series, gate: _SeriesGate, mark: int) -> History | None:
+        """The cached history, when it is the table's as this batch found it."""
+        history = self.history.get(series)
+        if history is None:
+            return None
+        latest = gate.latest
+        if (
+            latest is None
+            or latest.bar.ts != history.newest
+            or mark != history.correction_mark
+            or history.newest_values() != latest.values()[:5]
+        ):
+            self.history.drop(series)  # another writer, or a batch whose commit failed late
+            return None
+        return history
+
+    async def _derive(
+        self, conn: asyncpg.Connection, series: Series, gate: _SeriesGate, *, mark: int
+    ) -> History:
+        """Recompute the derived series of every bar from the batch's first new or corrected
+        bar to the series' end, from the ``CONTEXT_BARS`` bars before it; returns the
+        series' history after this batch (for the cache, once committed)."""
         symbol, timeframe = series
-        table = self.storage.bars
-        bars = await table.tail(conn, symbol, timeframe, since=since, context=CONTEXT_BARS)
-        values = derive([b.bar for b in bars])
-        changed = [(b.bar.ts, d) for b, d in zip(bars, values, strict=True) if b.bar.ts >= since]
-        await table.set_derived(
+        since = min(gate.accepted)
+        history = self._current(series, gate, mark)
+        if history is not None and since > history.newest:
+            # Only new bars, all after the cached ones: the tail is the cache plus them.
+            fresh = sorted(gate.accepted.values(), key=lambda item: item.bar.ts)
+            rows = np.array(
+                [(i.bar.open, i.bar.high, i.bar.low, i.bar.close, i.bar.volume) for i in fresh],
+                dtype=np.float64,
+            )
+            ts = [*history.ts, *(i.bar.ts for i in fresh)]
+            o, h, lo, c, v = (
+                np.concatenate((old, rows[:, k])) for k, old in enumerate(history.columns())
+            )
+        else:
+            # A first batch, a correction, or a stale cache: read the tail, as always.
+            ts, values = await self.storage.bars.tail_columns(
+                conn, symbol, timeframe, since=since, context=CONTEXT_BARS
+            )
+            o, h, lo, c, v = (values[:, k] for k in range(5))
+        first = next(i for i, t in enumerate(ts) if t >= since)
+        columns = derive_columns(h, lo, c).last(len(ts) - first)
+        await self.storage.bars.set_derived(
             conn,
             symbol,
             timeframe,
-            [ts for ts, _ in changed],
-            [d for _, d in changed],
+            ts[first:],
+            atr14=columns.atr14,
+            ema21=columns.ema21,
+            rsi14=columns.rsi14,
+            realised_vol20=columns.realised_vol20,
+            indicator_version=INDICATOR_VERSION,
         )
+        return History.last_of(ts, (o, h, lo, c, v), correction_mark=mark)
 
     @classmethod
     def _count(cls, report: IngestReport, *, source: str) -> None:

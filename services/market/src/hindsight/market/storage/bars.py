@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
+import numpy as np
+from numpy.typing import NDArray
 
 from hindsight.market.domain.bars import Bar
 from hindsight.market.storage.records import (
@@ -190,31 +192,80 @@ class BarTable:
         )
         return [_stored(row) for row in rows]
 
+    async def tail_columns(
+        self,
+        conn: asyncpg.Connection,
+        symbol: str,
+        timeframe: str,
+        *,
+        since: datetime,
+        context: int,
+    ) -> tuple[list[datetime], NDArray[np.float64]]:
+        """:meth:`tail`'s bars as open times and one float64 row per bar (open, high, low,
+        close, volume), no object per bar."""
+        rows = await conn.fetch(
+            """SELECT * FROM (
+                   (SELECT ts, open, high, low, close, volume FROM bars
+                    WHERE symbol=$1 AND timeframe=$2 AND ts < $3 ORDER BY ts DESC LIMIT $4)
+                   UNION ALL
+                   (SELECT ts, open, high, low, close, volume FROM bars
+                    WHERE symbol=$1 AND timeframe=$2 AND ts >= $3)
+               ) AS b ORDER BY ts""",
+            symbol,
+            timeframe,
+            since,
+            context,
+        )
+        values = np.array([tuple(row)[1:] for row in rows], dtype=np.float64).reshape(-1, 5)
+        return [row["ts"] for row in rows], values
+
+    async def correction_marks(
+        self, conn: asyncpg.Connection, series: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """Per series, the id of its last correction (0: none); one statement."""
+        keys = sorted(set(series))
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            """SELECT k.symbol, k.timeframe,
+                      (SELECT coalesce(max(c.id), 0) FROM bar_corrections c
+                       WHERE c.symbol = k.symbol AND c.timeframe = k.timeframe) AS mark
+               FROM unnest($1::text[], $2::text[]) AS k(symbol, timeframe)""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(row["symbol"], row["timeframe"]): int(row["mark"]) for row in rows}
+
     async def set_derived(
         self,
         conn: asyncpg.Connection,
         symbol: str,
         timeframe: str,
         ts: Sequence[datetime],
-        derived: Sequence[Derived],
+        *,
+        atr14: Sequence[float | None],
+        ema21: Sequence[float | None],
+        rsi14: Sequence[float | None],
+        realised_vol20: Sequence[float | None],
+        indicator_version: str,
     ) -> None:
         """Write the derived series of the bars at ``ts`` (one statement)."""
         if not ts:
             return
         await conn.execute(
             """UPDATE bars AS b SET atr14=u.atr14, ema21=u.ema21, rsi14=u.rsi14,
-                      realised_vol20=u.vol, indicator_version=u.version
+                      realised_vol20=u.vol, indicator_version=$8
                FROM unnest($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[],
-                           $7::float8[], $8::text[]) AS u(ts, atr14, ema21, rsi14, vol, version)
+                           $7::float8[]) AS u(ts, atr14, ema21, rsi14, vol)
                WHERE b.symbol=$1 AND b.timeframe=$2 AND b.ts=u.ts""",
             symbol,
             timeframe,
             list(ts),
-            [d.atr14 for d in derived],
-            [d.ema21 for d in derived],
-            [d.rsi14 for d in derived],
-            [d.realised_vol20 for d in derived],
-            [d.indicator_version for d in derived],
+            list(atr14),
+            list(ema21),
+            list(rsi14),
+            list(realised_vol20),
+            indicator_version,
         )
 
     async def window(
