@@ -114,6 +114,17 @@ class _SeriesGate:
         return None if self.latest is None else self.latest.bar
 
 
+@dataclass(slots=True)
+class _DerivedRows:
+    """The derived series a batch writes, all its series together (one statement)."""
+
+    keys: list[tuple[str, str, datetime]] = field(default_factory=list)
+    atr14: list[float | None] = field(default_factory=list)
+    ema21: list[float | None] = field(default_factory=list)
+    rsi14: list[float | None] = field(default_factory=list)
+    realised_vol20: list[float | None] = field(default_factory=list)
+
+
 class BarIngest:
     """Gate and store bars; tell ``on_stored`` which series got new bars (after commit)."""
 
@@ -147,15 +158,21 @@ class BarIngest:
             for item in items:
                 by_series.setdefault((item.bar.symbol, item.bar.timeframe), []).append(item)
             await table.lock_series(conn, by_series)
+            latest = await table.latest_of(conn, by_series)
+            existing = await table.at_keys(
+                conn, list({(*series, i.bar.ts) for series, its in by_series.items() for i in its})
+            )
             gates: dict[Series, _SeriesGate] = {}
-            for (symbol, timeframe), series_items in by_series.items():
+            for series, series_items in by_series.items():
                 gate = _SeriesGate(
-                    latest=await table.latest(conn, symbol, timeframe),
-                    existing=await table.at(
-                        conn, symbol, timeframe, [i.bar.ts for i in series_items]
-                    ),
+                    latest=latest.get(series),
+                    existing={
+                        i.bar.ts: existing[key]
+                        for i in series_items
+                        if (key := (*series, i.bar.ts)) in existing
+                    },
                 )
-                gates[(symbol, timeframe)] = gate
+                gates[series] = gate
                 for item in series_items:
                     await self._gate_one(conn, gate, item, report)
             if report.rejected and strict:
@@ -166,10 +183,22 @@ class BarIngest:
             await table.audit(conn, [c for g in gates.values() for c in g.corrections])
             changed = {series: gate for series, gate in gates.items() if gate.accepted}
             marks = await table.correction_marks(conn, changed)
+            derived = _DerivedRows()
             for series, gate in changed.items():
                 report.series.add(series)
                 report.gaps.extend(self._gaps(series, gate))
-                committed[series] = await self._derive(conn, series, gate, mark=marks[series])
+                committed[series] = await self._derive(
+                    conn, series, gate, mark=marks[series], into=derived
+                )
+            await table.set_derived(
+                conn,
+                derived.keys,
+                atr14=derived.atr14,
+                ema21=derived.ema21,
+                rsi14=derived.rsi14,
+                realised_vol20=derived.realised_vol20,
+                indicator_version=INDICATOR_VERSION,
+            )
             await table.insert_gaps(conn, report.gaps)
         # Only now: a batch rolled back leaves the cache as the table is.
         for series, history in committed.items():
@@ -260,7 +289,13 @@ class BarIngest:
         return history
 
     async def _derive(
-        self, conn: asyncpg.Connection, series: Series, gate: _SeriesGate, *, mark: int
+        self,
+        conn: asyncpg.Connection,
+        series: Series,
+        gate: _SeriesGate,
+        *,
+        mark: int,
+        into: _DerivedRows,
     ) -> History:
         """Recompute the derived series of every bar from the batch's first new or corrected
         bar to the series' end, from the ``CONTEXT_BARS`` bars before it; returns the
@@ -287,17 +322,11 @@ class BarIngest:
             o, h, lo, c, v = (values[:, k] for k in range(5))
         first = next(i for i, t in enumerate(ts) if t >= since)
         columns = derive_columns(h, lo, c).last(len(ts) - first)
-        await self.storage.bars.set_derived(
-            conn,
-            symbol,
-            timeframe,
-            ts[first:],
-            atr14=columns.atr14,
-            ema21=columns.ema21,
-            rsi14=columns.rsi14,
-            realised_vol20=columns.realised_vol20,
-            indicator_version=INDICATOR_VERSION,
-        )
+        into.keys.extend((symbol, timeframe, t) for t in ts[first:])
+        into.atr14.extend(columns.atr14)
+        into.ema21.extend(columns.ema21)
+        into.rsi14.extend(columns.rsi14)
+        into.realised_vol20.extend(columns.realised_vol20)
         return History.last_of(ts, (o, h, lo, c, v), correction_mark=mark)
 
     @classmethod

@@ -70,10 +70,11 @@ class BarTable:
     ) -> None:
         """Serialise writers of the same series until the transaction ends (sorted: no
         deadlock between two writers of several series)."""
-        for symbol, timeframe in sorted(set(series)):
-            await conn.execute(
+        keys = sorted(set(series))
+        if keys:  # one pipelined round trip; the locks are taken in this order
+            await conn.executemany(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 15))",
-                f"market.bars:{symbol}:{timeframe}",
+                [(f"market.bars:{symbol}:{timeframe}",) for symbol, timeframe in keys],
             )
 
     async def latest(
@@ -110,6 +111,38 @@ class BarTable:
             list(ts),
         )
         return {row["ts"]: _stored(row) for row in rows}
+
+    async def latest_of(
+        self, conn: asyncpg.Connection, series: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredBar]:
+        """:meth:`latest` of each series that has bars, in one statement."""
+        keys = sorted(set(series))
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            f"""SELECT b.* FROM unnest($1::text[], $2::text[]) AS k(symbol, timeframe)
+                CROSS JOIN LATERAL ({_SELECT}
+                    WHERE symbol=k.symbol AND timeframe=k.timeframe
+                    ORDER BY ts DESC LIMIT 1) AS b""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(row["symbol"], row["timeframe"]): _stored(row) for row in rows}
+
+    async def at_keys(
+        self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str, datetime]]
+    ) -> dict[tuple[str, str, datetime], StoredBar]:
+        """The stored bars at these (symbol, timeframe, ts) keys, in one statement."""
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            f"""{_SELECT} WHERE (symbol, timeframe, ts) IN (
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]))""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+        )
+        return {(row["symbol"], row["timeframe"], row["ts"]): _stored(row) for row in rows}
 
     async def upsert(self, conn: asyncpg.Connection, items: Sequence[BarIn]) -> None:
         """Write ``items`` in one statement; an existing key takes the new values."""
@@ -239,9 +272,7 @@ class BarTable:
     async def set_derived(
         self,
         conn: asyncpg.Connection,
-        symbol: str,
-        timeframe: str,
-        ts: Sequence[datetime],
+        keys: Sequence[tuple[str, str, datetime]],
         *,
         atr14: Sequence[float | None],
         ema21: Sequence[float | None],
@@ -249,18 +280,20 @@ class BarTable:
         realised_vol20: Sequence[float | None],
         indicator_version: str,
     ) -> None:
-        """Write the derived series of the bars at ``ts`` (one statement)."""
-        if not ts:
+        """Write the derived series of the bars at these (symbol, timeframe, ts) keys (one
+        statement, any number of series)."""
+        if not keys:
             return
         await conn.execute(
             """UPDATE bars AS b SET atr14=u.atr14, ema21=u.ema21, rsi14=u.rsi14,
                       realised_vol20=u.vol, indicator_version=$8
-               FROM unnest($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[],
-                           $7::float8[]) AS u(ts, atr14, ema21, rsi14, vol)
-               WHERE b.symbol=$1 AND b.timeframe=$2 AND b.ts=u.ts""",
-            symbol,
-            timeframe,
-            list(ts),
+               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[],
+                           $5::float8[], $6::float8[], $7::float8[])
+                    AS u(symbol, timeframe, ts, atr14, ema21, rsi14, vol)
+               WHERE b.symbol=u.symbol AND b.timeframe=u.timeframe AND b.ts=u.ts""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
             list(atr14),
             list(ema21),
             list(rsi14),
