@@ -1,6 +1,6 @@
-"""Issue 12's soak at full length, printed: the whole stack at 1,000 calls/s for 120 s
-(8 phases of 15 s: no fault, then kill -9 of the scorer, the registry, NATS, PostgreSQL,
-the trainer, the embedder and memory in turn).
+"""Issue 12's soak at full length, printed: the whole stack at 1,000 calls/s
+(9 phases of 15 s: no fault, then kill -9 of the scorer, the registry, NATS, PostgreSQL,
+the trainer, the embedder, memory and market in turn).
 
 Before the faults, with the whole stack and its workload running: closed-loop throughput
 (16 calls in flight) through the gateway and to the scorer alone, counted as real scores

@@ -3,7 +3,7 @@
 Every process of the dev stack runs (private NATS and PostgreSQL so they can be killed),
 a model is served, a plain nats-py publisher feeds the learning side, and open-loop
 clients compiled from the proto call gateway ``Score`` with a 100 ms deadline while the
-scorer, the registry, NATS, PostgreSQL, the trainer, the embedder and memory are killed
+scorer, the registry, NATS, PostgreSQL, the trainer, the embedder, memory and market are killed
 with SIGKILL in turn and restarted. Every call must be a real score or a fallback with its
 reason: no gRPC error, no answer after the deadline.
 

@@ -44,9 +44,9 @@ from .testing import ServiceProcesses
 __all__ = ["TARGETS", "CallStats", "SoakPlan", "SoakReport", "format_report", "run_soak"]
 
 # What is killed, in this order (issue 12).
-TARGETS = ("scorer", "registry", "nats", "postgres", "trainer", "embedder", "memory")
+TARGETS = ("scorer", "registry", "nats", "postgres", "trainer", "embedder", "memory", "market")
 TRADING = ("scorer", "gateway")
-LEARNING = ("registry", "trainer", "embedder", "memory", "labeling")
+LEARNING = ("registry", "trainer", "embedder", "memory", "labeling", "market")
 LEARNING_NICE = 10
 TOKEN = "soak-token"
 
@@ -370,7 +370,16 @@ def _stack(
     stack = _Stack(root, nats, postgres, running, services)
     try:
         asyncio.run(_deploy(nats.url, deployment))
-        for name in ("registry", "trainer", "scorer", "gateway", "embedder", "memory", "labeling"):
+        for name in (
+            "registry",
+            "trainer",
+            "scorer",
+            "gateway",
+            "embedder",
+            "memory",
+            "labeling",
+            "market",
+        ):
             _say(f"starting {name}")
             stack.start_service(name)
         yield stack
