@@ -13,7 +13,6 @@ Run with ``pytest -m bench bench/test_bench_grpc_floor.py -s``; asserts nothing 
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import grpc
 import pytest
 
 from hindsight.devstack.ports import free_port
+from hindsight.devstack.soak import process_cpu_s
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 pytestmark = pytest.mark.bench
@@ -98,11 +98,6 @@ async def _open_loop(target: str, rate: float, seconds: float) -> tuple[int, int
     return sent, errors
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -119,9 +114,9 @@ def test_bench_bare_grpc_aio_cpu_per_call() -> None:
         # Warm: the servers' imports and first calls are start-up, not per-call cost.
         asyncio.run(_open_loop(f"127.0.0.1:{proxy_port}", 50.0, 1.0))
         for rate in RATES:
-            before = (_cpu_s(echo.pid), _cpu_s(proxy.pid), _own_cpu_s())
+            before = (process_cpu_s(echo.pid), process_cpu_s(proxy.pid), _own_cpu_s())
             calls, errors = asyncio.run(_open_loop(f"127.0.0.1:{proxy_port}", rate, SECONDS))
-            after = (_cpu_s(echo.pid), _cpu_s(proxy.pid), _own_cpu_s())
+            after = (process_cpu_s(echo.pid), process_cpu_s(proxy.pid), _own_cpu_s())
             spent = [(b - a) * 1000 / calls for a, b in zip(before, after, strict=True)]
             cores = sum(spent) * rate / 1000
             print(

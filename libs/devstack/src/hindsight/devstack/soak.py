@@ -224,6 +224,18 @@ def format_report(report: SoakReport) -> str:
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def process_cpu(stat: str) -> tuple[str, int, float]:
+    """(command name, nice, CPU seconds user + system) from a ``/proc/<pid>/stat`` line."""
+    name, _, rest = stat.partition(" (")[2].rpartition(") ")
+    fields = rest.split()
+    return name, int(fields[16]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    return process_cpu(Path(f"/proc/{pid}/stat").read_text())[2]
+
+
 def _cpu_snapshot() -> dict[int, tuple[str, int, float]]:
     """pid -> (command, nice, CPU seconds so far) for every process that can be read."""
     out: dict[int, tuple[str, int, float]] = {}
@@ -231,29 +243,16 @@ def _cpu_snapshot() -> dict[int, tuple[str, int, float]]:
         if not entry.name.isdigit():
             continue
         try:
-            raw = (entry / "stat").read_text()
+            name, nice, cpu = process_cpu((entry / "stat").read_text())
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        name, _, rest = raw.partition(" (")[2].rpartition(") ")
-        fields = rest.split()
-        words = cmdline.split()
         # "python -m hindsight.gateway" says more than "python".
-        label = next((w for w in words if w.startswith("hindsight.")), "") or (
+        label = next((w for w in cmdline.split() if w.startswith("hindsight.")), "") or (
             "pytest" if "pytest" in cmdline else name
         )
-        out[int(entry.name)] = (
-            label[:40],
-            int(fields[16]),
-            (int(fields[11]) + int(fields[12])) / _TICK,
-        )
+        out[int(entry.name)] = (label[:40], nice, cpu)
     return out
-
-
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _cpu_use(
@@ -627,10 +626,10 @@ def run_soak(
             cpu_before, cpu_at = _cpu_snapshot(), time.monotonic()
             phases.append(Phase("baseline", time.time()))
             trading = {name: stack.services.procs[name].pid for name in TRADING}
-            trading_before = {name: _process_cpu_s(pid) for name, pid in trading.items()}
+            trading_before = {name: process_cpu_s(pid) for name, pid in trading.items()}
             time.sleep(plan.phase_s)
             cpu_per_call_ms = {
-                name: (_process_cpu_s(pid) - trading_before[name])
+                name: (process_cpu_s(pid) - trading_before[name])
                 / (plan.rate * plan.phase_s)
                 * 1000
                 for name, pid in trading.items()
