@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hindsight/scoring/v1/scoring.proto\x12\x14hindsight.scoring.v1\"\xc6\x02\n\x0cScoreRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x42\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x30.hindsight.scoring.v1.ScoreRequest.FeaturesEntry\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12\x17\n\nmodel_name\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rmodel_version\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x16\n\x0e\x66\x65\x61ture_values\x18\t \x03(\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\r\n\x0b_model_nameB\x10\n\x0e_model_version\"\xd9\x02\n\rScoreResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x11\n\tp_success\x18\x02 \x01(\x01\x12\x11\n\tp_failure\x18\x03 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x04 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x05 \x01(\x01\x12M\n\rcontributions\x18\x06 \x03(\x0b\x32\x36.hindsight.scoring.v1.ScoreResponse.ContributionsEntry\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0b\n\x03\x61rm\x18\x08 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\t \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\n \x01(\t\x12\x1a\n\x12prediction_time_ms\x18\x0b \x01(\x01\x1a\x34\n\x12\x43ontributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"`\n\x11ScoreBatchRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".hindsight.scoring.v1.ScoreRequest\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"L\n\x12ScoreBatchResponse\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.hindsight.scoring.v1.ScoreResponse2\xbc\x01\n\x07Scoring\x12P\n\x05Score\x12\".hindsight.scoring.v1.ScoreRequest\x1a#.hindsight.scoring.v1.ScoreResponse\x12_\n\nScoreBatch\x12\'.hindsight.scoring.v1.ScoreBatchRequest\x1a(.hindsight.scoring.v1.ScoreBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hindsight/scoring/v1/scoring.proto\x12\x14hindsight.scoring.v1\"\xc6\x02\n\x0cScoreRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x42\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x30.hindsight.scoring.v1.ScoreRequest.FeaturesEntry\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12\x17\n\nmodel_name\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rmodel_version\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x16\n\x0e\x66\x65\x61ture_values\x18\t \x03(\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\r\n\x0b_model_nameB\x10\n\x0e_model_version\"\xd9\x02\n\rScoreResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x11\n\tp_success\x18\x02 \x01(\x01\x12\x11\n\tp_failure\x18\x03 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x04 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x05 \x01(\x01\x12M\n\rcontributions\x18\x06 \x03(\x0b\x32\x36.hindsight.scoring.v1.ScoreResponse.ContributionsEntry\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0b\n\x03\x61rm\x18\x08 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\t \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\n \x01(\t\x12\x1a\n\x12prediction_time_ms\x18\x0b \x01(\x01\x1a\x34\n\x12\x43ontributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"`\n\x11ScoreBatchRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".hindsight.scoring.v1.ScoreRequest\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"L\n\x12ScoreBatchResponse\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.hindsight.scoring.v1.ScoreResponse\"\xd1\x02\n\x0ePredictRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\ttimeframe\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x44\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x32.hindsight.scoring.v1.PredictRequest.FeaturesEntry\x12\x13\n\x06\x66\x61mily\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x1b\n\x0e\x66\x61mily_version\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x1e\n\x11liquidity_cluster\x18\x08 \x01(\tH\x02\x88\x01\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\t\n\x07_familyB\x11\n\x0f_family_versionB\x14\n\x12_liquidity_cluster\"\x94\x01\n\x0eHeadPrediction\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x0e\n\x06member\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0e\n\x06\x61lphas\x18\x04 \x03(\x01\x12\x11\n\tquantiles\x18\x05 \x03(\x01\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x07 \x01(\t\"\xa5\x03\n\x0fPredictResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x10\n\x08\x63onf_pat\x18\x02 \x01(\x01\x12\x0c\n\x04side\x18\x03 \x01(\t\x12\x0f\n\x07sl_katr\x18\x04 \x01(\x01\x12\x11\n\trr_target\x18\x05 \x01(\x01\x12\x13\n\x0boffset_katr\x18\x06 \x01(\x01\x12\x13\n\x0b\x65ntry_style\x18\x07 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x08 \x01(\t\x12\x16\n\x0e\x66\x61mily_version\x18\t \x01(\t\x12?\n\x05heads\x18\n \x03(\x0b\x32\x30.hindsight.scoring.v1.PredictResponse.HeadsEntry\x12\x0b\n\x03\x61rm\x18\x0b \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x0c \x01(\x08\x12\x19\n\x11liquidity_cluster\x18\r \x01(\t\x12\x1a\n\x12prediction_time_ms\x18\x0e \x01(\x01\x1aR\n\nHeadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x33\n\x05value\x18\x02 \x01(\x0b\x32$.hindsight.scoring.v1.HeadPrediction:\x02\x38\x01\"M\n\x13PredictBatchRequest\x12\x36\n\x08requests\x18\x01 \x03(\x0b\x32$.hindsight.scoring.v1.PredictRequest\"P\n\x14PredictBatchResponse\x12\x38\n\tresponses\x18\x01 \x03(\x0b\x32%.hindsight.scoring.v1.PredictResponse2\xfb\x02\n\x07Scoring\x12P\n\x05Score\x12\".hindsight.scoring.v1.ScoreRequest\x1a#.hindsight.scoring.v1.ScoreResponse\x12_\n\nScoreBatch\x12\'.hindsight.scoring.v1.ScoreBatchRequest\x1a(.hindsight.scoring.v1.ScoreBatchResponse\x12V\n\x07Predict\x12$.hindsight.scoring.v1.PredictRequest\x1a%.hindsight.scoring.v1.PredictResponse\x12\x65\n\x0cPredictBatch\x12).hindsight.scoring.v1.PredictBatchRequest\x1a*.hindsight.scoring.v1.PredictBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._loaded_options = None
   _globals['_SCORERESPONSE_CONTRIBUTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_PREDICTREQUEST_FEATURESENTRY']._loaded_options = None
+  _globals['_PREDICTREQUEST_FEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_PREDICTRESPONSE_HEADSENTRY']._loaded_options = None
+  _globals['_PREDICTRESPONSE_HEADSENTRY']._serialized_options = b'8\001'
   _globals['_SCOREREQUEST']._serialized_start=61
   _globals['_SCOREREQUEST']._serialized_end=387
   _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_start=307
@@ -47,6 +51,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREBATCHREQUEST']._serialized_end=833
   _globals['_SCOREBATCHRESPONSE']._serialized_start=835
   _globals['_SCOREBATCHRESPONSE']._serialized_end=911
-  _globals['_SCORING']._serialized_start=914
-  _globals['_SCORING']._serialized_end=1102
+  _globals['_PREDICTREQUEST']._serialized_start=914
+  _globals['_PREDICTREQUEST']._serialized_end=1251
+  _globals['_PREDICTREQUEST_FEATURESENTRY']._serialized_start=307
+  _globals['_PREDICTREQUEST_FEATURESENTRY']._serialized_end=354
+  _globals['_HEADPREDICTION']._serialized_start=1254
+  _globals['_HEADPREDICTION']._serialized_end=1402
+  _globals['_PREDICTRESPONSE']._serialized_start=1405
+  _globals['_PREDICTRESPONSE']._serialized_end=1826
+  _globals['_PREDICTRESPONSE_HEADSENTRY']._serialized_start=1744
+  _globals['_PREDICTRESPONSE_HEADSENTRY']._serialized_end=1826
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=1828
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=1905
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1907
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1987
+  _globals['_SCORING']._serialized_start=1990
+  _globals['_SCORING']._serialized_end=2369
 # @@protoc_insertion_point(module_scope)

@@ -338,3 +338,286 @@ class ScoreBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ScoreBatchResponse: _TypeAlias = ScoreBatchResponse  # noqa: Y015
+
+@_typing.final
+class PredictRequest(_message.Message):
+    """One signal for the model family: the fields of `ScoreRequest` that a family reads."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FeaturesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SIGNAL_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    FAMILY_VERSION_FIELD_NUMBER: _builtins.int
+    LIQUIDITY_CLUSTER_FIELD_NUMBER: _builtins.int
+    signal_id: _builtins.str
+    """As `ScoreRequest.signal_id` (echoed; joins the prediction to the trade's labels)."""
+    symbol: _builtins.str
+    """As `ScoreRequest.symbol`."""
+    timeframe: _builtins.str
+    """As `ScoreRequest.timeframe`."""
+    side: _builtins.str
+    """The proposed side: "buy" or "sell" (`conf_pat` is for this side)."""
+    family: _builtins.str
+    """The family to answer with. Absent or empty: the default family ("playbook")."""
+    family_version: _builtins.str
+    """Pins one loaded release, `v{major}_{minor}_{patch}` (the gateway sets it for
+    experiment arms). Absent: the serving release.
+    """
+    liquidity_cluster: _builtins.str
+    """"H", "M" or "L": picks the Entry-Expert (the release's routing says whether the
+    cluster's own expert or the pooled model serves it). Absent: the pooled model with
+    the cluster unknown.
+    """
+    @_builtins.property
+    def features(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Feature name -> value, with the names of the family's feature schema; NaN means
+        missing, accepted only where the members allow it. Same limits as `Score`.
+        """
+
+    def __init__(
+        self,
+        *,
+        signal_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        timeframe: _builtins.str = ...,
+        side: _builtins.str = ...,
+        features: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        family: _builtins.str | None = ...,
+        family_version: _builtins.str | None = ...,
+        liquidity_cluster: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_family", b"_family", "_family_version", b"_family_version", "_liquidity_cluster", b"_liquidity_cluster", "family", b"family", "family_version", b"family_version", "liquidity_cluster", b"liquidity_cluster"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_family", b"_family", "_family_version", b"_family_version", "_liquidity_cluster", b"_liquidity_cluster", "family", b"family", "family_version", b"family_version", "features", b"features", "liquidity_cluster", b"liquidity_cluster", "side", b"side", "signal_id", b"signal_id", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__family: _TypeAlias = _typing.Literal["family"]  # noqa: Y015
+    _WhichOneofArgType__family: _TypeAlias = _typing.Literal["_family", b"_family"]  # noqa: Y015
+    _WhichOneofReturnType__family_version: _TypeAlias = _typing.Literal["family_version"]  # noqa: Y015
+    _WhichOneofArgType__family_version: _TypeAlias = _typing.Literal["_family_version", b"_family_version"]  # noqa: Y015
+    _WhichOneofReturnType__liquidity_cluster: _TypeAlias = _typing.Literal["liquidity_cluster"]  # noqa: Y015
+    _WhichOneofArgType__liquidity_cluster: _TypeAlias = _typing.Literal["_liquidity_cluster", b"_liquidity_cluster"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__family) -> _WhichOneofReturnType__family | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__family_version) -> _WhichOneofReturnType__family_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__liquidity_cluster) -> _WhichOneofReturnType__liquidity_cluster | None: ...
+
+Global___PredictRequest: _TypeAlias = PredictRequest  # noqa: Y015
+
+@_typing.final
+class HeadPrediction(_message.Message):
+    """What one head answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    ALPHAS_FIELD_NUMBER: _builtins.int
+    QUANTILES_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    FALLBACK_REASON_FIELD_NUMBER: _builtins.int
+    value: _builtins.float
+    """The served value (the same number as the response's field for this head)."""
+    member: _builtins.str
+    """The member that answered, for example "entry_H", "entry_pooled", "risk"."""
+    model_version: _builtins.str
+    """The member's version (a release may carry a member over from an earlier one)."""
+    fallback: _builtins.bool
+    """True when the head's default answered instead of a model; `fallback_reason` says why."""
+    fallback_reason: _builtins.str
+    @_builtins.property
+    def alphas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Quantile heads: the alphas and the values at each (ascending, never crossing)."""
+
+    @_builtins.property
+    def quantiles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        value: _builtins.float = ...,
+        member: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        alphas: _abc.Iterable[_builtins.float] | None = ...,
+        quantiles: _abc.Iterable[_builtins.float] | None = ...,
+        fallback: _builtins.bool = ...,
+        fallback_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alphas", b"alphas", "fallback", b"fallback", "fallback_reason", b"fallback_reason", "member", b"member", "model_version", b"model_version", "quantiles", b"quantiles", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeadPrediction: _TypeAlias = HeadPrediction  # noqa: Y015
+
+@_typing.final
+class PredictResponse(_message.Message):
+    """Every head of the family for one signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___HeadPrediction: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___HeadPrediction | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SIGNAL_ID_FIELD_NUMBER: _builtins.int
+    CONF_PAT_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    SL_KATR_FIELD_NUMBER: _builtins.int
+    RR_TARGET_FIELD_NUMBER: _builtins.int
+    OFFSET_KATR_FIELD_NUMBER: _builtins.int
+    ENTRY_STYLE_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    FAMILY_VERSION_FIELD_NUMBER: _builtins.int
+    HEADS_FIELD_NUMBER: _builtins.int
+    ARM_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    LIQUIDITY_CLUSTER_FIELD_NUMBER: _builtins.int
+    PREDICTION_TIME_MS_FIELD_NUMBER: _builtins.int
+    signal_id: _builtins.str
+    """The request's `signal_id`, echoed."""
+    conf_pat: _builtins.float
+    """Entry head: calibrated probability that the proposed side reaches +1 R before -1 R
+    within the label horizon, in (0, 1).
+    """
+    side: _builtins.str
+    """The side `conf_pat` is for (the request's side)."""
+    sl_katr: _builtins.float
+    """Risk head: stop distance in ATR (the served quantile, 0.7 by default)."""
+    rr_target: _builtins.float
+    """RR head: target in R (the served quantile, 0.6 by default)."""
+    offset_katr: _builtins.float
+    """Entry-Offset head: entry offset in ATR from the signal price, in the trade's
+    direction (negative = a better price).
+    """
+    entry_style: _builtins.str
+    """"LIMIT" when `offset_katr` < 0, else "STOP"."""
+    family: _builtins.str
+    """The family and release that answered (empty release when every head fell back)."""
+    family_version: _builtins.str
+    arm: _builtins.str
+    """The experiment arm that answered; empty outside experiments."""
+    fallback: _builtins.bool
+    """True when at least one head is a fallback (see `heads[...].fallback`)."""
+    liquidity_cluster: _builtins.str
+    """The cluster whose routing picked the entry member; empty when unknown (pooled)."""
+    prediction_time_ms: _builtins.float
+    """Time the answering server spent, in milliseconds."""
+    @_builtins.property
+    def heads(self) -> _containers.MessageMap[_builtins.str, Global___HeadPrediction]:
+        """Head name ("entry", "risk", "rr", "offset") -> what it answered, with versions."""
+
+    def __init__(
+        self,
+        *,
+        signal_id: _builtins.str = ...,
+        conf_pat: _builtins.float = ...,
+        side: _builtins.str = ...,
+        sl_katr: _builtins.float = ...,
+        rr_target: _builtins.float = ...,
+        offset_katr: _builtins.float = ...,
+        entry_style: _builtins.str = ...,
+        family: _builtins.str = ...,
+        family_version: _builtins.str = ...,
+        heads: _abc.Mapping[_builtins.str, Global___HeadPrediction] | None = ...,
+        arm: _builtins.str = ...,
+        fallback: _builtins.bool = ...,
+        liquidity_cluster: _builtins.str = ...,
+        prediction_time_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "conf_pat", b"conf_pat", "entry_style", b"entry_style", "fallback", b"fallback", "family", b"family", "family_version", b"family_version", "heads", b"heads", "liquidity_cluster", b"liquidity_cluster", "offset_katr", b"offset_katr", "prediction_time_ms", b"prediction_time_ms", "rr_target", b"rr_target", "side", b"side", "signal_id", b"signal_id", "sl_katr", b"sl_katr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictResponse: _TypeAlias = PredictResponse  # noqa: Y015
+
+@_typing.final
+class PredictBatchRequest(_message.Message):
+    """Several signals for the model family."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictRequest]:
+        """At most 10,000 (INVALID_ARGUMENT naming `requests`)."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___PredictRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictBatchRequest: _TypeAlias = PredictBatchRequest  # noqa: Y015
+
+@_typing.final
+class PredictBatchResponse(_message.Message):
+    """The answers of a batch, in the order of the requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictResponse]: ...
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___PredictResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictBatchResponse: _TypeAlias = PredictBatchResponse  # noqa: Y015

@@ -50,6 +50,16 @@ class ScoringStub:
                 request_serializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.SerializeToString,
                 response_deserializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.FromString,
                 _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/hindsight.scoring.v1.Scoring/Predict',
+                request_serializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictRequest.SerializeToString,
+                response_deserializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictResponse.FromString,
+                _registered_method=True)
+        self.PredictBatch = channel.unary_unary(
+                '/hindsight.scoring.v1.Scoring/PredictBatch',
+                request_serializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictBatchRequest.SerializeToString,
+                response_deserializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictBatchResponse.FromString,
+                _registered_method=True)
 
 
 class ScoringServicer:
@@ -82,6 +92,31 @@ class ScoringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Predict(self, request, context):
+        """Answers every head of a model family for one signal (added to v1, additive): the
+        Entry-Expert's `conf_pat` for the proposed side, the Risk head's stop distance
+        `sl_katr`, the RR head's `rr_target`, the Entry-Offset head's `offset_katr` and the
+        `entry_style` its sign gives, each with the member version that answered.
+        Bad input is INVALID_ARGUMENT naming the field exactly as for `Score` (features,
+        side, limits), plus `family` / `family_version` (unknown or not loaded) and
+        `liquidity_cluster` (not one of H, M, L). On the gateway a head whose scorer is slow
+        or down is answered by that head's conservative default with `fallback = true` and a
+        reason (never an error for a valid request): entry 0.5, risk 1.5 ATR, rr 2.0 R,
+        offset 0.0 (STOP).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PredictBatch(self, request, context):
+        """Several signals in one call. `responses[i]` answers `requests[i]`; an invalid
+        request fails the whole call with INVALID_ARGUMENT naming it by index
+        (`requests[3].features.rsi_14`). At most 10,000 requests.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoringServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +129,16 @@ def add_ScoringServicer_to_server(servicer, server):
                     servicer.ScoreBatch,
                     request_deserializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.FromString,
                     response_serializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictRequest.FromString,
+                    response_serializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictResponse.SerializeToString,
+            ),
+            'PredictBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictBatch,
+                    request_deserializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictBatchRequest.FromString,
+                    response_serializer=hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -156,6 +201,60 @@ class Scoring:
             '/hindsight.scoring.v1.Scoring/ScoreBatch',
             hindsight_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.SerializeToString,
             hindsight_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hindsight.scoring.v1.Scoring/Predict',
+            hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictRequest.SerializeToString,
+            hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hindsight.scoring.v1.Scoring/PredictBatch',
+            hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictBatchRequest.SerializeToString,
+            hindsight_dot_scoring_dot_v1_dot_scoring__pb2.PredictBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

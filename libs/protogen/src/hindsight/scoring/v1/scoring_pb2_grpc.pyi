@@ -97,6 +97,23 @@ class ScoringStub:
     `feature_names` once and each request's `feature_values` in that order (see
     `ScoreBatchRequest`). Both forms give the same answers for the same values.
     """
+    Predict: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.PredictRequest, _scoring_pb2.PredictResponse]
+    """Answers every head of a model family for one signal (added to v1, additive): the
+    Entry-Expert's `conf_pat` for the proposed side, the Risk head's stop distance
+    `sl_katr`, the RR head's `rr_target`, the Entry-Offset head's `offset_katr` and the
+    `entry_style` its sign gives, each with the member version that answered.
+    Bad input is INVALID_ARGUMENT naming the field exactly as for `Score` (features,
+    side, limits), plus `family` / `family_version` (unknown or not loaded) and
+    `liquidity_cluster` (not one of H, M, L). On the gateway a head whose scorer is slow
+    or down is answered by that head's conservative default with `fallback = true` and a
+    reason (never an error for a valid request): entry 0.5, risk 1.5 ATR, rr 2.0 R,
+    offset 0.0 (STOP).
+    """
+    PredictBatch: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.PredictBatchRequest, _scoring_pb2.PredictBatchResponse]
+    """Several signals in one call. `responses[i]` answers `requests[i]`; an invalid
+    request fails the whole call with INVALID_ARGUMENT naming it by index
+    (`requests[3].features.rsi_14`). At most 10,000 requests.
+    """
 
 @_typing.type_check_only
 class ScoringAsyncStub(ScoringStub):
@@ -121,6 +138,23 @@ class ScoringAsyncStub(ScoringStub):
     Features come either as each request's `features` map, or packed: the batch's
     `feature_names` once and each request's `feature_values` in that order (see
     `ScoreBatchRequest`). Both forms give the same answers for the same values.
+    """
+    Predict: _aio.UnaryUnaryMultiCallable[_scoring_pb2.PredictRequest, _scoring_pb2.PredictResponse]  # type: ignore[assignment]
+    """Answers every head of a model family for one signal (added to v1, additive): the
+    Entry-Expert's `conf_pat` for the proposed side, the Risk head's stop distance
+    `sl_katr`, the RR head's `rr_target`, the Entry-Offset head's `offset_katr` and the
+    `entry_style` its sign gives, each with the member version that answered.
+    Bad input is INVALID_ARGUMENT naming the field exactly as for `Score` (features,
+    side, limits), plus `family` / `family_version` (unknown or not loaded) and
+    `liquidity_cluster` (not one of H, M, L). On the gateway a head whose scorer is slow
+    or down is answered by that head's conservative default with `fallback = true` and a
+    reason (never an error for a valid request): entry 0.5, risk 1.5 ATR, rr 2.0 R,
+    offset 0.0 (STOP).
+    """
+    PredictBatch: _aio.UnaryUnaryMultiCallable[_scoring_pb2.PredictBatchRequest, _scoring_pb2.PredictBatchResponse]  # type: ignore[assignment]
+    """Several signals in one call. `responses[i]` answers `requests[i]`; an invalid
+    request fails the whole call with INVALID_ARGUMENT naming it by index
+    (`requests[3].features.rsi_14`). At most 10,000 requests.
     """
 
 class ScoringServicer(metaclass=_abc_1.ABCMeta):
@@ -155,6 +189,35 @@ class ScoringServicer(metaclass=_abc_1.ABCMeta):
         Features come either as each request's `features` map, or packed: the batch's
         `feature_names` once and each request's `feature_values` in that order (see
         `ScoreBatchRequest`). Both forms give the same answers for the same values.
+        """
+
+    @_abc_1.abstractmethod
+    def Predict(
+        self,
+        request: _scoring_pb2.PredictRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.PredictResponse, _abc.Awaitable[_scoring_pb2.PredictResponse]]:
+        """Answers every head of a model family for one signal (added to v1, additive): the
+        Entry-Expert's `conf_pat` for the proposed side, the Risk head's stop distance
+        `sl_katr`, the RR head's `rr_target`, the Entry-Offset head's `offset_katr` and the
+        `entry_style` its sign gives, each with the member version that answered.
+        Bad input is INVALID_ARGUMENT naming the field exactly as for `Score` (features,
+        side, limits), plus `family` / `family_version` (unknown or not loaded) and
+        `liquidity_cluster` (not one of H, M, L). On the gateway a head whose scorer is slow
+        or down is answered by that head's conservative default with `fallback = true` and a
+        reason (never an error for a valid request): entry 0.5, risk 1.5 ATR, rr 2.0 R,
+        offset 0.0 (STOP).
+        """
+
+    @_abc_1.abstractmethod
+    def PredictBatch(
+        self,
+        request: _scoring_pb2.PredictBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.PredictBatchResponse, _abc.Awaitable[_scoring_pb2.PredictBatchResponse]]:
+        """Several signals in one call. `responses[i]` answers `requests[i]`; an invalid
+        request fails the whole call with INVALID_ARGUMENT naming it by index
+        (`requests[3].features.rsi_14`). At most 10,000 requests.
         """
 
 def add_ScoringServicer_to_server(servicer: ScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
