@@ -728,6 +728,8 @@ class PredictionLogged(Event):
     experiment_id: NonEmptyStr | None = None
     arm: NonEmptyStr | None = None
     latency_ms: NonNegativeFloat | None = None
+    model_name: NonEmptyStr | None = None
+    """The model (or model family, for ``Predict``) that answered; absent: the default model."""
 
     def idempotency_key(self) -> str:
         return self.prediction_id
