@@ -74,7 +74,59 @@ async def test_bad_rows_are_rejected_by_field_and_the_good_ones_stored(
     assert [r["ts"].hour for r in stored] == [0, 4]
 
 
-def test_btcusd_is_refused_with_the_reason(fresh_database: str) -> None:
+async def test_btcusd_imports_as_monthly_bars_opening_on_the_first(
+    fresh_database: str,
+) -> None:
     result = run(fresh_database, "--dataset", "BTCUSD")
-    assert result.returncode == 2
-    assert "monthly" in result.stderr and "not imported" in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "read 156 bars: 156 stored" in result.stdout, result.stdout
+    assert "0 missing bar(s) in 0 gap(s)" in result.stdout, result.stdout
+    (n, first, last, not_first, atr) = (
+        await rows(
+            fresh_database,
+            """SELECT count(*), min(ts), max(ts),
+                      count(*) FILTER (WHERE ts <> date_trunc('month', ts AT TIME ZONE 'UTC')
+                                                    AT TIME ZONE 'UTC'),
+                      count(atr14)
+               FROM market.bars WHERE symbol='BTCUSD' AND timeframe='1mo'""",
+        )
+    )[0]
+    assert (n, first.isoformat(), last.isoformat(), not_first) == (
+        156,
+        "2012-01-01T00:00:00+00:00",
+        "2024-12-01T00:00:00+00:00",
+        0,
+    )
+    assert atr == 156 - 13  # ATR14: its first 13 bars are warm-up
+    cluster = await rows(fresh_database, "SELECT dollar_volume FROM market.clusters")
+    assert len(cluster) == 1 and cluster[0]["dollar_volume"] > 0
+
+
+async def test_a_missing_month_is_reported_as_a_gap_and_not_filled(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "monthly.csv"
+    path.write_text(
+        "date,open,high,low,close,volume\n"
+        "2024-01-31,1,2,0.5,1.5,10\n"
+        "2024-02-29,1.5,2,1,1.2,10\n"
+        "2024-05-31,1.2,2,1,1.8,10\n"  # March and April missing
+    )
+    result = run(
+        fresh_database,
+        str(path),
+        "--symbol",
+        "BTCUSD",
+        "--timeframe",
+        "1mo",
+        "--dated",
+        "period_end",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 stored" in result.stdout and "2 missing bar(s) in 1 gap(s)" in result.stdout
+    gaps = await rows(fresh_database, "SELECT gap_start, gap_end, missing_bars FROM market.gaps")
+    assert [(g["gap_start"].month, g["gap_end"].month, g["missing_bars"]) for g in gaps] == [
+        (2, 5, 2)
+    ]
+    stored = await rows(fresh_database, "SELECT ts FROM market.bars ORDER BY ts")
+    assert [r["ts"].month for r in stored] == [1, 2, 5]

@@ -32,10 +32,12 @@ def fields(violations: list[Violation]) -> list[str]:
 
 
 def test_timeframes_and_their_lengths() -> None:
-    assert list(TIMEFRAMES) == ["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
+    assert list(TIMEFRAMES) == ["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1mo"]
     assert timeframe_delta("4h") == timedelta(hours=4)
     with pytest.raises(ValueError, match="'2h'"):
         timeframe_delta("2h")
+    with pytest.raises(ValueError, match="'1mo' follows the calendar"):
+        timeframe_delta("1mo")
 
 
 def test_bar_end_and_round_trips() -> None:

@@ -131,8 +131,38 @@ def test_the_shipped_datasets_pass_the_gate(name: str) -> None:
     assert bad == []
 
 
-def test_btcusd_is_monthly_and_has_no_timeframe() -> None:
-    items = read_bars(dataset_path("BTCUSD"), symbol="BTCUSD", timeframe="1d")
-    assert DATASETS["BTCUSD"].timeframe is None
-    days = {(b.bar.ts.month, b.bar.ts.day) for b in items[:12]}
-    assert (1, 31) in days and (2, 29) in days  # month ends: monthly bars
+def test_btcusd_is_read_as_monthly_bars_opening_on_the_first() -> None:
+    dataset = DATASETS["BTCUSD"]
+    assert (dataset.timeframe, dataset.dated) == ("1mo", "period_end")
+    raw = read_bars(dataset_path("BTCUSD"), symbol="BTCUSD", timeframe="1mo")
+    days = {(b.bar.ts.month, b.bar.ts.day) for b in raw[:12]}
+    assert (1, 31) in days and (2, 29) in days  # dated on month ends (2012 is a leap year)
+    items = read_bars(dataset_path("BTCUSD"), symbol="BTCUSD", timeframe="1mo", dated=dataset.dated)
+    assert len(items) == 156
+    assert items[0].bar.ts == datetime(2012, 1, 1, tzinfo=UTC)
+    assert items[-1].bar.ts == datetime(2024, 12, 1, tzinfo=UTC)
+    previous = None
+    for item in items:
+        assert item.bar.ts.day == 1 and item.bar.ts.hour == 0
+        assert check_bar(item.bar, previous=previous) == []
+        previous = item.bar
+
+
+def test_period_end_dates_are_only_moved_when_they_are_a_month_end(tmp_path: Path) -> None:
+    path = tmp_path / "monthly.csv"
+    path.write_text(
+        "date,open,high,low,close,volume\n"
+        "2024-02-29,1,2,0.5,1.5,10\n"  # leap-year February's last day
+        "2023-02-28,1,2,0.5,1.5,10\n"  # common-year February's last day
+        "2024-03-15,1,2,0.5,1.5,10\n"  # mid-month: kept, so the gate rejects it
+    )
+    items = read_bars(path, symbol="BTCUSD", timeframe="1mo", dated="period_end")
+    assert [i.bar.ts for i in items] == [
+        datetime(2024, 2, 1, tzinfo=UTC),
+        datetime(2023, 2, 1, tzinfo=UTC),
+        datetime(2024, 3, 15, tzinfo=UTC),
+    ]
+    assert [v.field for v in check_bar(items[2].bar, previous=None)] == ["ts"]
+    with pytest.raises(InvalidInputError) as caught:
+        read_bars(path, symbol="BTCUSD", timeframe="1d", dated="period_end")
+    assert caught.value.field == "dated"

@@ -358,9 +358,9 @@ class _Stack:
         remove_state(state_path(self.config.data_dir))
 
 
-BAR_DATASETS: tuple[str, ...] = ("EURUSD", "GOOG")
+BAR_DATASETS: tuple[str, ...] = ("EURUSD", "GOOG", "BTCUSD")
 """The backtesting package's bars imported into market on every ``up`` (idempotent: a second
-import stores nothing). Its BTCUSD is monthly, which market has no timeframe for."""
+import stores nothing): EURUSD hourly, GOOG daily, BTCUSD monthly (timeframe ``1mo``)."""
 
 
 def bars_import_spec(dataset: str, *, env: Mapping[str, str], log_dir: Path) -> ChildSpec:

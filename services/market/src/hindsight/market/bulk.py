@@ -6,44 +6,56 @@ holding the bar's OPEN time, then ``open``, ``high``, ``low``, ``close``, ``volu
 ``trades`` and ``vwap``. Times without a timezone are read as UTC. A value that is not a
 number is read as NaN, so the integrity gate reports it by field instead of the file
 failing as a whole.
+
+Files dated at the END of a period (as the ``backtesting`` package dates its monthly BTCUSD
+on each month's last day) pass ``dated="period_end"``: a row dated on a month's last day is
+the bar that opened on that month's first, 00:00 UTC. A row dated on any other day is kept
+as it is, so the gate rejects it as misaligned instead of it being moved silently.
 """
 
 from __future__ import annotations
 
+import calendar
 import csv
 import importlib.util
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from hindsight.common.errors import InvalidInputError
-from hindsight.market.domain.bars import Bar
+from hindsight.market.domain.bars import Bar, month_start
 from hindsight.market.storage import BarIn
 
-__all__ = ["DATASETS", "Dataset", "dataset_path", "read_bars"]
+__all__ = ["DATASETS", "Dataset", "Dated", "dataset_path", "read_bars"]
 
 _TIME_NAMES = ("ts", "time", "timestamp", "datetime", "date", "")
 _REQUIRED = ("open", "high", "low", "close", "volume")
+
+Dated = Literal["open", "period_end"]
+"""What a file's time column holds: each bar's open time, or the last day of its period."""
 
 
 class Dataset:
     """One CSV the ``backtesting`` package ships (``backtesting.test``)."""
 
-    def __init__(self, name: str, *, timeframe: str | None, note: str) -> None:
+    def __init__(self, name: str, *, timeframe: str, note: str, dated: Dated = "open") -> None:
         self.name = name
         self.timeframe = timeframe
         self.note = note
+        self.dated: Dated = dated
 
 
 DATASETS: Mapping[str, Dataset] = {
     "EURUSD": Dataset("EURUSD", timeframe="1h", note="hourly EUR/USD, 2017-04 to 2018-02"),
     "GOOG": Dataset("GOOG", timeframe="1d", note="daily NASDAQ:GOOG, 2004 to 2013"),
-    # Monthly bars dated the month's last day: no timeframe of market fits (1m ... 1d).
+    # Dated on each month's last day: imported as bars opening on the month's first.
     "BTCUSD": Dataset(
         "BTCUSD",
-        timeframe=None,
+        timeframe="1mo",
         note="monthly BTC/USD dated on each month's last day, 2012 to 2024",
+        dated="period_end",
     ),
 }
 
@@ -65,6 +77,15 @@ def _time(text: str, *, row: int) -> datetime:
     except ValueError as exc:
         raise InvalidInputError(f"row {row}: {text!r} is not a date-time", field="ts") from exc
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _month_end_to_open(ts: datetime, timeframe: str) -> datetime:
+    """A monthly bar dated on its month's last day (00:00 UTC) opened on the month's first."""
+    if timeframe != "1mo" or ts != ts.replace(hour=0, minute=0, second=0, microsecond=0):
+        return ts
+    if ts.day != calendar.monthrange(ts.year, ts.month)[1]:
+        return ts
+    return month_start(ts)
 
 
 def _number(value: object) -> float:
@@ -114,10 +135,16 @@ def _rows(path: Path) -> Iterator[Mapping[str, object]]:
         yield from csv.DictReader(handle)
 
 
-def read_bars(path: Path, *, symbol: str, timeframe: str, source: str = "import") -> list[BarIn]:
+def read_bars(
+    path: Path, *, symbol: str, timeframe: str, source: str = "import", dated: Dated = "open"
+) -> list[BarIn]:
     """Every row of ``path`` as a bar of ``symbol`` / ``timeframe`` (file order kept)."""
     if not path.is_file():
         raise InvalidInputError(f"{path} is not a file", field="file")
+    if dated == "period_end" and timeframe != "1mo":
+        raise InvalidInputError(
+            f"dated='period_end' is only known for 1mo bars, not {timeframe!r}", field="dated"
+        )
     bars: list[BarIn] = []
     columns: dict[str, str] | None = None
     for index, row in enumerate(_rows(path), start=1):
@@ -129,6 +156,8 @@ def read_bars(path: Path, *, symbol: str, timeframe: str, source: str = "import"
             if isinstance(stamp, datetime)
             else _time(str(stamp), row=index)
         )
+        if dated == "period_end":
+            ts = _month_end_to_open(ts, timeframe)
         trades = _optional(row.get(columns.get("trades", ""), None))
         bars.append(
             BarIn(

@@ -35,7 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="import bars from a CSV or Parquet file, or a dataset")
     imp.add_argument("file", nargs="?", type=Path, help="CSV or Parquet (.parquet) file")
     imp.add_argument("--symbol", help="symbol of the file's bars (default: the dataset's name)")
-    imp.add_argument("--timeframe", help="timeframe of the file's bars: 1m 5m 15m 30m 1h 4h 1d")
+    imp.add_argument("--timeframe", help="timeframe of the file's bars: 1m 5m 15m 30m 1h 4h 1d 1mo")
+    imp.add_argument(
+        "--dated",
+        choices=("open", "period_end"),
+        default=None,
+        help="the time column holds each bar's open (default), or for 1mo bars the month's "
+        "last day",
+    )
     imp.add_argument(
         "--dataset",
         choices=sorted(DATASETS),
@@ -72,23 +79,20 @@ def _items(args: argparse.Namespace) -> list[BarIn]:
         if args.file is not None:
             raise InvalidInputError("give a file or --dataset, not both", field="file")
         dataset = DATASETS[args.dataset]
-        if dataset.timeframe is None:
-            raise InvalidInputError(
-                f"{dataset.name} is {dataset.note}: no timeframe of market (1m ... 1d) fits, "
-                "so it is not imported",
-                field="dataset",
-            )
         return read_bars(
             dataset_path(dataset.name),
             symbol=args.symbol or dataset.name,
             timeframe=args.timeframe or dataset.timeframe,
             source=f"dataset:{dataset.name}",
+            dated=args.dated or dataset.dated,
         )
     if args.file is None:
         raise InvalidInputError("give a file or --dataset", field="file")
     if not args.symbol or not args.timeframe:
         raise InvalidInputError("a file needs --symbol and --timeframe", field="symbol")
-    return read_bars(args.file, symbol=args.symbol, timeframe=args.timeframe)
+    return read_bars(
+        args.file, symbol=args.symbol, timeframe=args.timeframe, dated=args.dated or "open"
+    )
 
 
 def _print(report: IngestReport, *, read: int) -> None:
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    help="market bars: import FILE --symbol S --timeframe TF | import --dataset EURUSD|GOOG",
+    help="market bars: import FILE --symbol S --timeframe TF | import --dataset EURUSD|GOOG|BTCUSD",
     handler=run,
     add_arguments=add_arguments,
 )

@@ -30,7 +30,7 @@ def _router(market: Market, *, max_n: int) -> APIRouter:
     @router.get("/bars", response_model=BarWindow, responses=_ERRORS)
     async def bars(
         symbol: Annotated[str | None, Query(description="e.g. EURUSD")] = None,
-        timeframe: Annotated[str | None, Query(description="1m 5m 15m 30m 1h 4h 1d")] = None,
+        timeframe: Annotated[str | None, Query(description="1m 5m 15m 30m 1h 4h 1d 1mo")] = None,
         end: Annotated[
             str | None, Query(description="RFC 3339 with a timezone; bars CLOSED by then")
         ] = None,

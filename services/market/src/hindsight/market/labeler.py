@@ -27,7 +27,7 @@ from typing import Literal
 from hindsight.common.events import SignalFeatures, SignalLabeled
 from hindsight.common.outbox import OutboxRelay
 from hindsight.common.tasks import BackgroundTask
-from hindsight.market.domain.bars import TIMEFRAMES, Bar, timeframe_delta
+from hindsight.market.domain.bars import TIMEFRAMES, Bar, timeframe_of
 from hindsight.market.domain.labels import (
     LabelError,
     LabelSpec,
@@ -165,8 +165,8 @@ class BackLabeler:
         )
         bars = [b.bar for b in stored]
         opens = [b.ts for b in bars]
-        delta = timeframe_delta(timeframe)
-        closes = [ts + delta for ts in opens]
+        tf = timeframe_of(timeframe)
+        closes = [tf.end(ts) for ts in opens]
         labelled: list[tuple[PendingSignal, SignalLabels]] = []
         failed: list[tuple[PendingSignal, str]] = []
         for signal in pending:

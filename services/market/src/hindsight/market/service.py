@@ -9,7 +9,7 @@ from contextlib import suppress
 import numpy as np
 
 from hindsight.common.tasks import BackgroundTask
-from hindsight.market.domain.bars import TIMEFRAMES, timeframe_delta
+from hindsight.market.domain.bars import TIMEFRAMES, timeframe_of
 from hindsight.market.domain.clusters import (
     CLUSTER_RULE_VERSION,
     DOLLAR_VOLUME_WINDOW,
@@ -31,8 +31,16 @@ __all__ = ["ClusterRefresher", "Market"]
 
 logger = logging.getLogger(__name__)
 
-# Longest bars first: a symbol's dollar volume comes from its daily bars when it has them.
-_PREFERRED = tuple(sorted(TIMEFRAMES, key=lambda tf: TIMEFRAMES[tf], reverse=True))
+# Longest fixed bars first: a symbol's dollar volume comes from its daily bars when it has
+# them; monthly bars (spread over their days) only for a symbol that has nothing shorter.
+_PREFERRED = (
+    *sorted(
+        (name for name, tf in TIMEFRAMES.items() if not tf.is_calendar),
+        key=lambda name: TIMEFRAMES[name],
+        reverse=True,
+    ),
+    *(name for name, tf in TIMEFRAMES.items() if tf.is_calendar),
+)
 
 
 class Market:
@@ -43,7 +51,7 @@ class Market:
 
     async def window(self, query: WindowQuery) -> BarWindow:
         """The last ``query.n`` bars that had closed by ``query.end`` (never a later one)."""
-        opened_by = query.end - timeframe_delta(query.timeframe)
+        opened_by = timeframe_of(query.timeframe).latest_open_closed_by(query.end)
         stored = await self.storage.bars.window(
             self.storage.pool, query.symbol, query.timeframe, opened_by=opened_by, n=query.n
         )

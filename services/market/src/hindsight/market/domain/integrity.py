@@ -13,8 +13,9 @@ with those reasons and never stores it. The rules:
 - ``volume``: ``>= 0``.
 - ``ts``: tz-aware UTC (offset zero) and aligned to the timeframe: ``ts - align_offset`` is a
   whole multiple of the timeframe counted from the Unix epoch (00:00 UTC), so 1h bars open on
-  the hour, 4h bars at 00, 04, 08 … UTC and 1d bars at 00:00 UTC. Series whose bars open on
-  another grid (hourly equity bars at :30) pass their offset as ``align_offset``.
+  the hour, 4h bars at 00, 04, 08 … UTC and 1d bars at 00:00 UTC; ``1mo`` bars open on the
+  first of a month at 00:00 UTC. Series whose bars open on another grid (hourly equity bars
+  at :30) pass their offset as ``align_offset``.
 - ``ts`` again: strictly after ``previous.ts`` when ``previous`` (the series' latest stored
   bar) belongs to the same series (symbol and timeframe); a ``previous`` of another series is
   not compared. Replacing a stored bar by a corrected one is the caller's decision: it passes
@@ -22,7 +23,9 @@ with those reasons and never stores it. The rules:
 
 ``find_gaps`` reports the bars a series' calendar expected but the series lacks, between two
 present bars (never before the first or after the last). Gaps are reported, never filled: no
-bar is invented. The calendars (``calendar_for`` picks one per symbol):
+bar is invented. ``1mo`` bars are expected every month in every calendar (a month always has
+trading days): a missing month is a gap, a month's length (28 to 31 days) is not. The
+calendars (``calendar_for`` picks one per symbol):
 
 - ``"24x7"`` (crypto): every bar is expected.
 - ``"fx"``: closed from Friday 22:00 to Sunday 22:00 UTC; an intraday bar is expected when it
@@ -40,9 +43,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from hindsight.market.domain.bars import TIMEFRAMES, Bar, timeframe_delta
+from hindsight.market.domain.bars import TIMEFRAMES, Bar, Timeframe, timeframe_of
 
 __all__ = [
     "CALENDARS",
@@ -54,7 +57,6 @@ __all__ = [
 ]
 
 CALENDARS: tuple[str, ...] = ("24x7", "fx", "equity_us")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY = timedelta(days=1)
 # FX: closed from Friday 22:00 to Sunday 22:00 UTC, in minutes since Monday 00:00.
 _FX_CLOSED = (4 * 1440 + 22 * 60, 6 * 1440 + 22 * 60)
@@ -86,8 +88,8 @@ def check_bar(
 ) -> list[Violation]:
     """Every integrity rule ``bar`` breaks (empty when it is acceptable); see the module."""
     found: list[Violation] = []
-    delta = TIMEFRAMES.get(bar.timeframe)
-    if delta is None:
+    tf = TIMEFRAMES.get(bar.timeframe)
+    if tf is None:
         known = ", ".join(TIMEFRAMES)
         found.append(Violation("timeframe", f"{bar.timeframe!r} is not one of {known}"))
     if not bar.symbol:
@@ -115,12 +117,12 @@ def check_bar(
                     )
         if bar.volume < 0:
             found.append(Violation("volume", f"must be >= 0, got {bar.volume!r}"))
-    found.extend(_check_ts(bar, delta, previous, align_offset))
+    found.extend(_check_ts(bar, tf, previous, align_offset))
     return found
 
 
 def _check_ts(
-    bar: Bar, delta: timedelta | None, previous: Bar | None, align_offset: timedelta
+    bar: Bar, tf: Timeframe | None, previous: Bar | None, align_offset: timedelta
 ) -> list[Violation]:
     offset = bar.ts.utcoffset()
     if offset is None:
@@ -128,7 +130,7 @@ def _check_ts(
     if offset != timedelta(0):
         return [Violation("ts", f"must be UTC, got offset {offset} in {bar.ts.isoformat()}")]
     found: list[Violation] = []
-    if delta is not None and (bar.ts - _EPOCH - align_offset) % delta:
+    if tf is not None and not tf.is_aligned(bar.ts, offset=align_offset):
         found.append(
             Violation("ts", f"{bar.ts.isoformat()} is not aligned to the {bar.timeframe} grid")
         )
@@ -150,7 +152,7 @@ def _check_ts(
 
 def find_gaps(ts_sorted: Sequence[datetime], timeframe: str, *, calendar: str) -> list[Gap]:
     """The gaps of one series (open times sorted ascending) against ``calendar``."""
-    delta = timeframe_delta(timeframe)
+    tf = timeframe_of(timeframe)
     if calendar not in CALENDARS:
         raise ValueError(f"calendar {calendar!r} is not one of {', '.join(CALENDARS)}")
     gaps: list[Gap] = []
@@ -159,16 +161,14 @@ def find_gaps(ts_sorted: Sequence[datetime], timeframe: str, *, calendar: str) -
             raise ValueError(
                 f"ts_sorted must be strictly increasing: {b.isoformat()} follows {a.isoformat()}"
             )
-        if b - a == delta:
+        if tf.is_calendar:
+            missing = len(tf.opens_between(a, b))  # every month is expected
+        elif b - a == tf.nominal:
             continue
-        if calendar == "24x7":
-            missing = math.ceil((b - a) / delta) - 1
+        elif calendar == "24x7":
+            missing = math.ceil((b - a) / tf.nominal) - 1
         else:
-            missing = 0
-            t = a + delta
-            while t < b:
-                missing += _expected(t, delta, calendar)
-                t += delta
+            missing = sum(_expected(t, tf.nominal, calendar) for t in tf.opens_between(a, b))
         if missing:
             gaps.append(Gap(after=a, before=b, missing=missing))
     return gaps

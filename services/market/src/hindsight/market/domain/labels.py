@@ -41,7 +41,8 @@ future bars unless said otherwise:
   same numbers, ``mfe_atr`` / ``mae_atr`` the same excursions in ATR units.
 - ``t_hit_tp`` / ``t_hit_sl``: minutes from ``signal_ts`` to the END (close time) of the
   bar in which the price path first touched the target / the stop, each on its own (both
-  can be set, whichever came first); None when not touched within the horizon.
+  can be set, whichever came first); None when not touched within the horizon. Real times:
+  a ``1mo`` bar ends at the first of the next month, so its minutes follow the month's length.
 - ``dd_katr``: the adverse excursion over the first ``risk_horizon_bars`` bars, in ATR
   units (the Risk model's target).
 - ``best_offset_katr`` (the Entry-Offset target): for each offset ``o`` in
@@ -73,7 +74,7 @@ from typing import Literal
 
 import numpy as np
 
-from hindsight.market.domain.bars import Bar, timeframe_delta
+from hindsight.market.domain.bars import Bar, timeframe_of
 from hindsight.market.domain.indicators import INDICATOR_VERSION, atr
 
 __all__ = [
@@ -255,15 +256,15 @@ def label_from_atr(
     mfe = max(0.0, max(hi))
     mae = max(0.0, -min(lo))
     dd = max(0.0, -min(path.lo[: spec.risk_horizon_bars]))
-    bar = timeframe_delta(future[0].timeframe)
+    tf = timeframe_of(future[0].timeframe)
     return SignalLabels(
         horizon_bars=horizon,
         runup_r=mfe / r,
         drawdown_r=mae / r,
         realised_r=realised,
         y_entry=1 if k_tp is not None and (k_sl is None or k_tp < k_sl) else 0,
-        t_hit_tp=None if k_tp is None else _minutes(future[k_tp].ts + bar - signal_ts),
-        t_hit_sl=None if k_sl is None else _minutes(future[k_sl].ts + bar - signal_ts),
+        t_hit_tp=None if k_tp is None else _minutes(tf.end(future[k_tp].ts) - signal_ts),
+        t_hit_sl=None if k_sl is None else _minutes(tf.end(future[k_sl].ts) - signal_ts),
         mfe_atr=mfe / atr_value,
         mae_atr=mae / atr_value,
         mfe_r=mfe / r,
@@ -353,7 +354,7 @@ def _check_bars(
     history: Sequence[Bar], future: Sequence[Bar], *, signal_ts: datetime, first: int
 ) -> None:
     symbol, timeframe = future[0].symbol, future[0].timeframe
-    timeframe_delta(timeframe)
+    timeframe_of(timeframe)
     bars = [*history, *future]
 
     def name(i: int) -> str:  # the bar's name in the caller's sequences

@@ -352,7 +352,9 @@ class BarTable:
     ) -> dict[str, list[float]]:
         """Per symbol, the dollar volume (sum of close × volume) of each of its last ``days``
         UTC days, oldest first, from one timeframe per symbol: the first of ``preferred``
-        (longest bars first) it has, so no volume is counted twice."""
+        (longest bars first) it has, so no volume is counted twice. A ``1mo`` bar counts as
+        its month's mean day (its dollar volume over the month's days), so a symbol with
+        monthly bars only still ranks against daily ones."""
         rows = await conn.fetch(
             """WITH series AS (
                    SELECT DISTINCT ON (symbol) symbol, timeframe, last FROM (
@@ -360,7 +362,10 @@ class BarTable:
                    ) AS s ORDER BY symbol, array_position($1::text[], timeframe)
                )
                SELECT s.symbol, date_trunc('day', b.ts AT TIME ZONE 'UTC') AS day,
-                      sum(b.close * b.volume) AS dollar_volume
+                      sum(b.close * b.volume / CASE WHEN b.timeframe = '1mo'
+                          THEN extract(day FROM ((b.ts AT TIME ZONE 'UTC') + interval '1 month')
+                                                - (b.ts AT TIME ZONE 'UTC'))
+                          ELSE 1 END) AS dollar_volume
                FROM series s JOIN bars b ON b.symbol = s.symbol AND b.timeframe = s.timeframe
                WHERE b.ts > s.last - $2::interval
                GROUP BY 1, 2 ORDER BY 1, 2""",
