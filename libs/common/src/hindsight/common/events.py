@@ -774,7 +774,8 @@ class BarClosed(Event):
 
     symbol: NonEmptyStr
     timeframe: NonEmptyStr
-    """One of ``1m``, ``5m``, ``15m``, ``30m``, ``1h``, ``4h``, ``1d`` (checked by market)."""
+    """One of ``1m``, ``5m``, ``15m``, ``30m``, ``1h``, ``4h``, ``1d``, ``1mo`` (calendar
+    months: the bar opens on the 1st at 00:00 UTC); checked by market."""
     ts: UtcDatetime
     """The bar's open time (RFC 3339, UTC)."""
     open: FiniteFloat
@@ -807,6 +808,9 @@ class SignalLabeled(Event):
     sell ``signal.features`` (taken or not); R is ``stop_katr`` × ATR at the signal.
     Idempotency key: ``{signal_id}:{label_spec}``. Producers set ``Nats-Msg-Id`` to
     ``<subject>:<key>``; a changed spec is a new hash, so it relabels and never mixes.
+    A corrected bar inside a label's window relabels it under the same key with a higher
+    ``label_revision``; ``Nats-Msg-Id`` is then ``<subject>:<key>:r<revision>`` so that
+    JetStream's duplicate window does not drop it. Consumers keep the highest revision.
     """
 
     subject: ClassVar[str] = SIGNAL_LABELED
@@ -840,9 +844,15 @@ class SignalLabeled(Event):
     """The symbol's liquidity cluster when the signal was labelled."""
     symbol: NonEmptyStr | None = None
     timeframe: NonEmptyStr | None = None
+    label_revision: NonNegativeInt = 0
+    """0 for the first label; +1 each time a corrected bar relabels it (newest wins)."""
 
     def idempotency_key(self) -> str:
         return f"{self.signal_id}:{self.label_spec}"
+
+    def message_id(self) -> str:
+        base = f"{self.subject}:{self.idempotency_key()}"
+        return base if self.label_revision == 0 else f"{base}:r{self.label_revision}"
 
 
 # --- registry and parsing --------------------------------------------------------------
