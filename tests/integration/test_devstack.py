@@ -536,7 +536,10 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
         assert not answer.fallback, answer.fallback_reason
         assert answer.model_version in registered and 0.0 <= answer.p_success <= 1.0
 
-        # Settled: every chart and document is a memory record (embedding.created all in).
+        # Settled: every chart and document is a memory record (embedding.created all in),
+        # and the gateway's prediction.logged for every replayed signal plus the check call
+        # above is in the stream (the gateway lingers up to LOG_LINGER_MS before it
+        # publishes, so reading the counts at once could miss the last one).
         async def settled() -> dict[str, int] | None:
             counts = await _subject_counts(nats_url)
             docs = counts.get("png.created", 0) + counts.get("json.created", 0)
@@ -544,6 +547,7 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
             return (
                 counts
                 if held["memory_records"] == docs <= counts.get("embedding.created", 0)
+                and counts.get("prediction.logged", 0) >= signals + 1
                 else None
             )
 
@@ -553,6 +557,7 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
             await asyncio.sleep(2.0)
         before = {k: counts.get(k, 0) for k in SETTLED_SUBJECTS}
         assert before["signal.features"] == signals and before["png.created"] == 2 * signals
+        assert before["prediction.logged"] == signals + 1, before  # one per Score call
         held_before = _held(stack)
         print(
             f"first run: {signals} signals; promoted {version} "
