@@ -142,6 +142,8 @@ def build_app(settings: GatewaySettings) -> GatewayApp:
         margin_ratio=settings.deadline_margin_ratio,
         fallback_p_success=settings.fallback_p_success,
         max_in_flight=settings.max_in_flight,
+        default_family=settings.default_family,
+        head_defaults=settings.head_defaults(),
     )
     servicer = ScoringGateway(DataPlane(pool, policy, routes=routes, log=log, shadow=shadow))
     register: list[Callable[[grpc.aio.Server], None]] = [

@@ -8,6 +8,7 @@ from typing import Annotated, Self
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from hindsight.common.family import DEFAULT_FAMILY, FALLBACK_HEADS
 from hindsight.common.ports import GRPC_PORTS, PORTS
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.common.tls import (
@@ -16,6 +17,7 @@ from hindsight.common.tls import (
     empty_is_unset,
 )
 from hindsight.gateway.domain.breaker import BreakerConfig
+from hindsight.gateway.domain.heads import HeadDefaults
 
 _BREAKER = BreakerConfig()
 
@@ -63,6 +65,28 @@ class GatewaySettings(BaseServiceSettings):
     )
     fallback_p_success: float = Field(
         default=0.0, ge=0, le=1, description="p_success of fallback answers (0 = don't trade)."
+    )
+    default_family: str = Field(
+        default=DEFAULT_FAMILY,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Family of Predict calls that name none (for routing).",
+    )
+    # Defaults: FALLBACK_HEADS (hindsight.common.family), the one source of the head defaults.
+    fallback_entry: float = Field(
+        default=FALLBACK_HEADS["entry"], gt=0, lt=1, description="conf_pat of a fallback head."
+    )
+    fallback_risk: float = Field(
+        default=FALLBACK_HEADS["risk"], gt=0, allow_inf_nan=False, description="sl_katr (ATR)."
+    )
+    fallback_rr: float = Field(
+        default=FALLBACK_HEADS["rr"], gt=0, allow_inf_nan=False, description="rr_target (R)."
+    )
+    fallback_offset: float = Field(
+        default=FALLBACK_HEADS["offset"],
+        allow_inf_nan=False,
+        description="offset_katr (ATR); its sign gives the entry style.",
     )
     max_in_flight: int = Field(
         default=256, ge=1, description="Bulkhead: calls in flight before 'overloaded' fallbacks."
@@ -172,6 +196,15 @@ class GatewaySettings(BaseServiceSettings):
         if len(set(targets)) != len(targets):
             raise ValueError("scorer endpoints must be distinct")
         return targets
+
+    def head_defaults(self) -> HeadDefaults:
+        """What each head of a Predict answers when it falls back."""
+        return HeadDefaults(
+            entry=self.fallback_entry,
+            risk=self.fallback_risk,
+            rr=self.fallback_rr,
+            offset=self.fallback_offset,
+        )
 
     def breaker_config(self) -> BreakerConfig:
         """The breaker thresholds of every endpoint."""

@@ -13,6 +13,13 @@ empty ``signal_id``, unknown ``side``; in a packed batch, a duplicate in
 ``feature_names``, a row's ``feature_values`` length, both forms in a row), or
 :class:`RelayedInvalid` carrying a scorer's INVALID_ARGUMENT message unchanged (only the
 model knows its feature set). Packed batches are forwarded unchanged.
+
+``Predict`` / ``PredictBatch`` (a model family: every head for one signal) take the same
+path with the same breakers, budget and bulkhead: routing is per family (a family is a
+``model_name`` of the routing table, its releases the versions, pinned as
+``family_version``); a fallback answers every head with its default
+(:class:`~hindsight.gateway.domain.heads.HeadDefaults`) and a head a scorer's answer lacks
+gets its default alone (:mod:`hindsight.gateway.predict`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.family import DEFAULT_FAMILY, HEADS
 from hindsight.common.limits import (
     SIDES,
     check_batch_limits,
@@ -32,12 +40,25 @@ from hindsight.common.limits import (
     truncated,
 )
 from hindsight.gateway.domain.fallback import Budget, FallbackReason
+from hindsight.gateway.domain.heads import HeadDefaults
 from hindsight.gateway.domain.routing import NO_EXPERIMENT, Route, RoutingTable
 from hindsight.gateway.messaging import Record, Recorder
-from hindsight.gateway.metrics import ANSWERS, IN_FLIGHT, SCORE_SECONDS
+from hindsight.gateway.metrics import ANSWERS, HEAD_FALLBACKS, IN_FLIGHT, SCORE_SECONDS
+from hindsight.gateway.predict import (
+    check_predict_batch,
+    check_predict_request,
+    complete,
+    fill_fallback,
+    forwarded,
+    logged_as,
+)
 from hindsight.gateway.shadow import ShadowScorer
 from hindsight.gateway.upstream import ScorerPool, UpstreamResult
 from hindsight.scoring.v1.scoring_pb2 import (
+    PredictBatchRequest,
+    PredictBatchResponse,
+    PredictRequest,
+    PredictResponse,
     ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreRequest,
@@ -65,6 +86,8 @@ class GatewayPolicy:
     margin_ratio: float = 0.1
     fallback_p_success: float = 0.0
     max_in_flight: int = 256
+    default_family: str = DEFAULT_FAMILY
+    head_defaults: HeadDefaults = HeadDefaults()
 
 
 class RelayedInvalid(Exception):  # noqa: N818  (a relayed status, not a failure of ours)
@@ -140,14 +163,15 @@ def _pin(request: ScoreRequest, version: str) -> ScoreRequest:
     return copy
 
 
-def _about_pinned_version(details: str) -> bool:
+def _about_pinned_version(details: str, field: str = "model_version") -> bool:
     # The scorer names the field first: "model_version: ..." or "requests[3].model_version: ..."
     head = details.split(":", 1)[0]
-    return head == "model_version" or head.endswith("].model_version")
+    return head == field or head.endswith(f"].{field}")
 
 
 class DataPlane:
-    """Answers ``Score`` and ``ScoreBatch`` requests by forwarding to the scorer pool."""
+    """Answers ``Score``, ``ScoreBatch``, ``Predict`` and ``PredictBatch`` requests by
+    forwarding to the scorer pool."""
 
     def __init__(
         self,
@@ -248,12 +272,207 @@ class DataPlane:
         self._batch_latency.observe(self._clock() - started)
         return batch
 
+    # --- Predict ---------------------------------------------------------------------
+
+    async def predict(
+        self, request: PredictRequest, caller_remaining_s: float | None
+    ) -> PredictResponse:
+        """Every head for one signal: the scorer's answer (a head it lacks gets its
+        default), or every head's default; never an error if valid."""
+        started = self._clock()
+        check_predict_request(request)
+        family = request.family or self._policy.default_family
+        if self.in_flight >= self._policy.max_in_flight:
+            return self._predict_fallback(request, family, FallbackReason.OVERLOADED, started)
+        route = self._family_route(request, family)
+        result = await self._forward(
+            "Predict",
+            forwarded(request, family=family, version=route.model_version),
+            started,
+            caller_remaining_s,
+        )
+        if (
+            result.invalid is not None
+            and route.model_version
+            and _about_pinned_version(result.invalid, "family_version")
+        ):
+            logger.warning("family release not loaded: %s", result.invalid)
+            route = Route(shadows=route.shadows)
+            result = await self._forward(
+                "Predict",
+                forwarded(request, family=family, version=None),
+                started,
+                caller_remaining_s,
+            )
+        if result.invalid is not None:
+            ANSWERS.labels("Predict", "invalid", "").inc()
+            raise RelayedInvalid(result.invalid)
+        if result.response is None:
+            assert result.reason is not None
+            return self._predict_fallback(request, family, result.reason, started, route)
+        response: PredictResponse = result.response
+        self._complete("Predict", response)
+        response.arm = route.arm
+        response.prediction_time_ms = (self._clock() - started) * 1000.0
+        ANSWERS.labels("Predict", "model", "").inc()
+        SCORE_SECONDS.labels("Predict").observe(self._clock() - started)
+        self._record_predict(request, response, route, family)
+        if route.shadows and self._shadow is not None:
+            self._shadow.submit(
+                forwarded(request, family=family, version=None), route.shadows, model_name=family
+            )
+        return response
+
+    async def predict_batch(
+        self, request: PredictBatchRequest, caller_remaining_s: float | None
+    ) -> PredictBatchResponse:
+        """Forward the batch as one call; failures give every head its default, per request."""
+        started = self._clock()
+        requests = request.requests
+        check_predict_batch(request)
+        default_family = self._policy.default_family
+        families = [one.family or default_family for one in requests]
+        answer = PredictBatchResponse()
+        if self.in_flight >= self._policy.max_in_flight:
+            return self._predict_batch_fallback(
+                answer, requests, families, FallbackReason.OVERLOADED, started
+            )
+        routes = [
+            self._family_route(one, family) for one, family in zip(requests, families, strict=True)
+        ]
+        batch = self._forwarded_batch(request, families, routes)
+        result = await self._forward("PredictBatch", batch, started, caller_remaining_s)
+        if (
+            result.invalid is not None
+            and any(r.model_version for r in routes)
+            and _about_pinned_version(result.invalid, "family_version")
+        ):
+            logger.warning("a family release is not loaded: %s", result.invalid)
+            routes = [Route(shadows=r.shadows) for r in routes]
+            batch = self._forwarded_batch(request, families, routes)
+            result = await self._forward("PredictBatch", batch, started, caller_remaining_s)
+        if result.invalid is not None:
+            ANSWERS.labels("PredictBatch", "invalid", "").inc()
+            raise RelayedInvalid(result.invalid)
+        if result.response is None or len(result.response.responses) != len(requests):
+            reason = result.reason or FallbackReason.UNAVAILABLE
+            return self._predict_batch_fallback(answer, requests, families, reason, started, routes)
+        elapsed_ms = (self._clock() - started) * 1000.0
+        ANSWERS.labels("PredictBatch", "model", "").inc(len(requests))
+        answered: PredictBatchResponse = result.response
+        rows = zip(requests, answered.responses, routes, families, strict=True)
+        for one, response, route, family in rows:
+            self._complete("PredictBatch", response)
+            response.arm = route.arm
+            response.prediction_time_ms = elapsed_ms
+            self._record_predict(one, response, route, family)
+            if route.shadows and self._shadow is not None:
+                self._shadow.submit(
+                    forwarded(one, family=family, version=None), route.shadows, model_name=family
+                )
+        SCORE_SECONDS.labels("PredictBatch").observe(self._clock() - started)
+        return answered
+
+    def _family_route(self, request: PredictRequest, family: str) -> Route:
+        if request.family_version:
+            return NO_EXPERIMENT  # pinned by the caller
+        return self._routes().route(family, request.signal_id)
+
+    @staticmethod
+    def _forwarded_batch(
+        request: PredictBatchRequest, families: list[str], routes: list[Route]
+    ) -> PredictBatchRequest:
+        rows = [
+            forwarded(one, family=family, version=route.model_version)
+            for one, family, route in zip(request.requests, families, routes, strict=True)
+        ]
+        if all(row is one for row, one in zip(rows, request.requests, strict=True)):
+            return request
+        return PredictBatchRequest(requests=rows)
+
+    def _complete(self, method: str, response: PredictResponse) -> None:
+        for head in complete(response, self._policy.head_defaults):
+            HEAD_FALLBACKS.labels(method, head, FallbackReason.NO_MODEL.value).inc()
+
+    def _predict_fallback(
+        self,
+        request: PredictRequest,
+        family: str,
+        reason: FallbackReason,
+        started: float,
+        route: Route = NO_EXPERIMENT,
+    ) -> PredictResponse:
+        response = fill_fallback(
+            PredictResponse(),
+            request,
+            family=family,
+            reason=reason,
+            defaults=self._policy.head_defaults,
+            elapsed_ms=(self._clock() - started) * 1000.0,
+        )
+        ANSWERS.labels("Predict", "fallback", reason.value).inc()
+        for head in response.heads:
+            HEAD_FALLBACKS.labels("Predict", head, reason.value).inc()
+        SCORE_SECONDS.labels("Predict").observe(self._clock() - started)
+        self._record_predict(request, response, route, family)
+        return response
+
+    def _predict_batch_fallback(
+        self,
+        answer: PredictBatchResponse,
+        requests: Sequence[PredictRequest],
+        families: list[str],
+        reason: FallbackReason,
+        started: float,
+        routes: list[Route] | None = None,
+    ) -> PredictBatchResponse:
+        elapsed_ms = (self._clock() - started) * 1000.0
+        defaults = self._policy.head_defaults
+        for i, (one, family) in enumerate(zip(requests, families, strict=True)):
+            response = fill_fallback(
+                answer.responses.add(),
+                one,
+                family=family,
+                reason=reason,
+                defaults=defaults,
+                elapsed_ms=elapsed_ms,
+            )
+            self._record_predict(one, response, routes[i] if routes else NO_EXPERIMENT, family)
+        n = len(answer.responses)
+        ANSWERS.labels("PredictBatch", "fallback", reason.value).inc(n)
+        for head in HEADS:
+            HEAD_FALLBACKS.labels("PredictBatch", head, reason.value).inc(n)
+        SCORE_SECONDS.labels("PredictBatch").observe(self._clock() - started)
+        return answer
+
+    def _record_predict(
+        self, request: PredictRequest, response: PredictResponse, route: Route, family: str
+    ) -> None:
+        log = self._log
+        if log is None:
+            return
+        logged = logged_as(response)
+        log.record(
+            Record(
+                signal_id=request.signal_id,
+                model_version=logged.model_version,
+                p_success=response.conf_pat,
+                fallback=logged.fallback,
+                fallback_reason=logged.fallback_reason,
+                # As for Score: an answer whose logged p_success is a default is no arm's.
+                experiment_id=None if logged.fallback else route.experiment_id,
+                arm=None if logged.fallback else route.arm or None,
+                latency_ms=response.prediction_time_ms,
+                model_name=family,
+            )
+        )
+
     # --- helpers ---------------------------------------------------------------------
 
     async def _forward(
         self,
         method: str,
-        request: ScoreRequest | ScoreBatchRequest,
+        request: ScoreRequest | ScoreBatchRequest | PredictRequest | PredictBatchRequest,
         started: float,
         caller_remaining_s: float | None,
     ) -> UpstreamResult:

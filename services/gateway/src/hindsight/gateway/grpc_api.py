@@ -15,6 +15,10 @@ import grpc
 from hindsight.gateway.dataplane import DataPlane, RelayedInvalid
 from hindsight.scoring.v1 import scoring_pb2_grpc
 from hindsight.scoring.v1.scoring_pb2 import (
+    PredictBatchRequest,
+    PredictBatchResponse,
+    PredictRequest,
+    PredictResponse,
     ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreRequest,
@@ -27,7 +31,8 @@ SERVICE_NAME: Final = "hindsight.scoring.v1.Scoring"
 
 
 class ScoringGateway(scoring_pb2_grpc.ScoringServicer):
-    """Implements ``Score`` and ``ScoreBatch`` on a :class:`DataPlane`."""
+    """Implements ``Score``, ``ScoreBatch``, ``Predict`` and ``PredictBatch`` on a
+    :class:`DataPlane`."""
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
@@ -48,6 +53,26 @@ class ScoringGateway(scoring_pb2_grpc.ScoringServicer):
         """Forward the batch as one call (map or packed form); failures fall back per request."""
         try:
             return await self.plane.score_batch(request, context.time_remaining())
+        except RelayedInvalid as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.details)
+            raise
+
+    async def Predict(  # noqa: N802  (gRPC method name)
+        self, request: PredictRequest, context: grpc.aio.ServicerContext
+    ) -> PredictResponse:
+        """Every head for one signal: the scorer's or the defaults; never an error if valid."""
+        try:
+            return await self.plane.predict(request, context.time_remaining())
+        except RelayedInvalid as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.details)
+            raise
+
+    async def PredictBatch(  # noqa: N802  (gRPC method name)
+        self, request: PredictBatchRequest, context: grpc.aio.ServicerContext
+    ) -> PredictBatchResponse:
+        """Forward the batch as one call; failures give per-head defaults per request."""
+        try:
+            return await self.plane.predict_batch(request, context.time_remaining())
         except RelayedInvalid as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.details)
             raise

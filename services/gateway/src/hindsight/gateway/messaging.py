@@ -123,6 +123,8 @@ class Record(NamedTuple):
     experiment_id: str | None
     arm: str | None
     latency_ms: float
+    model_name: str | None = None
+    """The family of a ``Predict`` answer (an extra field of the event); None for ``Score``."""
 
 
 class Recorder(Protocol):
@@ -155,7 +157,10 @@ class PredictionLog(BackgroundPublisher[Record]):
 
 
 def _event(r: Record) -> PredictionLogged:
-    extra = {"fallback_reason": r.fallback_reason} if r.fallback_reason else {}
+    # Extra fields (kept by every consumer): the reason of a fallback, a Predict's family.
+    extra: dict[str, str] = {"fallback_reason": r.fallback_reason} if r.fallback_reason else {}
+    if r.model_name:
+        extra["model_name"] = r.model_name
     return PredictionLogged.create(
         source=SOURCE,
         prediction_id=str(uuid.uuid4()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from hindsight.common.events import AB_COMPLETED, MODEL_DEPLOYED
+from hindsight.common.family import HEADS
 from hindsight.common.metrics import init_series
 from hindsight.gateway.domain.breaker import BreakerState
 from hindsight.gateway.domain.fallback import FallbackReason
@@ -18,6 +19,7 @@ __all__ = [
     "ANSWERS",
     "BREAKER_STATE",
     "BREAKER_TRANSITIONS",
+    "HEAD_FALLBACKS",
     "IN_FLIGHT",
     "PREDICTIONS_LOGGED",
     "PREDICTIONS_UNLOGGED",
@@ -38,6 +40,12 @@ SCORE_SECONDS = Histogram(
     "Gateway time of one call, from receiving it to answering.",
     ["method"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+HEAD_FALLBACKS = Counter(
+    "hindsight_gateway_head_fallbacks_total",
+    "Heads of Predict answers given by their default, by method, head and reason "
+    "(the gateway's fallbacks and a scorer's answers that lack a head).",
+    ["method", "head", "reason"],
 )
 UPSTREAM_CALLS = Counter(
     "hindsight_gateway_upstream_calls_total",
@@ -74,9 +82,13 @@ PREDICTIONS_UNLOGGED = Counter(
     ["reason"],
 )
 
-_METHODS = ("Score", "ScoreBatch")
+_METHODS = ("Score", "ScoreBatch", "Predict", "PredictBatch")
+_REASONS = [reason.value for reason in FallbackReason]
 init_series(ANSWERS, _METHODS, ("model", "invalid"), [""])
-init_series(ANSWERS, _METHODS, ["fallback"], [reason.value for reason in FallbackReason])
+init_series(ANSWERS, _METHODS, ["fallback"], _REASONS)
+for _method in _METHODS:
+    SCORE_SECONDS.labels(_method)
+init_series(HEAD_FALLBACKS, ("Predict", "PredictBatch"), HEADS, _REASONS)
 init_series(SHADOW_CALLS, ("ok", "failed", "skipped"))
 init_series(ROUTING_EVENTS, (MODEL_DEPLOYED, AB_COMPLETED))
 init_series(PREDICTIONS_UNLOGGED, ("queue_full", "publish_failed", "shutdown"))

@@ -1,5 +1,9 @@
 """Shadow scoring: the shadow version scores a copy of the request after the answer.
 
+A ``ScoreRequest`` is pinned by ``model_version`` and sent to ``Score``; a
+``PredictRequest`` (a model family) by ``family_version`` and sent to ``Predict``, its
+``conf_pat`` logged as ``p_success`` with the family as ``model_name``.
+
 Never on the request path: :meth:`ShadowScorer.submit` only starts tasks (bounded; more
 are skipped and counted), each call has its own short deadline, goes only to endpoints
 whose breaker is closed, and is not recorded in the breakers. A shadow score is logged
@@ -18,6 +22,7 @@ import grpc
 from hindsight.gateway.domain.routing import ARM_SHADOW, Experiment
 from hindsight.gateway.messaging import Record, Recorder
 from hindsight.gateway.metrics import SHADOW_CALLS
+from hindsight.gateway.predict import logged_as
 from hindsight.gateway.upstream import LOGGED_BY, ScorerPool
 from hindsight.scoring.v1 import scoring_pb2
 
@@ -51,13 +56,20 @@ class ShadowScorer:
         """Shadow calls running now."""
         return len(self._tasks)
 
-    def submit(self, request: Any, shadows: tuple[Experiment, ...]) -> None:
-        """Start one background scoring per shadow experiment (or skip when full)."""
+    def submit(
+        self,
+        request: scoring_pb2.ScoreRequest | scoring_pb2.PredictRequest,
+        shadows: tuple[Experiment, ...],
+        *,
+        model_name: str | None = None,
+    ) -> None:
+        """Start one background scoring per shadow experiment (or skip when full);
+        ``model_name`` (a Predict's family) goes into the log."""
         for experiment in shadows:
             if len(self._tasks) >= self._max_in_flight:
                 self._skipped.inc()
                 continue
-            task = asyncio.create_task(self._score(request, experiment))
+            task = asyncio.create_task(self._score(request, experiment, model_name))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -68,34 +80,70 @@ class ShadowScorer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _score(self, request: Any, experiment: Experiment) -> None:
+    async def _score(
+        self,
+        request: scoring_pb2.ScoreRequest | scoring_pb2.PredictRequest,
+        experiment: Experiment,
+        model_name: str | None,
+    ) -> None:
         endpoints = self._pool.admitting()
         if not endpoints:
             self._skipped.inc()
             return
-        pinned = scoring_pb2.ScoreRequest()
-        pinned.CopyFrom(request)
-        pinned.model_version = experiment.version
-        pinned.explain = False
         endpoint = min(endpoints, key=lambda e: e.in_flight)
+        call: Any
+        if isinstance(request, scoring_pb2.PredictRequest):
+            pinned: Any = scoring_pb2.PredictRequest()
+            pinned.CopyFrom(request)
+            pinned.family_version = experiment.version
+            call = endpoint.predict
+        else:
+            pinned = scoring_pb2.ScoreRequest()
+            pinned.CopyFrom(request)
+            pinned.model_version = experiment.version
+            pinned.explain = False
+            call = endpoint.score
         started = time.perf_counter()
         try:
-            response = await endpoint.score(pinned, timeout=self._deadline_s, metadata=LOGGED_BY)
+            response = await call(pinned, timeout=self._deadline_s, metadata=LOGGED_BY)
         except grpc.aio.AioRpcError as exc:
             self._failed.inc()
             logger.debug("shadow %s failed: %s", experiment.experiment_id, exc.code().name)
             return
         self._ok.inc()
         if self._log is not None:
-            self._log.record(
-                Record(
-                    signal_id=request.signal_id,
-                    model_version=response.model_version or experiment.version,
-                    p_success=response.p_success,
-                    fallback=False,
-                    fallback_reason=None,
-                    experiment_id=experiment.experiment_id,
-                    arm=ARM_SHADOW,
-                    latency_ms=(time.perf_counter() - started) * 1000.0,
-                )
+            self._log.record(self._logged(request, response, experiment, started, model_name))
+
+    @staticmethod
+    def _logged(
+        request: scoring_pb2.ScoreRequest | scoring_pb2.PredictRequest,
+        response: Any,
+        experiment: Experiment,
+        started: float,
+        model_name: str | None,
+    ) -> Record:
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if isinstance(response, scoring_pb2.PredictResponse):
+            logged = logged_as(response)
+            version = None if logged.fallback else logged.model_version or experiment.version
+            return Record(
+                signal_id=request.signal_id,
+                model_version=version,
+                p_success=response.conf_pat,
+                fallback=logged.fallback,
+                fallback_reason=logged.fallback_reason,
+                experiment_id=experiment.experiment_id,
+                arm=ARM_SHADOW,
+                latency_ms=latency_ms,
+                model_name=model_name,
             )
+        return Record(
+            signal_id=request.signal_id,
+            model_version=response.model_version or experiment.version,
+            p_success=response.p_success,
+            fallback=False,
+            fallback_reason=None,
+            experiment_id=experiment.experiment_id,
+            arm=ARM_SHADOW,
+            latency_ms=latency_ms,
+        )

@@ -63,6 +63,14 @@ _COUNTED: Final = {
 }
 
 
+_STUBS: Final = {
+    "Score": "score",
+    "ScoreBatch": "score_batch",
+    "Predict": "predict",
+    "PredictBatch": "predict_batch",
+}
+"""RPC name -> the :class:`Endpoint` attribute holding its stub."""
+
 _MAX_DETAILS: Final = 1024
 """Characters of a scorer's INVALID_ARGUMENT message relayed to the caller."""
 
@@ -114,6 +122,8 @@ class Endpoint:
     channel: grpc.aio.Channel
     score: Any
     score_batch: Any
+    predict: Any = None
+    predict_batch: Any = None
     ok: Any = None
     in_flight: int = 0
 
@@ -174,6 +184,8 @@ class ScorerPool:
                     channel=channel,
                     score=stub.Score,
                     score_batch=stub.ScoreBatch,
+                    predict=stub.Predict,
+                    predict_batch=stub.PredictBatch,
                     ok=UPSTREAM_CALLS.labels(target, "OK"),
                 )
             )
@@ -202,7 +214,9 @@ class ScorerPool:
         return [e for e in self.endpoints if e.breaker.state == 0]
 
     async def call(self, method: str, request: Any, budget: Budget) -> UpstreamResult:
-        """Forward ``request`` (``method`` is "Score" or "ScoreBatch") within ``budget``."""
+        """Forward ``request`` within ``budget``: ``method`` is a ``Scoring`` RPC's name
+        ("Score", "ScoreBatch", "Predict", "PredictBatch"); one breaker per endpoint for all."""
+        attribute = _STUBS[method]
         attempts: list[Attempt] = []
         refused = 0
         clock = self._clock
@@ -214,7 +228,7 @@ class ScorerPool:
             if not breaker.try_acquire():
                 refused += 1
                 continue
-            stub = endpoint.score if method == "Score" else endpoint.score_batch
+            stub = getattr(endpoint, attribute)
             endpoint.in_flight += 1
             started = clock()
             recorded = False
