@@ -65,7 +65,9 @@ def test_a_version_keeps_the_api_field_names_order_and_stored_numbers() -> None:
         "refused_reason",
         "metrics",
         "recommendation",
+        "kind",
     ]
+    assert body["kind"] == "model"
     assert body["gates"] == GATES
     text = VersionPublic.of(record).model_dump_json()
     assert '"value":3000.0' in text and '"threshold":200,' in text  # int stays int
@@ -82,7 +84,7 @@ def test_a_refused_version_has_empty_metrics_and_a_null_card() -> None:
     )
     assert body["metrics"] == {} and body["recommendation"] is None
     assert body["card"] is None and body["gates"] == []
-    assert list(body)[-3:] == ["metrics", "recommendation", "card"]
+    assert list(body)[-4:] == ["metrics", "recommendation", "card", "kind"]
 
 
 def _experiment(**overrides: Any) -> ExperimentRecord:

@@ -42,6 +42,19 @@ class RegistrySettings(BaseServiceSettings):
         description="Gate: the trainer's trading recommendation must not be REJECT. The dev "
         "stack turns it off so the first run promotes on real data without an edge.",
     )
+    max_coverage_error: float = Field(
+        default=0.03,
+        ge=0,
+        le=1,
+        description="Gate, family quantile members: how far the test coverage Pr[y <= pred] "
+        "may be from each alpha (0.03: within 3 points).",
+    )
+    max_pinball_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="Gate, family quantile members: pinball loss at the served alpha over the "
+        "constant-quantile baseline's, at most (1.0: no worse than the baseline).",
+    )
     manual_approval: bool = Field(
         default=False,
         description="Versions that pass the gates wait in staging for POST promote. "
@@ -116,4 +129,6 @@ class RegistrySettings(BaseServiceSettings):
             min_test_rows=self.min_test_rows,
             max_worse_than_production=self.max_worse_than_production,
             require_recommendation=self.require_recommendation,
+            max_coverage_error=self.max_coverage_error,
+            max_pinball_ratio=self.max_pinball_ratio,
         )

@@ -16,7 +16,7 @@ from hindsight.registry.domain import (
     GatePolicy,
     Stage,
     check_move,
-    evaluate_gates,
+    evaluate_version_gates,
     gates_passed,
     rollback_target,
 )
@@ -103,7 +103,11 @@ class Promotions:
             raise NotFoundError(f"{model_name}/{version} is not registered")
         check_move(row.stage, stage)
         production = await tx.versions.production(model_name)
-        checks = evaluate_gates(
+        # A family's gates read its members from the card; a model's need its headline only.
+        carded = await tx.versions.with_card(model_name, version) if row.kind == "family" else None
+        checks = evaluate_version_gates(
+            row.kind,
+            carded.card if carded else None,
             row.headline,
             self.policy,
             current_production=production.version if production else None,

@@ -12,23 +12,26 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from hindsight.common.artifacts import (
-    ONNX_FILE,
-    load_card,
-    resolve_artifact,
-    sha256_file,
-    validate_name,
-)
+from hindsight.common.artifacts import resolve_artifact, validate_name
 from hindsight.common.errors import InvalidInputError, NotFoundError
 from hindsight.common.events import TrainingCompleted
+from hindsight.registry.artifacts import (
+    Inspected,
+    Refused,
+    check_event,
+    inspect_artifact,
+    kind_of,
+)
 from hindsight.registry.domain import (
     ConflictError,
+    GateCheck,
     Headline,
     Stage,
+    VersionKind,
     check_move,
-    evaluate_gates,
+    evaluate_version_gates,
     gates_passed,
     headline,
 )
@@ -39,7 +42,6 @@ from hindsight.registry.storage import (
     DatasetSize,
     Deployment,
     EvaluationReport,
-    JsonObject,
     ModelSummary,
     NewVersion,
     StageCount,
@@ -56,30 +58,12 @@ logger = logging.getLogger(__name__)
 AUTO_ACTOR = "registry:auto"
 
 
-class _Refused(Exception):
-    """The artifact cannot become a promotable version; the message says why."""
-
-
-def _inspect_artifact(directory: Path, event: TrainingCompleted) -> JsonObject:
-    """Hash model.onnx and read metrics.json; raises _Refused with the reason (blocking I/O)."""
-    onnx = directory / ONNX_FILE
-    if not onnx.is_file():
-        raise _Refused(f"{ONNX_FILE} not found in {event.artifact_uri}")
-    actual = sha256_file(onnx)
-    if actual != event.sha256:
-        raise _Refused(f"sha256 mismatch: event says {event.sha256}, {ONNX_FILE} has {actual}")
-    try:
-        card = load_card(directory)
-    except (OSError, ValidationError, ValueError) as exc:
-        raise _Refused(f"metrics.json unreadable: {' '.join(str(exc).split())[:500]}") from exc
-    if (card.model_name, card.version) != (event.model_name, event.version):
-        raise _Refused(
-            f"metrics.json is for {card.model_name}/{card.version}, "
-            f"event is for {event.model_name}/{event.version}"
-        )
-    if card.onnx_sha256 != actual:
-        raise _Refused(f"metrics.json onnx_sha256 {card.onnx_sha256} != {ONNX_FILE} {actual}")
-    return card.model_dump(mode="json")
+def _registered(run_id: str, kind: VersionKind, checks: list[GateCheck]) -> str:
+    """The register audit row's reason: the run, the kind, and every failed gate by name."""
+    what = "family release" if kind == "family" else "version"
+    failed = "; ".join(c.reason for c in checks if not c.passed)
+    verdict = f"gates failed: {failed}" if failed else "gates passed"
+    return f"training run {run_id} completed ({what}); {verdict}"
 
 
 class RegistryStatus(BaseModel):
@@ -129,6 +113,8 @@ class Registry:
             assert event.version is not None and event.artifact_uri is not None
             validate_name(event.version, field="version")
             directory = resolve_artifact(self.artifact_root, event.artifact_uri)
+            kind = kind_of(self.artifact_root, directory)
+            check_event(kind, event)
         span = event.data_time_range
         await self.store.tables.runs.record(
             TrainingRun(
@@ -152,29 +138,48 @@ class Registry:
             REGISTRATIONS.labels("duplicate").inc()
             return "duplicate"
         try:
-            card: JsonObject | None = await asyncio.to_thread(_inspect_artifact, directory, event)
+            inspected: Inspected | None = await asyncio.to_thread(
+                inspect_artifact, self.artifact_root, directory, kind, event
+            )
             refused: str | None = None
-        except _Refused as exc:
-            card, refused = None, str(exc)
-        outcome = await self._register(event, card, refused)
+        except Refused as exc:
+            inspected, refused = None, str(exc)
+        outcome = await self._register(event, kind, inspected, refused)
         REGISTRATIONS.labels(outcome).inc()
         logger.info(
             "version registered",
-            extra={"model_name": event.model_name, "version": event.version, "outcome": outcome},
+            extra={
+                "model_name": event.model_name,
+                "version": event.version,
+                "kind": kind,
+                "outcome": outcome,
+            },
         )
         return outcome
 
     async def _register(
-        self, event: TrainingCompleted, card: JsonObject | None, refused: str | None
+        self,
+        event: TrainingCompleted,
+        kind: VersionKind,
+        inspected: Inspected | None,
+        refused: str | None,
     ) -> str:
         assert event.version is not None and event.artifact_uri is not None
         assert event.sha256 is not None
         name, version = event.model_name, event.version
+        card = inspected.card if inspected is not None else None
         head: Headline = headline(card) if card is not None else {}
         async with self.store.locked(name) as tx:
+            others = await tx.versions.kinds(name) - {kind}
+            if refused is None and others:
+                # One name, one kind: a family and a single model never replace each other.
+                refused = f"{name} holds {others.pop()} versions; a {kind} cannot join them"
+                card, head = None, {}
             production = await tx.versions.production(name)
             checks = (
-                evaluate_gates(
+                evaluate_version_gates(
+                    kind,
+                    card,
                     head,
                     self.promotions.policy,
                     current_production=production.version if production else None,
@@ -187,6 +192,7 @@ class Registry:
                 NewVersion(
                     model_name=name,
                     version=version,
+                    kind=kind,
                     stage=Stage.REFUSED if refused else Stage.CANDIDATE,
                     training_run_id=event.training_run_id,
                     created_at=datetime.fromisoformat(card["created_at"])
@@ -221,7 +227,7 @@ class Registry:
                 version=version,
                 from_stage=None,
                 to_stage=Stage.CANDIDATE,
-                reason=f"training run {event.training_run_id} completed",
+                reason=_registered(event.training_run_id, kind, checks),
             )
             if not passed:
                 return "candidate"

@@ -33,6 +33,13 @@ from hindsight.registry.domain.experiments import (
     resolve_share,
     traffic,
 )
+from hindsight.registry.domain.family import (
+    VersionKind,
+    evaluate_family_gates,
+    evaluate_version_gates,
+    member_checks,
+    served_members,
+)
 from hindsight.registry.domain.gates import (
     GateCheck,
     GatePolicy,
@@ -40,6 +47,7 @@ from hindsight.registry.domain.gates import (
     evaluate_gates,
     gates_passed,
     headline,
+    release_checks,
 )
 from hindsight.registry.domain.stages import (
     ALLOWED_MOVES,
@@ -92,4 +100,10 @@ __all__ = [
     "gates_passed",
     "headline",
     "rollback_target",
+    "VersionKind",
+    "evaluate_family_gates",
+    "evaluate_version_gates",
+    "member_checks",
+    "release_checks",
+    "served_members",
 ]

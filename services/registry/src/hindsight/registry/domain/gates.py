@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from hindsight.common.registry_api import GateCheck, Headline
+from hindsight.registry.domain.cards import MISSING, dig, first_number, first_text
 
 __all__ = [
     "GateCheck",
@@ -16,47 +16,8 @@ __all__ = [
     "evaluate_gates",
     "gates_passed",
     "headline",
+    "release_checks",
 ]
-
-_MISSING = object()
-
-
-def _dig(source: Any, *path: str) -> Any:
-    node = source
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return _MISSING
-        node = node[key]
-    return node
-
-
-def _number(value: Any) -> float | None:
-    # A metric may be a bare number or an object with a point estimate and an interval.
-    if isinstance(value, Mapping):
-        for key in ("value", "point", "estimate", "mean"):
-            if key in value:
-                return _number(value[key])
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _first(card: Mapping[str, Any], paths: list[tuple[str, ...]]) -> float | None:
-    for path in paths:
-        found = _number(_dig(card, *path))
-        if found is not None:
-            return found
-    return None
-
-
-def _first_text(card: Mapping[str, Any], paths: list[tuple[str, ...]]) -> str | None:
-    for path in paths:
-        found = _dig(card, *path)
-        if isinstance(found, str) and found:
-            return found
-    return None
-
 
 _PROD_KEYS = ("production", "production_test", "production_metrics", "baseline")
 
@@ -71,7 +32,7 @@ def headline(card: Mapping[str, Any]) -> Headline:
     REJECT). Several layouts are accepted; the first listed is the trainer's.
     """
     m = ("metrics",)
-    test_rows = _first(
+    test_rows = first_number(
         card,
         [
             (*m, "test", "rows"),
@@ -86,31 +47,31 @@ def headline(card: Mapping[str, Any]) -> Headline:
             ("test_rows",),
         ],
     )
-    production: Any = _MISSING
+    production: Any = MISSING
     for key in _PROD_KEYS:
-        production = _dig(card, *m, key)
-        if production is not _MISSING:
+        production = dig(card, *m, key)
+        if production is not MISSING:
             break
-    if production is _MISSING:
-        production = _dig(card, "production")
+    if production is MISSING:
+        production = dig(card, "production")
     compared: bool | None
     prod_auc: float | None = None
     prod_version: str | None = None
-    if production is _MISSING:
+    if production is MISSING:
         compared = None
-        prod_auc = _first(card, [(*m, "production_roc_auc"), (*m, "production_test_roc_auc")])
-        prod_version = _first_text(card, [(*m, "production_version")])
+        prod_auc = first_number(card, [(*m, "production_roc_auc"), (*m, "production_test_roc_auc")])
+        prod_version = first_text(card, [(*m, "production_version")])
         if prod_auc is not None:
             compared = True
     elif production is None or production == {}:
         compared = False
     else:
         compared = True
-        prod_auc = _first(
+        prod_auc = first_number(
             {"p": production}, [("p", "test", "roc_auc"), ("p", "roc_auc"), ("p", "test_roc_auc")]
         )
-        prod_version = _first_text({"p": production}, [("p", "version"), ("p", "model_version")])
-    recommendation = _first_text(
+        prod_version = first_text({"p": production}, [("p", "version"), ("p", "model_version")])
+    recommendation = first_text(
         card,
         [
             ("recommendation",),
@@ -122,7 +83,7 @@ def headline(card: Mapping[str, Any]) -> Headline:
         ],
     )
     return {
-        "test_roc_auc": _first(
+        "test_roc_auc": first_number(
             card,
             [
                 (*m, "test", "roc_auc"),
@@ -131,7 +92,7 @@ def headline(card: Mapping[str, Any]) -> Headline:
                 (*m, "roc_auc"),
             ],
         ),
-        "test_ece": _first(
+        "test_ece": first_number(
             card,
             [
                 (*m, "test", "ece"),
@@ -160,6 +121,11 @@ class GatePolicy:
     max_worse_than_production: float = 0.01
     require_recommendation: bool = True
     """False: the trainer's trading verdict is shown but does not block (dev stack demo)."""
+    max_coverage_error: float = 0.03
+    """Family quantile members: |coverage - alpha| allowed on the test block, each alpha."""
+    max_pinball_ratio: float = 1.0
+    """Family quantile members: pinball loss at the served alpha / the constant-quantile
+    baseline's, at most (1.0: no worse than the baseline)."""
 
 
 def _floor(name: str, value: float | None, threshold: float, *, at_least: bool) -> GateCheck:
@@ -243,6 +209,15 @@ def evaluate_gates(
             policy.min_test_rows,
             at_least=True,
         ),
+        *release_checks(h, policy, current_production=current_production),
+    ]
+
+
+def release_checks(
+    h: Headline, policy: GatePolicy, *, current_production: str | None
+) -> list[GateCheck]:
+    """The gates on a release as a whole: not worse than production, the trainer's verdict."""
+    return [
         _production_margin(h, policy, current_production),
         _recommendation(h, required=policy.require_recommendation),
     ]

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from hindsight.common.registry_api import ModelSummary
-from hindsight.registry.domain import GateCheck, Headline, Stage
+from hindsight.registry.domain import GateCheck, Headline, Stage, VersionKind
 from hindsight.registry.storage.base import Executor, JsonObject, Row
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "Versions",
 ]
 
-_COLUMNS = """model_name, version, stage, training_run_id, created_at, registered_at,
+_COLUMNS = """model_name, version, kind, stage, training_run_id, created_at, registered_at,
     stage_changed_at, artifact_uri, sha256, headline, gates, gates_passed, refused_reason"""
 _JSON = ("headline", "gates")
 
@@ -32,6 +32,8 @@ class VersionRecord(Row):
 
     model_name: str
     version: str
+    kind: VersionKind = "model"
+    """``family``: a family release (``families/...``), gated member by member."""
     stage: Stage
     training_run_id: str
     created_at: datetime
@@ -93,6 +95,7 @@ class NewVersion:
     gates: Sequence[GateCheck]
     gates_passed: bool
     refused_reason: str | None
+    kind: VersionKind = "model"
 
 
 def _gates_json(gates: Sequence[GateCheck]) -> str:
@@ -138,8 +141,9 @@ class Versions:
         """Insert a version; False when (model_name, version) exists already."""
         inserted = await self.db.fetchval(
             """INSERT INTO versions (model_name, version, stage, training_run_id, created_at,
-                   artifact_uri, sha256, card, headline, gates, gates_passed, refused_reason)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10::jsonb,$11,$12)
+                   artifact_uri, sha256, card, headline, gates, gates_passed, refused_reason,
+                   kind)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10::jsonb,$11,$12,$13)
                ON CONFLICT (model_name, version) DO NOTHING RETURNING true""",
             new.model_name,
             new.version,
@@ -153,6 +157,7 @@ class Versions:
             _gates_json(new.gates),
             new.gates_passed,
             new.refused_reason,
+            new.kind,
         )
         return bool(inserted)
 
@@ -185,6 +190,13 @@ class Versions:
             "SELECT version, stage FROM versions WHERE model_name=$1", model_name
         )
         return {r["version"]: Stage(r["stage"]) for r in rows}
+
+    async def kinds(self, model_name: str) -> set[VersionKind]:
+        """The kinds of the versions registered under ``model_name`` (empty when none)."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT kind FROM versions WHERE model_name=$1", model_name
+        )
+        return {r["kind"] for r in rows}
 
     async def exists(self, model_name: str, version: str) -> bool:
         """True when the version is registered (in any stage)."""
