@@ -47,6 +47,22 @@ class Behaviour:
     version: str = "v1"
     pinned: dict[str, tuple[float, float]] = field(default_factory=dict)
     """version → (p_success, sleep_s) for calls pinning it; others INVALID_ARGUMENT."""
+    family_version: str = "v1_0_0"
+    """The release a ``Predict`` is answered by unless it pins one (in ``pinned``)."""
+    missing_heads: tuple[str, ...] = ()
+    """Heads a ``Predict`` answer leaves out."""
+    fallback_heads: tuple[str, ...] = ()
+    """Heads a ``Predict`` answer marks as the scorer's own fallback."""
+
+
+# What the fake's Predict answers per head besides entry (conf_pat = the behaviour's p):
+# (value, member, alphas, quantiles).
+FAKE_HEADS: dict[str, tuple[float, str, list[float], list[float]]] = {
+    "risk": (1.125, "risk", [0.6, 0.7, 0.8], [0.875, 1.125, 1.5]),
+    "rr": (2.625, "rr", [0.6], [2.625]),
+    "offset": (-0.25, "offset", [0.5], [-0.25]),
+}
+FAKE_TOP: dict[str, str] = {"risk": "sl_katr", "rr": "rr_target", "offset": "offset_katr"}
 
 
 class FakeScorer(scoring_pb2_grpc.ScoringServicer):
@@ -64,13 +80,17 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
         self.requests.append(request)
         self.metadata.append(dict(context.invocation_metadata() or ()))
         b = self.behaviour
-        if request.model_version and request.model_version != b.version:
-            if request.model_version not in b.pinned:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model_version: not loaded")
-            p, sleep = b.pinned[request.model_version]
+        predict = isinstance(request, scoring_pb2.PredictRequest)
+        pin_field = "family_version" if predict else "model_version"
+        pinned = getattr(request, pin_field)
+        serving = b.family_version if predict else b.version
+        if pinned and pinned != serving:
+            if pinned not in b.pinned:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{pin_field}: not loaded")
+            p, sleep = b.pinned[pinned]
             await asyncio.sleep(sleep)
-            self.pinned_done.append(request.model_version)
-            return p, request.model_version
+            self.pinned_done.append(pinned)
+            return p, pinned
         if b.mode == "sleep":
             await asyncio.sleep(b.sleep_s)
         elif b.mode == "unavailable":
@@ -81,7 +101,7 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "features.f00: missing")
         elif b.mode == "internal":
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        return b.p_success, b.version
+        return b.p_success, serving
 
     async def Score(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         p, version = await self._answer(request, context)
@@ -102,6 +122,47 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
             answer.responses.add(
                 signal_id=one.signal_id, p_success=(p + i / 100) % 1, model_version=version
             )
+        return answer
+
+    def _prediction(
+        self, request: scoring_pb2.PredictRequest, p: float, version: str
+    ) -> scoring_pb2.PredictResponse:
+        b = self.behaviour
+        cluster = request.liquidity_cluster
+        answer = scoring_pb2.PredictResponse(
+            signal_id=request.signal_id,
+            side=request.side,
+            family=request.family or "playbook",
+            family_version=version,
+            liquidity_cluster=cluster,
+            prediction_time_ms=0.5,
+        )
+        heads = {"entry": (p, f"entry_{cluster or 'pooled'}", [], []), **FAKE_HEADS}
+        for head, (value, member, alphas, quantiles) in heads.items():
+            if head in b.missing_heads:
+                continue
+            one = answer.heads[head]
+            one.value, one.member, one.model_version = value, member, version
+            one.alphas.extend(alphas)
+            one.quantiles.extend(quantiles)
+            if head in b.fallback_heads:
+                one.fallback, one.fallback_reason = True, "member_not_loaded"
+                answer.fallback = True
+            setattr(answer, FAKE_TOP.get(head, "conf_pat"), value)
+        if "offset" not in b.missing_heads:
+            answer.entry_style = "LIMIT"
+        return answer
+
+    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        p, version = await self._answer(request, context)
+        return self._prediction(request, p, version)
+
+    async def PredictBatch(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        self.batches.append(request)
+        answer = scoring_pb2.PredictBatchResponse()
+        for i, one in enumerate(request.requests):
+            p, version = await self._answer(one, context)
+            answer.responses.append(self._prediction(one, (p + i / 100) % 1, version))
         return answer
 
 
@@ -157,6 +218,11 @@ async def start_fake(port: int = 0, *, tls: ServerTls | None = None) -> Fake:
         bound = server.add_secure_port(address, tls.credentials())
     await server.start()
     return Fake(scorer, server, bound)
+
+
+def predict_request(signal_id: str = "sig-1", **fields: Any) -> scoring_pb2.PredictRequest:
+    fields.setdefault("side", "buy")
+    return scoring_pb2.PredictRequest(signal_id=signal_id, features={"f00": 1.0}, **fields)
 
 
 def request(signal_id: str = "sig-1", **fields: Any) -> scoring_pb2.ScoreRequest:
