@@ -16,8 +16,10 @@ from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, se
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.domain.schedule import Schedule
 from hindsight.trainer.drift import FeatureDrift, RegistryReferences
+from hindsight.trainer.family_storage import FamilyStorage
 from hindsight.trainer.http_api import create_app
 from hindsight.trainer.ingest import Ingestor
+from hindsight.trainer.labels_ingest import LabelsIngestor
 from hindsight.trainer.messaging import make_publisher, register_consumers
 from hindsight.trainer.production import RegistryProduction
 from hindsight.trainer.runs import RunService
@@ -55,6 +57,7 @@ class Trainer(PartGroup):
         self.settings = settings
         self.broker: NatsBroker = create_broker(settings, client_name=SERVICE)
         self.storage = Storage(None)
+        self.family_storage = FamilyStorage(self.storage)
         self.runs = RunService(
             settings,
             self.storage,
@@ -91,6 +94,7 @@ class Trainer(PartGroup):
             self.runs,
             max_deliveries=settings.max_deliveries,
             batch_size=settings.ingest_batch_size,
+            labels=LabelsIngestor(self.family_storage),
         )
         readiness = Readiness(SERVICE)
         readiness.register("database", self.storage.ping)

@@ -7,9 +7,11 @@ from datetime import time
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from hindsight.common.family import DEFAULT_FAMILY
 from hindsight.common.ports import PORTS, local_url
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.trainer.domain.data_spec import DataSpec, spec_catalog
+from hindsight.trainer.domain.family_spec import FamilySpec, family_catalog
 
 __all__ = ["TrainerSettings"]
 
@@ -37,6 +39,13 @@ class TrainerSettings(BaseServiceSettings):
         default_factory=list,
         description='More models, JSON: [{"model_name": "m", "feature_schema_version": 2, '
         '"symbols": ["BTCUSDT"], "timeframes": ["1h"]}] (README: Data specs).',
+    )
+    families: list[FamilySpec] = Field(
+        default_factory=list,
+        description='Model families, JSON: [{"family": "playbook", "feature_schema_version": '
+        '2, "symbols": ["BTCUSDT"], "timeframes": ["1h"], "label_spec": "<16 hex>"}]; '
+        "playbook is always there (on feature_schema_version, every symbol and timeframe, the "
+        "newest label spec) unless declared (README: Model families).",
     )
     registry_url: str | None = Field(
         default=local_url("registry"),
@@ -137,9 +146,17 @@ class TrainerSettings(BaseServiceSettings):
         )
         return dict(spec_catalog(self.data_specs, default))
 
+    def family_specs(self) -> dict[str, FamilySpec]:
+        """Family specs by family name: ``families`` plus the default family's own."""
+        default = FamilySpec(
+            family=DEFAULT_FAMILY, feature_schema_version=self.feature_schema_version
+        )
+        return dict(family_catalog(self.families, default, models=self.specs()))
+
     @model_validator(mode="after")
     def _specs_distinct(self) -> TrainerSettings:
         self.specs()
+        self.family_specs()
         return self
 
     @field_validator("registry_url")

@@ -14,10 +14,12 @@ from hindsight.common.events import (
     Event,
     LabelSaved,
     SignalFeatures,
+    SignalLabeled,
     SignalOutcome,
     TrainingRequested,
 )
 from hindsight.trainer.ingest import Ingestor
+from hindsight.trainer.labels_ingest import LabelsIngestor
 from hindsight.trainer.runs import Publisher, RunService
 
 __all__ = ["DURABLES", "make_publisher", "register_consumers"]
@@ -27,6 +29,7 @@ DURABLES = {
     SignalOutcome: "trainer_outcomes",
     LabelSaved: "trainer_labels",
     TrainingRequested: "trainer_requests",
+    SignalLabeled: "trainer_signal_labels",
 }
 
 
@@ -37,6 +40,7 @@ def register_consumers(
     *,
     max_deliveries: int,
     batch_size: int = 1000,
+    labels: LabelsIngestor | None = None,
 ) -> None:
     """Subscribe the trainer's handlers (before the broker starts).
 
@@ -60,6 +64,10 @@ def register_consumers(
     subscribe_event_batch(
         broker, SignalOutcome, on_outcomes, durable=DURABLES[SignalOutcome], options=bulk
     )
+    if labels is not None:  # the Back-Labeler's labels, batched like signals (model families)
+        subscribe_event_batch(
+            broker, SignalLabeled, labels.on_labels, durable=DURABLES[SignalLabeled], options=bulk
+        )
     subscribe_event(
         broker,
         LabelSaved,
