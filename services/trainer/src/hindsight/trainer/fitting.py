@@ -1,0 +1,170 @@
+"""Where a run's LightGBM boosters are fitted: in process, or on a Dask cluster.
+
+``HINDSIGHT_TRAINER_DASK_SCHEDULER`` (a scheduler address such as
+``tcp://dask-scheduler:8786``) sends every full retrain to that cluster through
+``lightgbm.dask``; unset, boosters are fitted in this process with ``lightgbm.train``.
+Both get the same rows (the run's train block), the same parameters and the same
+validation block, and hand back a plain ``lightgbm.Booster``, so calibration, metrics on
+the time-later test block, ONNX export and parity are the same code either way.
+
+Differences, on purpose:
+- ``lightgbm.dask`` has no early stopping: the Dask fitter grows ``num_boost_round``
+  trees, records the validation metric after each, and keeps the trees up to the best
+  one (the iteration early stopping would have kept, or a later one if the metric
+  improved again after ``early_stopping_rounds`` without gain).
+- Incremental runs (``init_model``: continue the production booster on the newest
+  window) always fit in process: ``lightgbm.dask`` cannot continue a booster. They are
+  small by construction (the newest window only).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DaskFitter", "FitRequest", "Fitter", "LocalFitter", "best_iteration", "fitter_for"]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+_HIGHER_IS_BETTER = {"auc", "average_precision", "map", "ndcg"}
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """One booster to fit: LightGBM parameters (canonical names), the train and validation
+    blocks, and the tree budget."""
+
+    params: Mapping[str, object]
+    x: npt.NDArray[Any]
+    y: npt.NDArray[Any]
+    x_valid: npt.NDArray[Any]
+    y_valid: npt.NDArray[Any]
+    feature_names: Sequence[str]
+    num_boost_round: int
+    early_stopping_rounds: int
+    weight: npt.NDArray[Any] | None = None
+    init_model: lgb.Booster | None = None
+
+
+class Fitter(Protocol):
+    """Fits one booster; ``name`` says where (``local`` or ``dask``) for the run report."""
+
+    name: str
+
+    def fit(self, request: FitRequest) -> lgb.Booster: ...
+
+
+class LocalFitter:
+    """``lightgbm.train`` in this process, with early stopping on the validation block."""
+
+    name = "local"
+
+    def fit(self, request: FitRequest) -> lgb.Booster:
+        train_set = lgb.Dataset(
+            request.x,
+            request.y,
+            weight=request.weight,
+            feature_name=list(request.feature_names),
+            free_raw_data=True,
+        )
+        valid_set = lgb.Dataset(request.x_valid, request.y_valid, reference=train_set)
+        return lgb.train(
+            dict(request.params),
+            train_set,
+            num_boost_round=request.num_boost_round,
+            valid_sets=[valid_set],
+            valid_names=["validation"],
+            init_model=request.init_model,
+            callbacks=[lgb.early_stopping(request.early_stopping_rounds, verbose=False)],
+        )
+
+
+def best_iteration(history: Mapping[str, Sequence[float]]) -> int:
+    """1-based iteration with the best value of the first recorded validation metric."""
+    if not history:
+        raise ValueError("no validation metric was recorded")
+    metric, values = next(iter(history.items()))
+    if not values:
+        raise ValueError(f"validation metric {metric!r} has no values")
+    scores = np.asarray(values, dtype=np.float64)
+    index = int(np.argmax(scores) if metric in _HIGHER_IS_BETTER else np.argmin(scores))
+    return index + 1
+
+
+class DaskFitter:
+    """``lightgbm.dask`` on the cluster behind ``client``; the rows are split into one
+    partition per worker."""
+
+    name = "dask"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls, address: str, *, timeout_s: float = 10.0) -> DaskFitter:
+        """A fitter on the scheduler at ``address`` (fails fast when it does not answer)."""
+        from distributed import Client
+
+        return cls(Client(address, timeout=f"{timeout_s}s", set_as_default=False))
+
+    def workers(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _array(self, values: npt.NDArray[Any], parts: int) -> Any:
+        import dask.array as da
+
+        rows = max(1, math.ceil(len(values) / parts))
+        chunks = (rows,) + tuple(values.shape[1:])
+        return da.from_array(np.ascontiguousarray(values), chunks=chunks)
+
+    def fit(self, request: FitRequest) -> lgb.Booster:
+        if request.init_model is not None:
+            logger.info("continuing a booster: fitted in process (lightgbm.dask cannot)")
+            return LocalFitter().fit(request)
+        from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
+
+        params: dict[str, Any] = dict(request.params)
+        objective = str(params.get("objective", "regression"))
+        estimator_type = DaskLGBMClassifier if objective == "binary" else DaskLGBMRegressor
+        # The tree budget is n_estimators; each worker's threads are Dask's (nthreads).
+        for key in ("num_iterations", "early_stopping_round", "num_threads", "n_jobs"):
+            params.pop(key, None)
+        estimator = estimator_type(
+            client=self.client, n_estimators=request.num_boost_round, **params
+        )
+        parts = self.workers()
+        estimator.fit(
+            self._array(request.x, parts),
+            self._array(np.asarray(request.y), parts),
+            sample_weight=(
+                None if request.weight is None else self._array(np.asarray(request.weight), parts)
+            ),
+            eval_X=(self._array(request.x_valid, parts),),
+            eval_y=(self._array(np.asarray(request.y_valid), parts),),
+            eval_names=["validation"],
+            feature_name=list(request.feature_names),
+        )
+        booster: lgb.Booster = estimator.booster_
+        history = estimator.evals_result_.get("validation", {})
+        best = best_iteration(history)
+        # Keep the trees up to the best validation iteration (what early stopping keeps).
+        return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def fitter_for(scheduler: str | None) -> Fitter:
+    """The fitter a run uses: Dask when a scheduler address is configured."""
+    if scheduler:
+        return DaskFitter.connect(scheduler)
+    return LocalFitter()
