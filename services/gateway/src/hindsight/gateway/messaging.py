@@ -124,7 +124,7 @@ class Record(NamedTuple):
     arm: str | None
     latency_ms: float
     model_name: str | None = None
-    """The family of a ``Predict`` answer (an extra field of the event); None for ``Score``."""
+    """The family of a ``Predict`` answer; None for ``Score`` (the default model)."""
 
 
 class Recorder(Protocol):
@@ -157,10 +157,7 @@ class PredictionLog(BackgroundPublisher[Record]):
 
 
 def _event(r: Record) -> PredictionLogged:
-    # Extra fields (kept by every consumer): the reason of a fallback, a Predict's family.
-    extra: dict[str, str] = {"fallback_reason": r.fallback_reason} if r.fallback_reason else {}
-    if r.model_name:
-        extra["model_name"] = r.model_name
+    extra = {"fallback_reason": r.fallback_reason} if r.fallback_reason else {}
     return PredictionLogged.create(
         source=SOURCE,
         prediction_id=str(uuid.uuid4()),
@@ -171,5 +168,6 @@ def _event(r: Record) -> PredictionLogged:
         experiment_id=r.experiment_id,
         arm=r.arm,
         latency_ms=r.latency_ms,
+        model_name=r.model_name,
         **extra,
     )
