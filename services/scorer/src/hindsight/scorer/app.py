@@ -30,8 +30,10 @@ from hindsight.common.tls import ServerTls
 from hindsight.scorer.config import ScorerSettings
 from hindsight.scorer.dataplane import DataPlane
 from hindsight.scorer.domain.deployments import Deployment
+from hindsight.scorer.domain.families import FamilyStore
 from hindsight.scorer.domain.models import ModelStore
 from hindsight.scorer.drift_metrics import DriftExporter
+from hindsight.scorer.family_loader import FamilyLoader
 from hindsight.scorer.grpc_api import SERVICE_NAME, ScoringServicer
 from hindsight.scorer.http_api import create_app
 from hindsight.scorer.loader import ArtifactLoader
@@ -56,6 +58,7 @@ class ScorerApp:
 
     settings: ScorerSettings
     store: ModelStore
+    families: FamilyStore
     reconciler: Reconciler
     grpc: GrpcServer
     http: HttpServer
@@ -123,13 +126,13 @@ class ScorerApp:
         await self.reconciler.replace_state(deployments, source="jetstream")
 
     async def _sync_health(self) -> None:
-        serving = not self.store.empty
+        serving = not self.store.empty or not self.families.empty
         await self.grpc.set_serving(SERVICE_NAME, serving)
         await self.grpc.set_serving("", serving)
 
 
 class _Grpc:
-    """The gRPC server, reporting NOT_SERVING until the first model is loaded."""
+    """The gRPC server, reporting NOT_SERVING until the first model or release is loaded."""
 
     def __init__(self, server: GrpcServer) -> None:
         self.server = server
@@ -171,6 +174,7 @@ class _Core:
 def build_app(settings: ScorerSettings) -> ScorerApp:
     """Wire the scorer from its settings; nothing starts or binds here."""
     store = ModelStore(default_model=settings.default_model)
+    families = FamilyStore(default_family=settings.default_family)
     loader = ArtifactLoader(
         settings.artifact_root,
         warmup_runs=settings.warmup_runs,
@@ -189,7 +193,7 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
         if broker is not None
         else None
     )
-    servicer = ScoringServicer(DataPlane(store, log))
+    servicer = ScoringServicer(DataPlane(store, log, families=families))
     grpc_server = GrpcServer(
         host=settings.grpc_host,
         port=settings.grpc_port,
@@ -202,13 +206,20 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
             settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
         ),
     )
-    http = HttpServer(create_app(store), host=settings.http_host, port=settings.http_port)
+    http = HttpServer(create_app(store, families), host=settings.http_host, port=settings.http_port)
     holder: dict[str, ScorerApp] = {}
 
     async def on_change() -> None:
         await holder["app"]._sync_health()
 
-    reconciler = Reconciler(store, loader, cache, on_change=on_change)
+    reconciler = Reconciler(
+        store,
+        loader,
+        cache,
+        families=families,
+        family_loader=FamilyLoader(settings.artifact_root, warmup_runs=settings.warmup_runs),
+        on_change=on_change,
+    )
     reconciler.remember_last_good(cache.load() or [])
     drift = DriftExporter(
         store,
@@ -216,7 +227,9 @@ def build_app(settings: ScorerSettings) -> ScorerApp:
         flush_s=settings.drift_flush_s,
         export_s=settings.drift_export_s,
     )
-    app = ScorerApp(settings, store, reconciler, grpc_server, http, broker, None, log, drift)
+    app = ScorerApp(
+        settings, store, families, reconciler, grpc_server, http, broker, None, log, drift
+    )
     holder["app"] = app
     if broker is not None:
         app.feed = DeploymentFeed(

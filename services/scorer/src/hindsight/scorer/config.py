@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from hindsight.common.family import DEFAULT_FAMILY
 from hindsight.common.ports import GRPC_PORTS, PORTS, local_url
 from hindsight.common.settings import BaseServiceSettings
 from hindsight.common.tls import check_server_tls_settings, empty_is_unset
@@ -39,6 +40,11 @@ class ScorerSettings(BaseServiceSettings):
     )
     default_model: str = Field(
         default="trade_success", min_length=1, description="Model used when a call names none."
+    )
+    default_family: str = Field(
+        default=DEFAULT_FAMILY,
+        min_length=1,
+        description="Model family used when a Predict call names none.",
     )
     registry_url: str = Field(
         default=local_url("registry"),

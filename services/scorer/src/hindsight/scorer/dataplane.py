@@ -1,5 +1,8 @@
 """The scorer's answering policy, one object for every scoring RPC (kserve's ``DataPlane``).
 
+``Predict`` / ``PredictBatch`` (model families) are answered by
+:class:`~hindsight.scorer.family_plane.FamilyPlane`, which the data plane holds.
+
 :class:`DataPlane` takes a protobuf request and whether the caller logs the answer itself
 (the gateway does), and returns the protobuf answer: the request limits of
 :mod:`hindsight.common.limits` first (as the gateway checks them; no message quotes a
@@ -16,8 +19,10 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
-from hindsight.common.errors import HindsightError, InvalidInputError, UnavailableError
+from hindsight.common.errors import InvalidInputError
+from hindsight.common.family import DEFAULT_FAMILY
 from hindsight.common.limits import SIDES, check_batch_limits, check_request, check_score_request
+from hindsight.scorer.domain.families import FamilyStore
 from hindsight.scorer.domain.models import LoadedModel, ModelStore
 from hindsight.scorer.domain.scoring import (
     BatchScores,
@@ -26,9 +31,14 @@ from hindsight.scorer.domain.scoring import (
     score_one,
     score_packed,
 )
+from hindsight.scorer.family_plane import FamilyPlane
 from hindsight.scorer.messaging import PredictionLog
-from hindsight.scorer.metrics import REQUESTS, SCORE_SECONDS
+from hindsight.scorer.metrics import REQUESTS, SCORE_SECONDS, status_code
 from hindsight.scoring.v1.scoring_pb2 import (
+    PredictBatchRequest,
+    PredictBatchResponse,
+    PredictRequest,
+    PredictResponse,
     ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreRequest,
@@ -46,15 +56,7 @@ _FEATURES = attrgetter("features")
 _VALUES = attrgetter("feature_values")
 _EXPLAIN = attrgetter("explain")
 
-_CODE_BY_ERROR = (
-    (InvalidInputError, "INVALID_ARGUMENT"),
-    (UnavailableError, "UNAVAILABLE"),
-    (HindsightError, "INTERNAL"),
-)
-
-
-def _code(exc: BaseException) -> str:
-    return next((code for cls, code in _CODE_BY_ERROR if isinstance(exc, cls)), "INTERNAL")
+_code = status_code
 
 
 def _no_packed_values(requests: Sequence[ScoreRequest]) -> None:
@@ -110,11 +112,22 @@ def _batch_response(
 
 
 class DataPlane:
-    """Answers ``Score`` and ``ScoreBatch`` requests with the loaded models."""
+    """Answers ``Score`` / ``ScoreBatch`` with the loaded models and ``Predict`` /
+    ``PredictBatch`` with the loaded family releases (:class:`FamilyPlane`)."""
 
-    def __init__(self, store: ModelStore, log: PredictionLog | None) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        log: PredictionLog | None,
+        *,
+        families: FamilyStore | None = None,
+    ) -> None:
         self._store = store
         self._log = log
+        self._families = FamilyPlane(
+            families if families is not None else FamilyStore(default_family=DEFAULT_FAMILY),
+            log,
+        )
         self._score_ok = REQUESTS.labels("Score", "OK")
         self._batch_ok = REQUESTS.labels("ScoreBatch", "OK")
         self._latency: dict[tuple[str, str], Any] = {}
@@ -176,6 +189,16 @@ class DataPlane:
         for name, version in distinct:
             self._latency_of(name, version).observe(elapsed)
         return answer
+
+    def predict(self, request: PredictRequest, *, logged_upstream: bool) -> PredictResponse:
+        """Every head of a family release for one signal."""
+        return self._families.predict(request, logged_upstream=logged_upstream)
+
+    def predict_batch(
+        self, request: PredictBatchRequest, *, logged_upstream: bool
+    ) -> PredictBatchResponse:
+        """Every head for several signals; one invalid request fails the call."""
+        return self._families.predict_batch(request, logged_upstream=logged_upstream)
 
     def _latency_of(self, name: str, version: str) -> Any:
         child = self._latency.get((name, version))

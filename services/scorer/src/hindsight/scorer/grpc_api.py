@@ -13,6 +13,10 @@ import grpc
 from hindsight.scorer.dataplane import DataPlane
 from hindsight.scoring.v1 import scoring_pb2_grpc
 from hindsight.scoring.v1.scoring_pb2 import (
+    PredictBatchRequest,
+    PredictBatchResponse,
+    PredictRequest,
+    PredictResponse,
     ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreRequest,
@@ -33,7 +37,8 @@ def _logged_by_gateway(context: grpc.aio.ServicerContext) -> bool:
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
-    """Implements ``Score`` and ``ScoreBatch`` on a :class:`DataPlane`."""
+    """Implements ``Score``, ``ScoreBatch``, ``Predict`` and ``PredictBatch`` on a
+    :class:`DataPlane`."""
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
@@ -49,3 +54,15 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     ) -> ScoreBatchResponse:
         """Score several signals (map or packed form); one invalid request fails the call."""
         return self.plane.score_batch(request, logged_upstream=_logged_by_gateway(context))
+
+    async def Predict(  # noqa: N802  (gRPC method name)
+        self, request: PredictRequest, context: grpc.aio.ServicerContext
+    ) -> PredictResponse:
+        """Every head of a model family for one signal."""
+        return self.plane.predict(request, logged_upstream=_logged_by_gateway(context))
+
+    async def PredictBatch(  # noqa: N802  (gRPC method name)
+        self, request: PredictBatchRequest, context: grpc.aio.ServicerContext
+    ) -> PredictBatchResponse:
+        """Every head for several signals; one invalid request fails the call."""
+        return self.plane.predict_batch(request, logged_upstream=_logged_by_gateway(context))

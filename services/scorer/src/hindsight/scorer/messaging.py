@@ -94,6 +94,7 @@ class _Prediction(NamedTuple):
     model_version: str
     p_success: float
     latency_ms: float
+    model_name: str | None = None
 
 
 class PredictionLog(BackgroundPublisher[_Prediction]):
@@ -117,10 +118,19 @@ class PredictionLog(BackgroundPublisher[_Prediction]):
         )
 
     def record(
-        self, signal_id: str, model_version: str, p_success: float, latency_ms: float
+        self,
+        signal_id: str,
+        model_version: str,
+        p_success: float,
+        latency_ms: float,
+        *,
+        model_name: str | None = None,
     ) -> None:
-        """Queue one prediction for logging; O(1), never awaits."""
-        self.put(_Prediction(signal_id, model_version, p_success, latency_ms))
+        """Queue one prediction for logging; O(1), never awaits.
+
+        ``model_name``: the family of a ``Predict`` answer; None for ``Score`` (as before).
+        """
+        self.put(_Prediction(signal_id, model_version, p_success, latency_ms, model_name))
 
     def record_many(
         self,
@@ -128,10 +138,17 @@ class PredictionLog(BackgroundPublisher[_Prediction]):
         model_versions: Sequence[str],
         p_success: Sequence[float],
         latency_ms: float,
+        *,
+        model_name: str | None = None,
     ) -> None:
         """Queue a batch's predictions (same ``latency_ms`` each) in one call; never awaits."""
         for prediction in map(
-            _Prediction, signal_ids, model_versions, p_success, repeat(latency_ms)
+            _Prediction,
+            signal_ids,
+            model_versions,
+            p_success,
+            repeat(latency_ms),
+            repeat(model_name),
         ):
             self.put(prediction)
 
@@ -145,4 +162,5 @@ def _to_event(p: _Prediction) -> PredictionLogged:
         p_success=p.p_success,
         fallback=False,
         latency_ms=p.latency_ms,
+        model_name=p.model_name,
     )
