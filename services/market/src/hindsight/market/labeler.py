@@ -13,6 +13,22 @@ label row and one event (JetStream drops a re-published one by its ``Nats-Msg-Id
 
 A signal whose history is short while bars after it exist can never be labelled (a bar
 older than the series' latest is refused by the gate): it is marked failed, with why.
+
+Relabelling: a label row keeps the open times of the first and last bars it read (its ATR
+history through its horizon) and the signal's entry price. The market audits every
+corrected bar (``bar_corrections``); after each pass the labeler takes the corrections it
+has not checked yet, recomputes every label of its spec whose window holds a corrected bar,
+and in ONE transaction replaces the rows whose labels changed (``revision`` + 1), queues a
+``signal.labeled`` with that ``label_revision`` for each (its ``Nats-Msg-Id`` carries the
+revision, so JetStream keeps it) and marks the corrections checked. A kill before the commit
+leaves them unchecked: the next pass does the same work again. A correction that leaves
+the labels as they were (volume alone, say) publishes nothing; one after which the signal
+cannot be labelled keeps the old label (logged and counted). Labels of another spec are
+left as they are: each labeler relabels its own spec's labels.
+
+A changed spec (a new hash) relabels, never mixes: on its first pass the labeler queues
+under its hash every signal known under another one (labelled or pending) that it has not
+labelled, then labels them like any other; the old spec's labels stay, under their hash.
 """
 
 from __future__ import annotations
@@ -22,7 +38,10 @@ import bisect
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
+from dataclasses import asdict, replace
 from typing import Literal
+
+import asyncpg
 
 from hindsight.common.events import SignalFeatures, SignalLabeled
 from hindsight.common.outbox import OutboxRelay
@@ -36,7 +55,14 @@ from hindsight.market.domain.labels import (
     label_signal,
 )
 from hindsight.market.metrics import LABELS, OUTBOX_BACKLOG, PENDING_SIGNALS, SIGNALS
-from hindsight.market.storage import OUTBOX, PendingSignal, Storage
+from hindsight.market.storage import (
+    OUTBOX,
+    CorrectionMark,
+    LabelRow,
+    PendingSignal,
+    Storage,
+    StoredLabel,
+)
 
 __all__ = ["SERVICE_SOURCE", "BackLabeler", "labeled_event"]
 
@@ -48,9 +74,14 @@ _CHUNK = 2000  # pending signals of one series labelled per transaction
 
 
 def labeled_event(
-    signal: PendingSignal, labels: SignalLabels, *, label_spec: str, cluster: str | None
+    signal: PendingSignal,
+    labels: SignalLabels,
+    *,
+    label_spec: str,
+    cluster: str | None,
+    revision: int = 0,
 ) -> SignalLabeled:
-    """The ``signal.labeled`` event of one label row."""
+    """The ``signal.labeled`` event of one label row (``revision``: its label revision)."""
     return SignalLabeled.create(
         source=SERVICE_SOURCE,
         signal_id=signal.signal_id,
@@ -71,6 +102,7 @@ def labeled_event(
         liquidity_cluster=cluster,
         symbol=signal.symbol,
         timeframe=signal.timeframe,
+        label_revision=revision,
     )
 
 
@@ -93,6 +125,7 @@ class BackLabeler:
         self._dirty: set[Series] = set()
         self._wake = asyncio.Event()
         self._task = BackgroundTask("back-labeler")
+        self._adopted = False
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -156,18 +189,29 @@ class BackLabeler:
                 return done
 
     async def _compute(
-        self, symbol: str, timeframe: str, pending: Sequence[PendingSignal]
-    ) -> tuple[list[tuple[PendingSignal, SignalLabels]], list[tuple[PendingSignal, str]]]:
+        self,
+        symbol: str,
+        timeframe: str,
+        pending: Sequence[PendingSignal],
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> tuple[list[LabelRow], list[tuple[PendingSignal, str]]]:
+        """Labels of ``pending`` (oldest first) from the stored bars, with the windows they
+        read; and the signals that can never be labelled, with why."""
         before = self.spec.bars_before_needed()
         after = self.spec.bars_after_needed()
         stored = await self.storage.bars.tail(
-            self.storage.pool, symbol, timeframe, since=pending[0].ts, context=before + 1
+            self.storage.pool if conn is None else conn,
+            symbol,
+            timeframe,
+            since=pending[0].ts,
+            context=before + 1,
         )
         bars = [b.bar for b in stored]
         opens = [b.ts for b in bars]
         tf = timeframe_of(timeframe)
         closes = [tf.end(ts) for ts in opens]
-        labelled: list[tuple[PendingSignal, SignalLabels]] = []
+        labelled: list[LabelRow] = []
         failed: list[tuple[PendingSignal, str]] = []
         for signal in pending:
             closed = bisect.bisect_right(closes, signal.ts)  # bars closed by the signal
@@ -183,7 +227,14 @@ class BackLabeler:
             except LabelError as exc:
                 failed.append((signal, str(exc)))
                 continue
-            labelled.append((signal, labels))
+            labelled.append(
+                LabelRow(
+                    signal=signal,
+                    labels=labels,
+                    window_start=history[-before].ts,
+                    window_end=future[after - 1].ts,
+                )
+            )
         return labelled, failed
 
     def _label(
@@ -199,25 +250,104 @@ class BackLabeler:
             spec=self.spec,
         )
 
-    async def _save(self, labelled: Sequence[tuple[PendingSignal, SignalLabels]]) -> int:
+    async def _clusters(self, rows: Sequence[LabelRow]) -> list[LabelRow]:
+        """``rows`` with their symbol's current liquidity cluster."""
         clusters: dict[str, str | None] = {}
-        for signal, _ in labelled:
-            if signal.symbol not in clusters:
-                record = await self.storage.bars.cluster(self.storage.pool, signal.symbol)
-                clusters[signal.symbol] = None if record is None else record.cluster
-        rows = [(s, labels, clusters[s.symbol]) for s, labels in labelled]
+        for row in rows:
+            if row.signal.symbol not in clusters:
+                record = await self.storage.bars.cluster(self.storage.pool, row.signal.symbol)
+                clusters[row.signal.symbol] = None if record is None else record.cluster
+        return [replace(row, cluster=clusters[row.signal.symbol]) for row in rows]
+
+    async def _save(self, labelled: Sequence[LabelRow]) -> int:
+        rows = await self._clusters(labelled)
         async with self.storage.pool.acquire() as conn, conn.transaction():
             new = await self.storage.signals.save_labels(conn, rows)
-            for signal, labels, cluster in rows:
-                if signal.signal_id in new:
+            for row in rows:
+                if row.signal.signal_id in new:
                     event = labeled_event(
-                        signal, labels, label_spec=self.spec_hash, cluster=cluster
+                        row.signal, row.labels, label_spec=self.spec_hash, cluster=row.cluster
                     )
                     await OUTBOX.add(conn, event)
         LABELS.labels("labeled").inc(len(new))
         if new:
             self.relay.notify()
         return len(new)
+
+    async def relabel_corrections(self) -> int:
+        """Relabel the labels that read a corrected bar not checked yet; how many changed."""
+        done = 0
+        while True:
+            async with self.storage.pool.acquire() as conn, conn.transaction():
+                marks = await self.storage.signals.unchecked_corrections(conn, limit=_CHUNK)
+                if not marks:
+                    return done
+                by_series: dict[Series, list[CorrectionMark]] = {}
+                for mark in marks:
+                    by_series.setdefault((mark.symbol, mark.timeframe), []).append(mark)
+                changed = 0
+                for (symbol, timeframe), series_marks in by_series.items():
+                    changed += await self._relabel_series(conn, symbol, timeframe, series_marks)
+                await self.storage.signals.mark_checked(conn, [m.id for m in marks])
+            done += changed
+            if changed:
+                self.relay.notify()
+            if len(marks) < _CHUNK:
+                return done
+
+    async def _relabel_series(
+        self,
+        conn: asyncpg.Connection,
+        symbol: str,
+        timeframe: str,
+        marks: Sequence[CorrectionMark],
+    ) -> int:
+        if timeframe not in TIMEFRAMES:
+            return 0
+        stored = await self.storage.signals.labels_reading(
+            conn, symbol, timeframe, label_spec=self.spec_hash, times=[m.ts for m in marks]
+        )
+        if not stored:
+            return 0
+        by_id: dict[str, StoredLabel] = {s.signal.signal_id: s for s in stored}
+        labelled, failed = await self._compute(
+            symbol, timeframe, [s.signal for s in stored], conn=conn
+        )
+        for signal, error in failed:
+            LABELS.labels("relabel_failed").inc()
+            logger.warning(
+                "signal %s kept its label: after a corrected bar it cannot be labelled: %s",
+                signal.signal_id,
+                error,
+                extra={"signal_id": signal.signal_id},
+            )
+        changed = [r for r in labelled if asdict(r.labels) != by_id[r.signal.signal_id].labels]
+        LABELS.labels("relabel_unchanged").inc(len(labelled) - len(changed))
+        if not changed:
+            return 0
+        rows = [
+            (row, by_id[row.signal.signal_id].revision + 1) for row in await self._clusters(changed)
+        ]
+        await self.storage.signals.replace_labels(conn, rows)
+        for row, revision in rows:
+            event = labeled_event(
+                row.signal,
+                row.labels,
+                label_spec=self.spec_hash,
+                cluster=row.cluster,
+                revision=revision,
+            )
+            await OUTBOX.add(conn, event)
+        LABELS.labels("relabeled").inc(len(rows))
+        logger.info(
+            "relabelled %d signal(s) of %s %s after %d corrected bar(s)",
+            len(rows),
+            symbol,
+            timeframe,
+            len(marks),
+            extra={"symbol": symbol, "timeframe": timeframe},
+        )
+        return len(rows)
 
     async def _fail_all(self, symbol: str, timeframe: str, error: str) -> int:
         pending = await self.storage.signals.pending(
@@ -227,6 +357,18 @@ class BackLabeler:
             await self.storage.signals.fail(self.storage.pool, signal, error)
             LABELS.labels("failed").inc(1)
         return 0
+
+    async def adopt(self) -> int:
+        """Queue under this spec every signal labelled or pending under another; how many."""
+        queued = await self.storage.signals.adopt(self.storage.pool, label_spec=self.spec_hash)
+        SIGNALS.labels("adopted").inc(queued)
+        if queued:
+            logger.info(
+                "label spec %s: %d signal(s) known under other specs queued to label again",
+                self.spec_hash,
+                queued,
+            )
+        return queued
 
     async def sweep(self) -> int:
         """Check every series with a pending signal once; labels made."""
@@ -251,6 +393,9 @@ class BackLabeler:
         next_sweep = loop.time()
         while True:
             try:
+                if not self._adopted:
+                    await self.adopt()
+                    self._adopted = True
                 if loop.time() >= next_sweep:
                     self._dirty.clear()  # the sweep covers them
                     await self.sweep()
@@ -258,6 +403,7 @@ class BackLabeler:
                 while self._dirty:
                     symbol, timeframe = self._dirty.pop()
                     await self.label_series(symbol, timeframe)
+                await self.relabel_corrections()
                 await self.refresh_gauges()
             except Exception:  # database away: keep trying, the signals are durable
                 logger.exception("back-labeler pass failed")

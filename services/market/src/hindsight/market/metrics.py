@@ -41,12 +41,15 @@ GAPS = Counter(
 )
 SIGNALS = Counter(
     "hindsight_market_signals_total",
-    "signal.features seen by the Back-Labeler: queued (buy/sell) or skipped (hold).",
+    "signal.features seen by the Back-Labeler: queued (buy/sell) or skipped (hold); "
+    "adopted: signals known under another label spec queued again under the current one.",
     ["outcome"],
 )
 LABELS = Counter(
     "hindsight_market_labels_total",
-    "Signals labelled (a label row and its signal.labeled queued), or failed for good.",
+    "Signals labelled (a label row and its signal.labeled queued), or failed for good; "
+    "relabelled after a corrected bar (a new revision), or kept when the correction left "
+    "the labels unchanged or could not be labelled.",
     ["outcome"],
 )
 PENDING_SIGNALS = Gauge(
@@ -67,8 +70,8 @@ WINDOW_REQUESTS = Counter(
 init_series(BARS, ("bar.closed", "import"), BAR_OUTCOMES)
 init_series(BAR_REJECTIONS, (*BAR_FIELDS, "other"))
 init_series(GAPS, tuple(TIMEFRAMES))
-init_series(SIGNALS, ("queued", "hold_skipped"))
-init_series(LABELS, ("labeled", "failed"))
+init_series(SIGNALS, ("queued", "hold_skipped", "adopted"))
+init_series(LABELS, ("labeled", "failed", "relabeled", "relabel_unchanged", "relabel_failed"))
 init_series(PENDING_SIGNALS, ("waiting", "failed"))
 init_series(CLUSTERS, ("H", "M", "L"))
 init_series(WINDOW_REQUESTS, ("http", "nats"), ("ok", "invalid", "error"))

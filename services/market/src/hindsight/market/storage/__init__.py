@@ -17,10 +17,13 @@ from hindsight.market.storage.bars import BarTable
 from hindsight.market.storage.records import (
     BarIn,
     ClusterRecord,
+    CorrectionMark,
     Derived,
     GapRecord,
+    LabelRow,
     PendingSignal,
     StoredBar,
+    StoredLabel,
 )
 from hindsight.market.storage.signals import SignalTable
 
@@ -31,12 +34,15 @@ __all__ = [
     "BarIn",
     "BarTable",
     "ClusterRecord",
+    "CorrectionMark",
     "Derived",
     "GapRecord",
+    "LabelRow",
     "PendingSignal",
     "SignalTable",
     "Storage",
     "StoredBar",
+    "StoredLabel",
 ]
 
 SCHEMA = "market"

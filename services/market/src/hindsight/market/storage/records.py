@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hindsight.market.domain.bars import Bar
+from hindsight.market.domain.labels import SignalLabels
 
 __all__ = [
     "BarIn",
     "BarValues",
     "ClusterRecord",
+    "CorrectionMark",
     "Derived",
     "GapRecord",
+    "LabelRow",
     "PendingSignal",
     "StoredBar",
+    "StoredLabel",
 ]
 
 
@@ -103,3 +107,35 @@ class PendingSignal:
     side: str
     ts: datetime
     entry_price: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRow:
+    """A signal's labels to store, with the open times of the first and last bars they read
+    (ATR history through horizon): a correction between them relabels the signal."""
+
+    signal: PendingSignal
+    labels: SignalLabels
+    window_start: datetime
+    window_end: datetime
+    cluster: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabel:
+    """A stored label: the signal it labels (as it was queued), its labels as stored (JSON
+    object, the ``SignalLabels`` fields) and its revision (0: never relabelled)."""
+
+    signal: PendingSignal
+    labels: dict[str, object]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionMark:
+    """A corrected bar the Back-Labeler has not checked its labels against yet."""
+
+    id: int
+    symbol: str
+    timeframe: str
+    ts: datetime
