@@ -306,3 +306,104 @@ def test_bench_gateway_batch(artifact: Artifact, ports: dict[str, int]) -> None:
         f"{median[('map   ', 'gateway')] / median[('packed', 'gateway')]:.2f}x throughput"
     )
     print("\n".join(lines))
+
+
+# --- Predict (model family) through the gateway, next to Score -------------------------
+# The scorer's family serving lands in parallel (issue 16): until a bench builds a family
+# release for the real scorer, both RPCs go to the gateway test kit's fake scorer (answers
+# every head at once, no model), in its own process, so the figures compare the gateway's
+# Predict path with its Score path on the same upstream.
+
+_FAKE_SCORER = """
+import asyncio, sys
+sys.path.insert(0, {tests!r})
+from gateway_testkit import start_fake
+
+async def main():
+    fake = await start_fake({port})
+    await fake.server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_ports() -> Iterator[dict[str, int]]:
+    tests = str(Path(__file__).parents[1] / "services" / "gateway" / "tests")
+    p = {name: _free_port() for name in ("fake", "gw", "gw_http")}
+    fake = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_SCORER.format(tests=tests, port=p["fake"])],
+        env=_base_env(),
+        stderr=subprocess.DEVNULL,
+    )
+    procs = Processes()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{p['fake']}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        procs.start(
+            "hindsight.gateway",
+            _base_env()
+            | {
+                "HINDSIGHT_GATEWAY_GRPC_PORT": str(p["gw"]),
+                "HINDSIGHT_GATEWAY_HTTP_PORT": str(p["gw_http"]),
+                "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{p['fake']}",
+            },
+            p["gw_http"],
+        )
+        yield p
+    finally:
+        procs.stop()
+        fake.terminate()
+        fake.wait(10)
+
+
+def test_bench_gateway_predict(fake_ports: dict[str, int]) -> None:
+    features = dict(zip([f"f{i:02d}" for i in range(N_FEATURES)], [0.5] * N_FEATURES, strict=True))
+    score = scoring_pb2.ScoreRequest(signal_id="pb-1", side="buy", features=features)
+    predict = scoring_pb2.PredictRequest(
+        signal_id="pb-1", side="buy", features=features, liquidity_cluster="H"
+    )
+    channels = [grpc.insecure_channel(f"127.0.0.1:{fake_ports[n]}") for n in ("fake", "gw")]
+    direct, gateway = (scoring_pb2_grpc.ScoringStub(ch) for ch in channels)
+    for _ in range(300):
+        for stub in (direct, gateway):
+            stub.Score(score, timeout=1.0)
+            stub.Predict(predict, timeout=1.0)
+    answer = gateway.Predict(predict, timeout=1.0)
+    assert not answer.fallback and len(answer.heads) == 4
+    calls: dict[str, Callable[[], object]] = {
+        "direct  Score  ": lambda: direct.Score(score, timeout=1.0),
+        "direct  Predict": lambda: direct.Predict(predict, timeout=1.0),
+        "gateway Score  ": lambda: gateway.Score(score, timeout=1.0),
+        "gateway Predict": lambda: gateway.Predict(predict, timeout=1.0),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(ROUNDS):  # interleaved: every figure sees the same machine load
+        for name, call in calls.items():
+            samples[name] += _time_each(call, CALLS_PER_ROUND)
+    server_ms = {
+        "Score": [gateway.Score(score, timeout=1.0).prediction_time_ms for _ in range(500)],
+        "Predict": [gateway.Predict(predict, timeout=1.0).prediction_time_ms for _ in range(500)],
+    }
+    for channel in channels:
+        channel.close()
+    pct = {name: _pct(s) for name, s in samples.items()}
+    lines = [
+        f"\nPredict (4 heads) next to Score, fake scorer process, {N_FEATURES} features, "
+        f"{ROUNDS * CALLS_PER_ROUND} calls each:"
+    ]
+    lines += [f"  {name}: p50 {p50:.3f} ms  p99 {p99:.3f} ms" for name, (p50, p99) in pct.items()]
+    for rpc in ("Score  ", "Predict"):
+        (d50, d99), (g50, g99) = pct[f"direct  {rpc}"], pct[f"gateway {rpc}"]
+        lines.append(f"  gateway overhead {rpc}: p50 {g50 - d50:+.3f} ms  p99 {g99 - d99:+.3f} ms")
+    lines.append(
+        "  gateway Predict / Score: "
+        f"p50 {pct['gateway Predict'][0] / pct['gateway Score  '][0]:.2f}x  "
+        f"p99 {pct['gateway Predict'][1] / pct['gateway Score  '][1]:.2f}x"
+    )
+    lines += [
+        f"  gateway server time {rpc}: p50 {statistics.median(ms):.3f} ms  "
+        f"p99 {np.percentile(ms, 99):.3f} ms"
+        for rpc, ms in server_ms.items()
+    ]
+    print("\n".join(lines))
