@@ -313,12 +313,15 @@ def test_score_path_has_guaranteed_resources_and_the_higher_priority(overlay: st
                 )
 
 
+DASK = ("dask-scheduler", "dask-worker")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_workload_is_locked_down_and_probed(overlay: str) -> None:
     docs = kustomize(DEPLOY / "k8s/overlays" / overlay)
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     assert sorted(d["metadata"]["name"] for d in deployments) == sorted(
-        SERVICES + OPTIONAL_SERVICES
+        SERVICES + OPTIONAL_SERVICES + (DASK if overlay == "prod" else ())
     )
     for statefulset in (d for d in docs if d["kind"] == "StatefulSet"):
         pod = statefulset["spec"]["template"]["spec"]
@@ -333,14 +336,51 @@ def test_every_workload_is_locked_down_and_probed(overlay: str) -> None:
         for container in pod["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
-            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            # Dask's own servers answer /health (scheduler and worker alike).
+            dask = deployment["metadata"]["name"] in DASK
+            assert container["livenessProbe"]["httpGet"]["path"] == (
+                "/health" if dask else "/healthz"
+            )
+            assert container["readinessProbe"]["httpGet"]["path"] == (
+                "/health" if dask else "/readyz"
+            )
             assert container["resources"]["limits"] and container["resources"]["requests"]
             for env in container.get("env", []):
                 # Secrets only by reference, never as literal values in a manifest.
                 if re.search("PASSWORD|TOKEN|SECRET|DATABASE_URL", env["name"]):
                     assert "valueFrom" in env and "value" not in env, env
     assert not [d for d in docs if d["kind"] == "Secret"], "a Secret must not be committed"
+
+
+def test_prod_trains_on_dask_next_to_the_trainer() -> None:
+    """Issue 16: the prod overlay runs a Dask scheduler and workers from the trainer's image
+    and points the trainer at the scheduler; only the trainer, the scheduler and the
+    workers may reach them (the dev overlay trains in process)."""
+    docs = kustomize(DEPLOY / "k8s/overlays/prod")
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    trainer = by_name[("Deployment", "trainer")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in trainer["env"]}
+    scheduler = by_name[("Service", "dask-scheduler")]
+    assert env["HINDSIGHT_TRAINER_DASK_SCHEDULER"] == "tcp://dask-scheduler:8786"
+    assert {p["port"] for p in scheduler["spec"]["ports"]} == {8786, 8787}
+    images = set()
+    for name in DASK:
+        pod = by_name[("Deployment", name)]["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        images.add(container["image"])
+        assert container["command"][:2] == ["dask", name.removeprefix("dask-")]
+    worker = by_name[("Deployment", "dask-worker")]
+    assert (
+        "tcp://dask-scheduler:8786"
+        in worker["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+    assert worker["spec"]["replicas"] >= 2
+    assert images == {trainer["image"]}  # the image that has lightgbm and dask
+    policy = by_name[("NetworkPolicy", "dask")]["spec"]
+    peers = policy["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
+    assert sorted(peers) == ["dask-scheduler", "dask-worker", "trainer"]
+    dev = kustomize(DEPLOY / "k8s/overlays/dev")
+    assert not [d for d in dev if "dask" in d["metadata"]["name"]]
 
 
 # --- Prometheus --------------------------------------------------------------------------
