@@ -1,0 +1,156 @@
+"""What a model kind owns, and the pieces every kind shares (blocks, boosting, freezing).
+
+A kind is one LightGBM objective with its targets, calibration, metrics on the untouched
+time-later test block, ONNX output contract, parity check and gate figures. The family
+trainer talks to kinds only through :class:`ModelKind`; adding a kind is one module here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from hindsight.common.family import MemberKind
+from hindsight.trainer.domain.calibration import Calibrator
+from hindsight.trainer.domain.jsonsafe import JsonObject
+from hindsight.trainer.domain.training import TrainingParams, lgb_params
+
+__all__ = [
+    "Block",
+    "FittedModel",
+    "FloatArray",
+    "ModelKind",
+    "base_params",
+    "boost",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Rows of one time block: features (float32-exact), target, and what metrics need."""
+
+    x: FloatArray
+    y: FloatArray
+    r: FloatArray | None = None
+    """Realised R per row (binary: expected R at the threshold), when known."""
+    group: npt.NDArray[np.object_] | None = None
+    """A symbol/day key per row (binary: Precision@k per symbol and day), when known."""
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or len(self.x) != len(self.y):
+            raise ValueError(f"block x {self.x.shape} and y {self.y.shape} do not match")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(slots=True)
+class FittedModel:
+    """A trained member before export: its boosters (frozen at the chosen iteration)."""
+
+    kind: MemberKind
+    boosters: list[lgb.Booster]
+    """Binary: one booster; quantile: one per alpha, in ``alphas`` order."""
+    feature_names: list[str]
+    alphas: list[float] = field(default_factory=list)
+    served_alpha: float | None = None
+    calibrator: Calibrator | None = None
+    value_range: tuple[float, float] | None = None
+    validation: JsonObject = field(default_factory=dict)
+    """Figures on the validation block (what selections made on validation look at)."""
+    params: list[JsonObject] = field(default_factory=list)
+    """The LightGBM parameters of each booster."""
+
+
+class ModelKind(Protocol):
+    """One kind of model: objective, fit, calibration, metrics, ONNX contract, gates."""
+
+    @property
+    def name(self) -> MemberKind:
+        """The card's ``kind`` of a member of this kind."""
+        ...
+
+    @property
+    def output(self) -> Literal["probabilities", "quantiles"]:
+        """The ONNX output's name (the member's ``output``)."""
+        ...
+
+    def fit(
+        self,
+        train: Block,
+        valid: Block,
+        params: TrainingParams,
+        *,
+        feature_names: Sequence[str],
+        init_models: Sequence[lgb.Booster] | None = None,
+    ) -> FittedModel:
+        """Boost on ``train`` (early stopping and calibration on ``valid``)."""
+        ...
+
+    def predict(self, model: FittedModel, x: FloatArray) -> FloatArray:
+        """What the ONNX graph answers, computed in numpy (binary [n], quantile [n, k])."""
+        ...
+
+    def evaluate(self, model: FittedModel, test: Block, params: TrainingParams) -> JsonObject:
+        """Every metric on the untouched test block."""
+        ...
+
+    def export(self, model: FittedModel) -> bytes:
+        """The serialized ONNX graph (input ``input``, output :attr:`output`)."""
+        ...
+
+    def check_parity(
+        self, onnx_bytes: bytes, model: FittedModel, x: FloatArray, *, tolerance: float
+    ) -> JsonObject:
+        """ONNX vs :meth:`predict` on ``x``; raises ``ParityError`` beyond ``tolerance``."""
+        ...
+
+    def gate_figures(self, metrics: JsonObject) -> JsonObject:
+        """The member's headline: the figures a registry gates on."""
+        ...
+
+
+def base_params(params: TrainingParams) -> dict[str, Any]:
+    """The run's shared LightGBM parameters (seeded, deterministic), objective left to kinds."""
+    out = dict(lgb_params(params, 1.0))
+    for key in ("objective", "metric", "scale_pos_weight"):
+        out.pop(key, None)
+    return out
+
+
+def boost(
+    lgb_params_: dict[str, Any],
+    train: Block,
+    valid: Block,
+    params: TrainingParams,
+    *,
+    feature_names: Sequence[str],
+    init_model: lgb.Booster | None = None,
+) -> lgb.Booster:
+    """Boost with early stopping on ``valid``; the result is frozen at the best iteration.
+
+    With ``init_model`` the new trees continue that booster (LightGBM ``init_model``): the
+    returned booster holds the old trees plus the new ones.
+    """
+    names = list(feature_names)
+    train_set = lgb.Dataset(train.x, train.y, feature_name=names, free_raw_data=True)
+    valid_set = lgb.Dataset(valid.x, valid.y, reference=train_set)
+    booster = lgb.train(
+        lgb_params_,
+        train_set,
+        num_boost_round=params.num_boost_round,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        init_model=init_model,
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    # best_iteration counts the init model's trees too: the frozen model keeps them.
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
