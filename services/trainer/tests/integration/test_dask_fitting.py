@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hindsight.trainer.dask_fitting import DaskFitter
+from hindsight.trainer.domain.fitting import FitRequest, LocalFitter, best_iteration
 from hindsight.trainer.domain.metrics import roc_auc
-from hindsight.trainer.fitting import DaskFitter, FitRequest, LocalFitter, best_iteration
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from hindsight.common.events import format_utc
 from hindsight.trainer.domain.calibration import Calibrator, choose_calibrator
+from hindsight.trainer.domain.fitting import FitRequest, Fitter, LocalFitter
 from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.metrics import classification_metrics, roc_auc
 from hindsight.trainer.domain.onnx_export import check_parity, export_onnx
@@ -145,16 +146,20 @@ def _fit(
     x_val: FloatArray,
     y_val: npt.NDArray[np.int32],
     names: list[str],
+    fitter: Fitter | None = None,
 ) -> lgb.Booster:
-    train_set = lgb.Dataset(x, y, weight=w, feature_name=names, free_raw_data=True)
-    val_set = lgb.Dataset(x_val, y_val, reference=train_set)
-    return lgb.train(
-        lgb_params(params, _pos_weight(y)),
-        train_set,
-        num_boost_round=params.num_boost_round,
-        valid_sets=[val_set],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    return (fitter or LocalFitter()).fit(
+        FitRequest(
+            params=lgb_params(params, _pos_weight(y)),
+            x=x,
+            y=y,
+            weight=w,
+            x_valid=x_val,
+            y_valid=y_val,
+            feature_names=names,
+            num_boost_round=params.num_boost_round,
+            early_stopping_rounds=params.early_stopping_rounds,
+        )
     )
 
 
@@ -254,15 +259,20 @@ def train_model(
     *,
     baseline: BaselinePredictor | None = None,
     baseline_note: str | None = None,
+    fitter: Fitter | None = None,
 ) -> TrainingResult:
     """Train, calibrate, evaluate on the untouched test block, export and check parity.
 
+    ``fitter`` fits the main booster (in process when None; a Dask cluster's, see
+    :mod:`hindsight.trainer.dask_fitting`); the CV folds always fit in process.
     Raises ``ValueError`` for too few rows and ``ParityError`` when ONNX disagrees.
     """
     t0 = time.perf_counter()
     data = build_dataset(rows, feature_names, params)
     prepare = time.perf_counter() - t0
-    result = train_dataset(data, params, baseline=baseline, baseline_note=baseline_note)
+    result = train_dataset(
+        data, params, baseline=baseline, baseline_note=baseline_note, fitter=fitter
+    )
     result.timings_s["prepare"] += prepare
     return result
 
@@ -273,6 +283,7 @@ def train_dataset(
     *,
     baseline: BaselinePredictor | None = None,
     baseline_note: str | None = None,
+    fitter: Fitter | None = None,
 ) -> TrainingResult:
     """:func:`train_model` on arrays already sorted by time."""
     timings: dict[str, float] = {}
@@ -295,7 +306,7 @@ def train_dataset(
 
     t = time.perf_counter()
     weights = w[tr] if np.any(w[tr] != 1.0) else None
-    booster = _fit(params, x[tr], y[tr], weights, x[va], y[va], names)
+    booster = _fit(params, x[tr], y[tr], weights, x[va], y[va], names, fitter)
     timings["fit"] = time.perf_counter() - t
 
     # CV estimates stability; each fold trains with the main fit's number of trees, so

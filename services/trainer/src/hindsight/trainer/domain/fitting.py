@@ -1,4 +1,6 @@
-"""Where a run's LightGBM boosters are fitted: in process, or on a Dask cluster.
+"""Where a run's LightGBM boosters are fitted: the request, the in-process fitter.
+
+The Dask fitter is in ``hindsight.trainer.dask_fitting`` (it talks to a cluster).
 
 ``HINDSIGHT_TRAINER_DASK_SCHEDULER`` (a scheduler address such as
 ``tcp://dask-scheduler:8786``) sends every full retrain to that cluster through
@@ -19,8 +21,6 @@ Differences, on purpose:
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,9 +29,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DaskFitter", "FitRequest", "Fitter", "LocalFitter", "best_iteration", "fitter_for"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["FitRequest", "Fitter", "LocalFitter", "best_iteration"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -98,73 +96,3 @@ def best_iteration(history: Mapping[str, Sequence[float]]) -> int:
     scores = np.asarray(values, dtype=np.float64)
     index = int(np.argmax(scores) if metric in _HIGHER_IS_BETTER else np.argmin(scores))
     return index + 1
-
-
-class DaskFitter:
-    """``lightgbm.dask`` on the cluster behind ``client``; the rows are split into one
-    partition per worker."""
-
-    name = "dask"
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    @classmethod
-    def connect(cls, address: str, *, timeout_s: float = 10.0) -> DaskFitter:
-        """A fitter on the scheduler at ``address`` (fails fast when it does not answer)."""
-        from distributed import Client
-
-        return cls(Client(address, timeout=f"{timeout_s}s", set_as_default=False))
-
-    def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _array(self, values: npt.NDArray[Any], parts: int) -> Any:
-        import dask.array as da
-
-        rows = max(1, math.ceil(len(values) / parts))
-        chunks = (rows,) + tuple(values.shape[1:])
-        return da.from_array(np.ascontiguousarray(values), chunks=chunks)
-
-    def fit(self, request: FitRequest) -> lgb.Booster:
-        if request.init_model is not None:
-            logger.info("continuing a booster: fitted in process (lightgbm.dask cannot)")
-            return LocalFitter().fit(request)
-        from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
-
-        params: dict[str, Any] = dict(request.params)
-        objective = str(params.get("objective", "regression"))
-        estimator_type = DaskLGBMClassifier if objective == "binary" else DaskLGBMRegressor
-        # The tree budget is n_estimators; each worker's threads are Dask's (nthreads).
-        for key in ("num_iterations", "early_stopping_round", "num_threads", "n_jobs"):
-            params.pop(key, None)
-        estimator = estimator_type(
-            client=self.client, n_estimators=request.num_boost_round, **params
-        )
-        parts = self.workers()
-        estimator.fit(
-            self._array(request.x, parts),
-            self._array(np.asarray(request.y), parts),
-            sample_weight=(
-                None if request.weight is None else self._array(np.asarray(request.weight), parts)
-            ),
-            eval_X=(self._array(request.x_valid, parts),),
-            eval_y=(self._array(np.asarray(request.y_valid), parts),),
-            eval_names=["validation"],
-            feature_name=list(request.feature_names),
-        )
-        booster: lgb.Booster = estimator.booster_
-        history = estimator.evals_result_.get("validation", {})
-        best = best_iteration(history)
-        # Keep the trees up to the best validation iteration (what early stopping keeps).
-        return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-
-
-def fitter_for(scheduler: str | None) -> Fitter:
-    """The fitter a run uses: Dask when a scheduler address is configured."""
-    if scheduler:
-        return DaskFitter.connect(scheduler)
-    return LocalFitter()
