@@ -22,17 +22,20 @@ from family_testkit import (
     rows_of,
 )
 from faststream.nats import NatsBroker
+from scorer_testkit import make_model
 
 from hindsight.common.errors import InvalidInputError, UnavailableError
 from hindsight.common.family import CLUSTER_FEATURE
 from hindsight.scorer.dataplane import DataPlane
 from hindsight.scorer.domain.deployments import Deployment
 from hindsight.scorer.domain.families import FamilyStore, LoadedFamily, predict_rows
-from hindsight.scorer.domain.models import ModelStore
+from hindsight.scorer.domain.models import LoadedModel, ModelStore
 from hindsight.scorer.family_loader import FamilyLoader, is_family_uri
 from hindsight.scorer.loader import ArtifactRefusedError
 from hindsight.scorer.messaging import PredictionLog
-from hindsight.scorer.metrics import REQUESTS
+from hindsight.scorer.metrics import FAMILIES_LOADED, LOAD_FAILURES, REQUESTS
+from hindsight.scorer.reconciler import Reconciler
+from hindsight.scorer.sources import DeploymentCache
 from hindsight.scoring.v1.scoring_pb2 import PredictBatchRequest, PredictRequest
 
 pytestmark = pytest.mark.unit
@@ -373,3 +376,34 @@ def test_refusals_name_the_reason(tmp_path: Path) -> None:
     copy = build_family(tmp_path / "c5", version="v2_0_0", seed=2)
     sha = rewrite_card(copy, entry_routing={"H": "risk", "M": "entry_M", "L": "entry_L"})
     assert refused(tmp_path / "c5", {**copy.deployment(), "sha256": sha}).reason == "card"
+
+
+async def test_reconciler_falls_back_to_the_last_good_release(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    good = build_family(root, version="v1_0_0", seed=1)
+    bad = build_family(root, version="v1_1_0", seed=2)
+    (bad.directory / "rr.onnx").write_bytes(b"not onnx")
+    families = FamilyStore(default_family="playbook")
+    store = ModelStore(default_model="m")
+    cache = DeploymentCache(tmp_path / "deployments.json")
+    reconciler = Reconciler(
+        store, FakeModelLoader(), cache, families=families, family_loader=FamilyLoader(root)
+    )
+    before = LOAD_FAILURES.labels("playbook", "sha256_mismatch")._value.get()
+    history = [
+        Deployment(**good.deployment()),  # type: ignore[arg-type]
+        Deployment(**bad.deployment()),  # type: ignore[arg-type]
+        Deployment("m", "v1", "production", "models/m/v1", "a" * 64),
+    ]
+    await reconciler.replace_state(history, source="jetstream")
+    assert LOAD_FAILURES.labels("playbook", "sha256_mismatch")._value.get() == before + 1
+    assert families.resolve(None, None).version == "v1_0_0"  # the replaced production serves
+    assert store.resolve(None, None).version == "v1"  # models and families side by side
+    assert FAMILIES_LOADED.labels("playbook", "v1_0_0", "production")._value.get() == 1
+    cached = {(d.model_name, d.version, d.stage) for d in cache.load() or []}
+    assert cached == {("playbook", "v1_0_0", "production"), ("m", "v1", "production")}
+
+
+class FakeModelLoader:
+    def load(self, deployment: Deployment) -> LoadedModel:
+        return make_model(deployment.version, name=deployment.model_name)
