@@ -90,3 +90,19 @@ def test_settings_read_specs_from_json_and_refuse_a_model_declared_twice(
     monkeypatch.setenv("HINDSIGHT_TRAINER_DATA_SPECS", twice)
     with pytest.raises(ValidationError, match="declared twice"):
         TrainerSettings(database_url="")
+
+
+def test_the_content_hash_names_what_a_spec_selects_not_its_version() -> None:
+    base = DataSpec(model_name="m", feature_schema_version=1, symbols=["B", "A"])
+    same = DataSpec(model_name="m", feature_schema_version=1, symbols=["A", "B", "A"], version=3)
+    assert base.content_hash() == same.content_hash()  # allow-lists are sets; version aside
+    assert len(base.content_hash()) == 64
+    others = [
+        DataSpec(model_name="n", feature_schema_version=1, symbols=["A", "B"]),
+        DataSpec(model_name="m", feature_schema_version=2, symbols=["A", "B"]),
+        DataSpec(model_name="m", feature_schema_version=1, symbols=["A"]),
+        DataSpec(model_name="m", feature_schema_version=1, symbols=["A", "B"], timeframes=["1h"]),
+    ]
+    assert len({base.content_hash(), *(o.content_hash() for o in others)}) == 5
+    with pytest.raises(ValidationError, match="version"):
+        DataSpec(model_name="m", feature_schema_version=1, version=0)

@@ -3,10 +3,17 @@
 Each model trains only on the rows its :class:`DataSpec` selects (feature schema version,
 optional symbol and timeframe allow-lists); a model without a spec has no data (never "all
 rows"), so one client's new model cannot take over another model's runs.
+
+Specs come from the settings (``HINDSIGHT_TRAINER_DATA_SPECS``, no ``version``) or are
+registered over HTTP (``PUT /v1/data-specs/{model_name}``, numbered versions): a model's
+newest registered version wins over its settings. ``content_hash`` names what a spec selects
+and predicts (everything but ``version``), so one version always means one content.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
@@ -46,6 +53,8 @@ class DataSpec(BaseModel):
     timeframes: tuple[str, ...] | None = None
     """Only these timeframes (None: every timeframe)."""
     target: Target = "realised_outcome"
+    version: int | None = Field(default=None, ge=1)
+    """The registered version (``PUT /v1/data-specs``); None: declared in the settings."""
 
     @field_validator("model_name")
     @classmethod
@@ -64,6 +73,12 @@ class DataSpec(BaseModel):
     @classmethod
     def _timeframes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return _allow_list(value, "timeframes")
+
+    def content_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of every field but ``version``."""
+        body = self.model_dump(mode="json", exclude={"version"})
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def matches(self, row: TrainingRow) -> bool:
         """Whether ``row`` is one of this model's rows (the storage's SQL filter, in Python)."""
