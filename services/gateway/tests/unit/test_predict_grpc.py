@@ -8,10 +8,12 @@ import asyncio
 
 import grpc
 import pytest
-from gateway_testkit import Fake, GatewayFactory, predict_request
+from gateway_testkit import Fake, GatewayFactory, predict_request, request, start_fake
+from prometheus_client import REGISTRY
 
 from hindsight.common.family import HEADS
 from hindsight.gateway.dataplane import GatewayPolicy
+from hindsight.gateway.domain.breaker import BreakerConfig, BreakerState
 from hindsight.gateway.domain.routing import Deployed, bucket
 from hindsight.scoring.v1 import scoring_pb2
 
@@ -202,3 +204,38 @@ async def test_predict_batch_keeps_order_pins_per_row_and_falls_back_per_request
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith("requests[1].liquidity_cluster")
     assert len(fake.scorer.batches) == calls
+
+
+async def test_predict_shares_scores_breakers_and_tries_the_next_endpoint(
+    fake: Fake, gateway_factory: GatewayFactory
+) -> None:
+    other = await start_fake()
+    try:
+        fake.scorer.behaviour.mode = "unavailable"
+        other.scorer.behaviour.p_success = 0.75
+        gateway = await gateway_factory(
+            [fake.target, other.target], breaker=BreakerConfig(window_size=4, min_calls=4)
+        )
+        # Score failing on the first endpoint opens its breaker for Predict too.
+        for i in range(8):
+            await gateway.stub.Score(request(f"s{i}"), timeout=1.0)
+        assert gateway.pool.endpoints[0].breaker.state is BreakerState.OPEN
+        answers = [
+            await gateway.stub.Predict(predict_request(f"p{i}"), timeout=1.0) for i in range(4)
+        ]
+        assert all(not a.fallback and a.conf_pat == 0.75 for a in answers)
+        assert [type(r).__name__ for r in fake.scorer.requests] == ["ScoreRequest"] * 4
+    finally:
+        await other.server.stop(0)
+
+
+def test_predict_series_exist_from_start() -> None:
+    for method in ("Predict", "PredictBatch"):
+        labels = {"method": method, "kind": "fallback", "reason": "deadline"}
+        assert REGISTRY.get_sample_value("hindsight_gateway_answers_total", labels) is not None
+        head = {"method": method, "head": "offset", "reason": "breaker_open"}
+        assert REGISTRY.get_sample_value("hindsight_gateway_head_fallbacks_total", head) is not None
+        assert (
+            REGISTRY.get_sample_value("hindsight_gateway_score_seconds_count", {"method": method})
+            is not None
+        )
