@@ -61,17 +61,23 @@ async def start_registry(
 
 
 async def release(
-    app: RegistryApp, nc: NatsClient, client: httpx.AsyncClient, version: str, **card: Any
+    app: RegistryApp,
+    nc: NatsClient,
+    client: httpx.AsyncClient,
+    version: str,
+    *,
+    family: str = FAMILY,
+    **card: Any,
 ) -> dict[str, Any]:
     """Write a family release, publish its training.completed; its registered version."""
-    sha = make_family(app.settings.artifact_root, version, **card)
-    await publish(nc, family_completed(version, sha))
+    sha = make_family(app.settings.artifact_root, version, family=family, **card)
+    await publish(nc, family_completed(version, sha, family=family))
 
     async def probe() -> dict[str, Any] | None:
-        resp = await client.get(f"/v1/models/{FAMILY}/versions/{version}")
+        resp = await client.get(f"/v1/models/{family}/versions/{version}")
         return resp.json() if resp.status_code == 200 else None  # type: ignore[no-any-return]
 
-    found = await eventually(probe, what=f"{FAMILY}/{version} registered")
+    found = await eventually(probe, what=f"{family}/{version} registered")
     assert found["sha256"] == sha
     return found
 
@@ -252,3 +258,35 @@ async def test_a_family_experiment_is_decided_by_outcomes_of_its_predictions(
         f"families/{FAMILY}/v1_0_0",
         f"families/{FAMILY}/v1_1_0",
     }
+
+
+async def test_two_families_with_the_same_release_version_never_share_predictions(
+    start_registry: Start, nats_client: NatsClient
+) -> None:
+    app, client = await start_registry()
+    for family in (FAMILY, "scalp"):
+        found = await release(app, nats_client, client, "v1_0_0", family=family)
+        assert found["stage"] == "production"
+    items = []
+    for family, n in ((FAMILY, 30), ("scalp", 10)):
+        for k in range(n):
+            signal = f"{family}-sig-{k}"
+            body = prediction(signal, 0.6, version="v1_0_0")
+            body["model_name"] = family
+            items.append(("prediction.logged", body, body["prediction_id"]))
+            items.append(("signal.outcome", outcome(signal, k % 2 == 0, seconds=k), signal))
+    await publish_many(nats_client, items)
+
+    seen: list[dict[str, int]] = []
+
+    async def rolling() -> dict[str, int] | None:
+        health = (await client.get("/v1/degradation")).json()["production"]
+        seen.append({h["model_name"]: h["n"] for h in health})
+        return seen[-1] if sum(seen[-1].values()) == 40 else None
+
+    # Both are production v1_0_0: each one's rolling window holds only its own answers.
+    try:
+        got = await eventually(rolling, timeout=30, what="rolling samples")
+    except AssertionError as exc:
+        raise AssertionError(f"rolling samples never 40 in all: last {seen[-1:]}") from exc
+    assert got == {FAMILY: 30, "scalp": 10}

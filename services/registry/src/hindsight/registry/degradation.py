@@ -109,7 +109,9 @@ class DegradationMonitor:
         export_production((card.model_name, card.version) for card in cards)
         checks = []
         for card in cards:
-            samples = await tables.outcomes.rolling_samples(card.version, self.policy.window)
+            samples = await tables.outcomes.rolling_samples(
+                card.model_name, card.version, self.policy.window
+            )
             check = check_degradation(
                 samples.y, samples.p, expected_performance(card.card), self.policy
             )

@@ -49,6 +49,7 @@ WITH scored AS (
     FROM predictions p
     JOIN versions v ON v.model_name = $1 AND v.version = p.model_version
     WHERE NOT p.fallback AND p.occurred_at >= $2 AND p.occurred_at < $3
+      AND (p.model_name IS NULL OR p.model_name = $1)
     ORDER BY p.model_version, p.signal_id, p.occurred_at, p.prediction_id
 ), joined AS (
     SELECT s.version, s.p_success, s.occurred_at, o.win::double precision AS win,
@@ -83,8 +84,10 @@ SELECT (date_trunc('day', occurred_at AT TIME ZONE 'UTC'))::date AS day,
        count(*) FILTER (WHERE fallback) AS fallback, count(*) AS predictions
 FROM predictions p
 WHERE occurred_at >= $2 AND occurred_at < $3
-  AND (p.model_version IS NULL
-       OR EXISTS (SELECT 1 FROM versions v WHERE v.model_name = $1 AND v.version = p.model_version))
+  AND CASE WHEN p.model_name IS NOT NULL THEN p.model_name = $1
+           ELSE p.model_version IS NULL
+                OR EXISTS (SELECT 1 FROM versions v
+                           WHERE v.model_name = $1 AND v.version = p.model_version) END
 GROUP BY 1 ORDER BY 1"""
 
 _EXPERIMENTS_SQL = """

@@ -18,11 +18,14 @@ from hindsight.registry.storage.experiments import ExperimentRecord
 
 __all__ = ["Outcome", "Outcomes", "PredictionsStored", "Samples"]
 
-# One prediction per signal and arm (the first logged), joined with a known outcome.
+# One prediction per signal and arm (the first logged), joined with a known outcome. A
+# prediction that names its model (model_name) counts only for that model; one without it
+# is matched by version alone.
 _ARM_SQL = """
 SELECT p.p_success, o.win FROM (
     SELECT DISTINCT ON (signal_id) signal_id, p_success FROM predictions
     WHERE experiment_id=$1 AND arm=$2 AND model_version=$3 AND NOT fallback
+      AND (model_name IS NULL OR model_name=$4)
     ORDER BY signal_id, occurred_at, prediction_id
 ) p JOIN outcomes o ON o.signal_id = p.signal_id WHERE o.win IS NOT NULL"""
 
@@ -32,6 +35,7 @@ SELECT p.p_success, o.win FROM (
     SELECT DISTINCT ON (signal_id) signal_id, p_success FROM predictions
     WHERE model_version=$3 AND NOT fallback AND (arm IS NULL OR arm=$2)
       AND (experiment_id IS NULL OR experiment_id=$1)
+      AND (model_name IS NULL OR model_name=$4)
       AND signal_id IN (SELECT signal_id FROM predictions
                         WHERE experiment_id=$1 AND arm='shadow')
     ORDER BY signal_id, occurred_at, prediction_id
@@ -42,6 +46,7 @@ _ROLLING_SQL = """
 SELECT p.p_success, o.win FROM (
     SELECT DISTINCT ON (signal_id) signal_id, p_success FROM predictions
     WHERE model_version=$1 AND NOT fallback AND (arm IS NULL OR arm='control')
+      AND (model_name IS NULL OR model_name=$3)
     ORDER BY signal_id, occurred_at, prediction_id
 ) p JOIN outcomes o ON o.signal_id = p.signal_id WHERE o.win IS NOT NULL
 ORDER BY o.closed_at DESC, o.signal_id DESC LIMIT $2"""
@@ -90,7 +95,7 @@ class Outcomes:
         self, predictions: Sequence[PredictionLogged]
     ) -> PredictionsStored:
         """Store predictions once by prediction_id, in one statement (one round trip)."""
-        columns: list[list[object]] = [[] for _ in range(8)]
+        columns: list[list[object]] = [[] for _ in range(9)]
         for p in predictions:
             row = (
                 p.prediction_id,
@@ -101,6 +106,7 @@ class Outcomes:
                 p.experiment_id,
                 p.arm,
                 p.occurred_at,
+                p.model_name,
             )
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
@@ -109,10 +115,10 @@ class Outcomes:
         stored = await self.db.fetchrow(
             """WITH new AS (
                    INSERT INTO predictions (prediction_id, signal_id, model_version, p_success,
-                       fallback, experiment_id, arm, occurred_at)
+                       fallback, experiment_id, arm, occurred_at, model_name)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
                        $4::double precision[], $5::boolean[], $6::text[], $7::text[],
-                       $8::timestamptz[])
+                       $8::timestamptz[], $9::text[])
                    ON CONFLICT (prediction_id) DO NOTHING RETURNING signal_id)
                SELECT count(*) AS new,
                       count(*) FILTER (WHERE EXISTS (
@@ -150,8 +156,10 @@ class Outcomes:
         version = experiment.control_version if control else experiment.candidate_version
         shadow = control and experiment.kind is ExperimentKind.SHADOW
         sql = _SHADOW_CONTROL_SQL if shadow else _ARM_SQL
-        return Samples.of(await self.db.fetch(sql, experiment.experiment_id, arm, version))
+        return Samples.of(
+            await self.db.fetch(sql, experiment.experiment_id, arm, version, experiment.model_name)
+        )
 
-    async def rolling_samples(self, version: str, window: int) -> Samples:
+    async def rolling_samples(self, model_name: str, version: str, window: int) -> Samples:
         """Samples of a version's last ``window`` outcomes (newest first)."""
-        return Samples.of(await self.db.fetch(_ROLLING_SQL, version, window))
+        return Samples.of(await self.db.fetch(_ROLLING_SQL, version, window, model_name))
