@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
 
@@ -125,6 +126,14 @@ async def test_a_corrected_bar_relabels_the_signals_whose_window_holds_it(
         "outside": 0,
     }
     assert table["horizon"][1]["runup_r"] == horizon[1].runup_r  # the row is the newest
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        shown = await client.get(
+            f"http://127.0.0.1:{market.http.port}/v1/labels",
+            params={"signal_id": "horizon", "label_spec": spec},
+        )
+    assert [(x["label_revision"], x["runup_r"]) for x in shown.json()["labels"]] == [
+        (1, horizon[1].runup_r)
+    ]
     checked = await fetch(
         fresh_database,
         "SELECT count(*) AS n FROM market.bar_corrections WHERE relabel_checked_at IS NULL",
@@ -184,6 +193,19 @@ async def test_a_changed_spec_labels_every_signal_again_and_never_mixes(
             return got if len(got) == 20 else None
 
         found = await eventually(twenty, what="10 more labels under the new spec")
+        # Both specs' labels stay queryable, by hash.
+        base = f"http://127.0.0.1:{second.http.port}/v1/labels"
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            both = (await client.get(base, params={"signal_id": "s0"})).json()
+            only_old = (
+                await client.get(base, params={"signal_id": "s0", "label_spec": old})
+            ).json()
+            bad = await client.get(base, params={"signal_id": "s0", "label_spec": "XYZ"})
+        assert sorted((x["label_spec"], x["horizon_bars"]) for x in both["labels"]) == sorted(
+            [(old, 6), (new, 3)]
+        )
+        assert [(x["label_spec"], x["label_revision"]) for x in only_old["labels"]] == [(old, 0)]
+        assert bad.status_code == 422 and "label_spec" in bad.text, bad.text
     finally:
         await second.stop()
     assert set(found) == {(s, h) for s in ids for h in (old, new)}

@@ -1,4 +1,4 @@
-"""HTTP: /healthz /readyz /metrics plus bar windows, gaps and clusters.
+"""HTTP: /healthz /readyz /metrics plus bar windows, gaps, clusters and labels.
 
 Every route declares its response model; bad input is answered 422 with an
 :class:`~hindsight.common.http.ErrorBody` naming the field (the same check as NATS).
@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Query
 from hindsight.common.errors import InvalidInputError, NotFoundError
 from hindsight.common.http import ErrorBody, Readiness, create_http_app
 from hindsight.market.metrics import WINDOW_REQUESTS
-from hindsight.market.schemas import BarWindow, ClusterPublic, GapList, parse_query
+from hindsight.market.schemas import BarWindow, ClusterPublic, GapList, LabelList, parse_query
 from hindsight.market.service import Market
 
 __all__ = ["create_app"]
@@ -55,6 +55,17 @@ def _router(market: Market, *, max_n: int) -> APIRouter:
     ) -> GapList:
         """Gaps reported for the series (never filled), newest first."""
         return await market.gaps(symbol, timeframe, limit=limit)
+
+    @router.get("/labels", response_model=LabelList, responses=_ERRORS)
+    async def labels(
+        signal_id: Annotated[str, Query(min_length=1, max_length=256)],
+        label_spec: Annotated[
+            str | None,
+            Query(pattern="^[0-9a-f]{16}$", description="one spec's hash (default: every spec)"),
+        ] = None,
+    ) -> LabelList:
+        """A signal's labels, under one label spec or every spec (oldest first)."""
+        return await market.labels(signal_id, label_spec=label_spec)
 
     @router.get(
         "/clusters/{symbol}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -9,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import NonEmptyStr, UtcDatetime, format_validation_error
 from hindsight.market.domain.bars import TIMEFRAMES
-from hindsight.market.storage import ClusterRecord, GapRecord, StoredBar
+from hindsight.market.storage import ClusterRecord, GapRecord, LabelRecord, StoredBar
 
 __all__ = [
     "BarPublic",
@@ -17,6 +18,8 @@ __all__ = [
     "ClusterPublic",
     "GapList",
     "GapPublic",
+    "LabelList",
+    "LabelPublic",
     "WindowQuery",
     "parse_query",
 ]
@@ -154,3 +157,57 @@ class ClusterPublic(BaseModel):
             rule_version=record.rule_version,
             updated_at=record.updated_at,
         )
+
+
+class LabelPublic(BaseModel):
+    """One stored label of a signal under one label spec (the ``signal.labeled`` fields)."""
+
+    signal_id: str
+    label_spec: str
+    """The label spec's hash: labels of two specs never mix."""
+    label_revision: int
+    """0 first; +1 each time a corrected bar relabelled it (this is the newest)."""
+    symbol: str
+    timeframe: str
+    side: Literal["buy", "sell"]
+    signal_ts: UtcDatetime
+    horizon_bars: int
+    runup_r: float
+    drawdown_r: float
+    realised_r: float
+    y_entry: int
+    t_hit_tp: float | None
+    t_hit_sl: float | None
+    mfe_atr: float
+    mae_atr: float
+    mfe_r: float
+    mae_r: float
+    dd_katr: float
+    best_offset_katr: float
+    liquidity_cluster: Literal["H", "M", "L"] | None
+    labeled_at: UtcDatetime
+
+    @classmethod
+    def of(cls, record: LabelRecord) -> LabelPublic:
+        """From a stored label."""
+        return cls.model_validate(
+            {
+                **asdict(record.labels),
+                "signal_id": record.signal_id,
+                "label_spec": record.label_spec,
+                "label_revision": record.revision,
+                "symbol": record.symbol,
+                "timeframe": record.timeframe,
+                "side": record.side,
+                "signal_ts": record.signal_ts,
+                "liquidity_cluster": record.liquidity_cluster,
+                "labeled_at": record.labeled_at,
+            }
+        )
+
+
+class LabelList(BaseModel):
+    """Body of ``GET /v1/labels``: a signal's labels, oldest first."""
+
+    signal_id: str
+    labels: list[LabelPublic]

@@ -23,6 +23,8 @@ from hindsight.market.schemas import (
     ClusterPublic,
     GapList,
     GapPublic,
+    LabelList,
+    LabelPublic,
     WindowQuery,
 )
 from hindsight.market.storage import Storage
@@ -72,6 +74,13 @@ class Market:
         """The series' reported gaps, newest first."""
         found = await self.storage.bars.gaps(self.storage.pool, symbol, timeframe, limit=limit)
         return GapList(symbol=symbol, timeframe=timeframe, gaps=[GapPublic.of(g) for g in found])
+
+    async def labels(self, signal_id: str, *, label_spec: str | None) -> LabelList:
+        """A signal's labels under ``label_spec``, or under every spec."""
+        found = await self.storage.signals.labels_of(
+            self.storage.pool, signal_id, label_spec=label_spec
+        )
+        return LabelList(signal_id=signal_id, labels=[LabelPublic.of(r) for r in found])
 
     async def cluster(self, symbol: str) -> ClusterPublic | None:
         """The symbol's liquidity cluster, when ranked."""

@@ -16,6 +16,7 @@ __all__ = [
     "CorrectionMark",
     "Derived",
     "GapRecord",
+    "LabelRecord",
     "LabelRow",
     "PendingSignal",
     "StoredBar",
@@ -139,3 +140,19 @@ class CorrectionMark:
     symbol: str
     timeframe: str
     ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRecord:
+    """A stored label as the API shows it: one signal under one label spec."""
+
+    signal_id: str
+    label_spec: str
+    revision: int
+    symbol: str
+    timeframe: str
+    side: str
+    signal_ts: datetime
+    labels: SignalLabels
+    liquidity_cluster: str | None
+    labeled_at: datetime

@@ -9,8 +9,10 @@ from datetime import datetime
 
 import asyncpg
 
+from hindsight.market.domain.labels import SignalLabels
 from hindsight.market.storage.records import (
     CorrectionMark,
+    LabelRecord,
     LabelRow,
     PendingSignal,
     StoredLabel,
@@ -243,6 +245,32 @@ class SignalTable:
             [r.window_start for r, _ in relabelled],
             [r.window_end for r, _ in relabelled],
         )
+
+    async def labels_of(
+        self, conn: asyncpg.Pool, signal_id: str, *, label_spec: str | None
+    ) -> list[LabelRecord]:
+        """A signal's labels: under ``label_spec``, or under every spec (oldest first)."""
+        rows = await conn.fetch(
+            """SELECT * FROM labels WHERE signal_id=$1 AND ($2::text IS NULL OR label_spec=$2)
+               ORDER BY labeled_at, label_spec""",
+            signal_id,
+            label_spec,
+        )
+        return [
+            LabelRecord(
+                signal_id=r["signal_id"],
+                label_spec=r["label_spec"],
+                revision=int(r["revision"]),
+                symbol=r["symbol"],
+                timeframe=r["timeframe"],
+                side=r["side"],
+                signal_ts=r["signal_ts"],
+                labels=SignalLabels(**json.loads(r["labels"])),
+                liquidity_cluster=r["liquidity_cluster"],
+                labeled_at=r["labeled_at"],
+            )
+            for r in rows
+        ]
 
     async def count_labels(self, conn: asyncpg.Pool) -> int:
         """Labels stored (every spec)."""
