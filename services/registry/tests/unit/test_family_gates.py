@@ -231,3 +231,26 @@ def test_evaluate_version_gates_dispatches_on_the_kind() -> None:
         "model", None, headline(card), POLICY, current_production=None
     )
     assert {c.name for c in model_checks} >= {"test_roc_auc", "test_ece", "test_rows"}
+
+
+def test_the_trainers_layout_per_alpha_table_and_output_clip_is_read() -> None:
+    data = family().model_dump(mode="json")
+    for member in data["members"]:
+        if member["kind"] == "binary":
+            member["metrics"] = {"test": {"n": 900, "roc_auc": 0.7, "ece": 0.04}}
+            member["calibration"] = {"method": "sigmoid", "output_clip": [1e-4, 1 - 1e-4]}
+        else:
+            table = {
+                f"{a:g}": {"pinball": 0.3, "coverage": a - 0.02, "baseline_pinball": 0.35}
+                for a in member["alphas"]
+            }
+            member["metrics"] = {"test": {"n": 900, "per_alpha": table}}
+    checks = gates(FamilyCard.model_validate(data))
+    assert gates_passed(checks), failing(checks)
+    risk = next(m for m in data["members"] if m["name"] == "risk")
+    del risk["metrics"]["test"]["per_alpha"]["0.7"]["baseline_pinball"]
+    risk["metrics"]["test"]["per_alpha"]["0.8"]["coverage"] = 0.9
+    assert failing(gates(FamilyCard.model_validate(data))) == {
+        "risk.coverage_0.8": "member risk: coverage at 0.8 is 0.9, off by 0.100 > 0.03",
+        "risk.pinball": "member risk: baseline_pinball at 0.7 missing from metrics.json",
+    }

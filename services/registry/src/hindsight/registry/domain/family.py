@@ -18,12 +18,14 @@ closed):
 - binary (entry) members, on the test block: ``test.roc_auc``; ``test.ece``
   (``test.calibration.ece``); ``test.rows`` (``test.n``); ``test.p_min`` and ``test.p_max``,
   the smallest and largest served probability, both strictly inside (0, 1). A member without
-  them passes "never 0 or 1" when its ``calibration.clip`` is ``[lo, hi]`` with
-  ``0 < lo`` and ``hi < 1`` (the graph clips every answer).
-- quantile members, on the test block: ``test.rows``; ``test.coverage`` = Pr[y <= pred] per
-  alpha, within ``max_coverage_error`` of each alpha; ``test.pinball`` at the served alpha no
-  worse than ``test.baseline_pinball`` (the constant training quantile's loss at that alpha)
-  times ``max_pinball_ratio``. A per-alpha figure is an object keyed by the alpha
+  them passes "never 0 or 1" when its ``calibration.output_clip`` (or ``clip``) is
+  ``[lo, hi]`` with ``0 < lo`` and ``hi < 1`` (the graph clips every answer).
+- quantile members, on the test block: ``test.n`` (``test.rows``); coverage = Pr[y <= pred]
+  per alpha, within ``max_coverage_error`` of each alpha; pinball loss at the served alpha
+  no worse than the baseline's (the constant training quantile's loss at that alpha) times
+  ``max_pinball_ratio``. Per-alpha figures are read from the trainer's
+  ``test.per_alpha["0.7"].{coverage, pinball, baseline_pinball}``, or from
+  ``test.{coverage, pinball, baseline_pinball}`` as an object keyed by the alpha
   (``{"0.6": .., "0.7": ..}``; ``q0.7`` / ``alpha_0.7`` keys too), a list in the member's
   ``alphas`` order, or a bare number for a member with one alpha.
 """
@@ -114,7 +116,9 @@ def _never_certain(member: FamilyMember) -> GateCheck:
             "(0, 1)",
             f"member {member.name}: test p in [{p_min:g}, {p_max:g}] {verdict}",
         )
-    clip = dig(member.calibration or {}, "clip")
+    calibration = member.calibration or {}
+    clip = dig(calibration, "output_clip")
+    clip = dig(calibration, "clip") if clip is MISSING else clip
     if isinstance(clip, Sequence) and not isinstance(clip, str) and len(clip) == 2:
         lo, hi = number(clip[0]), number(clip[1])
         if lo is not None and hi is not None:
@@ -162,7 +166,13 @@ def _per_alpha(value: Any, alphas: Sequence[float]) -> dict[float, float]:
 
 
 def _figure(member: FamilyMember, *names: str) -> dict[float, float]:
+    table = dig(member.metrics, "test", "per_alpha")
     for name in names:
+        if isinstance(table, Mapping):
+            nested = {key: dig(row, name) for key, row in table.items()}
+            found = _per_alpha({k: v for k, v in nested.items() if v is not MISSING}, member.alphas)
+            if found:
+                return found
         for path in (("test", name), (f"test_{name}",), (name,)):
             raw = dig(member.metrics, *path)
             if raw is not MISSING:
