@@ -1,8 +1,11 @@
 """Scorer figures: gRPC Score / ScoreBatch against in-process ONNX Runtime on the same data.
 
-A 300-tree x 68-feature LightGBM model (real artifact, ONNX contract). The scorer runs as
-its own process (``python -m hindsight.scorer``, NATS unset, loaded from its cache file);
-clients use separate channels on loopback. Prints figures and ratios; asserts no timings.
+A 300-tree x 68-feature LightGBM model (real artifact, ONNX contract), and a family release
+of the same size (issue 16): four entry members like that model (the pooled one with the
+cluster code as a 69th input) and LightGBM quantile members (risk 3 alphas, rr 2, offset 3;
+one booster per alpha) over the same 68 features. The scorer runs as its own process
+(``python -m hindsight.scorer``, NATS unset, loaded from its cache file); clients use
+separate channels on loopback. Prints figures and ratios; asserts no timings.
 Run with `make bench` (or `pytest -m bench bench/test_bench_scorer.py -s`).
 """
 
@@ -26,6 +29,7 @@ import onnxruntime as ort
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "scorer" / "tests"))
+from family_testkit import FamilyRelease, build_family  # noqa: E402
 from scorer_testkit import Artifact, build_artifact  # noqa: E402
 
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc  # noqa: E402
@@ -39,6 +43,8 @@ CONCURRENT_CLIENTS = 8
 CONCURRENT_CALLS = 500  # per client
 BATCH_ROWS = 1000
 BATCHES = 20
+FAMILY_TREES = 300
+PREDICT_CALLS = 2000
 
 
 def _free_port() -> int:
@@ -66,11 +72,28 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 
 
 @pytest.fixture(scope="module")
-def scorer(artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def family(artifact: Artifact) -> FamilyRelease:
+    """A release next to the model, in the same artifact root, with members of its size."""
+    return build_family(
+        artifact.directory.parents[2],
+        version="v1_0_0",
+        features=artifact.feature_names,
+        n_trees=FAMILY_TREES,
+        num_leaves=31,
+        rows=2_000,  # enough for full 31-leaf trees; the build is most of this bench's time
+        lightgbm_quantiles=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def scorer(
+    artifact: Artifact, family: FamilyRelease, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
     data_dir = tmp_path_factory.mktemp("bench-data")
     cache = data_dir / "scorer" / "deployments.json"
     cache.parent.mkdir(parents=True)
-    cache.write_text(json.dumps({"deployments": [artifact.deployment()]}))
+    deployments = [artifact.deployment(), family.deployment()]
+    cache.write_text(json.dumps({"deployments": deployments}))
     grpc_port, http_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HINDSIGHT_")}
     env |= {
@@ -264,3 +287,95 @@ def test_bench_score_batch(artifact: Artifact, scorer: int) -> None:
         )
     lines.append(f"  packed / map throughput: {grpc_s['map   '] / grpc_s['packed']:.2f}x")
     print("\n".join(lines))
+
+
+def _predict_request(
+    release: FamilyRelease, row: np.ndarray, i: int, cluster: str
+) -> scoring_pb2.PredictRequest:
+    return scoring_pb2.PredictRequest(
+        signal_id=f"bench-{i}",
+        side="buy",
+        features=dict(zip(release.card.features, row.tolist(), strict=True)),
+        liquidity_cluster=cluster,
+    )
+
+
+def test_bench_predict_latency(artifact: Artifact, family: FamilyRelease, scorer: int) -> None:
+    """Predict (every head) next to Score and to bare ORT for the same heads, one run."""
+    row = _rows(artifact, 1, seed=3)
+    features = dict(zip(family.card.features, row[0].tolist(), strict=True))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    sessions = {
+        m.name: ort.InferenceSession(str(family.directory / m.file), sess_options=options)
+        for m in family.card.members
+    }
+    # The members one Predict with cluster H runs: its routed entry member and the 3 heads.
+    heads = [family.card.head_member(h, "H") for h in ("entry", "risk", "rr", "offset")]
+    inputs = [np.ascontiguousarray(row[:, : len(m.features)]) for m in heads]
+
+    def bare() -> None:
+        for member, x in zip(heads, inputs, strict=True):
+            sessions[member.name].run([member.output], {"input": x})
+
+    for _ in range(200):
+        bare()
+    ort_p50, ort_p99 = _pct(_time_each(bare, 5000))
+    model_session = _session(artifact)
+    score_ort_p50, _ = _pct(
+        _time_each(lambda: model_session.run(["probabilities"], {"input": row}), 5000)
+    )
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{scorer}")
+    client = scoring_pb2_grpc.ScoringStub(channel)
+    score_request = _request(artifact, row[0], 0)
+    predict_request = _predict_request(family, row[0], 0, "H")
+    for _ in range(300):
+        client.Score(score_request)
+        client.Predict(predict_request)
+    # Interleaved, so that both RPCs see the same machine load.
+    score_s: list[float] = []
+    predict_s: list[float] = []
+    for _ in range(PREDICT_CALLS // 100):
+        score_s += _time_each(lambda: client.Score(score_request), 100)
+        predict_s += _time_each(lambda: client.Predict(predict_request), 100)
+    answer = client.Predict(predict_request)
+    server_ms = [client.Predict(predict_request).prediction_time_ms for _ in range(500)]
+    score_server_ms = [client.Score(score_request).prediction_time_ms for _ in range(500)]
+    matrix = _rows(artifact, BATCH_ROWS, seed=4)
+    batch = scoring_pb2.PredictBatchRequest(
+        requests=[
+            _predict_request(family, r, i, ("H", "M", "L", "")[i % 4]) for i, r in enumerate(matrix)
+        ]
+    )
+    client.PredictBatch(batch)
+    batch_s = statistics.median(_time_each(lambda: client.PredictBatch(batch), 10))
+    channel.close()
+    for member in heads:  # every head equals its member file's output
+        want = family.member_output(member.name, features, "H")
+        got = answer.heads[member.head]
+        served = (
+            want[1]
+            if member.kind == "binary"
+            else want[member.alphas.index(float(member.served_alpha or 0.0))]
+        )
+        assert abs(got.value - float(served)) < 1e-6
+
+    s50, s99 = _pct(score_s)
+    p50, p99 = _pct(predict_s)
+    trees = FAMILY_TREES * (1 + sum(len(m.alphas) for m in heads[1:]))
+    print(
+        f"\nfamily: entry {FAMILY_TREES} trees x {N_FEATURES} features; quantile heads one "
+        f"{FAMILY_TREES}-tree booster per alpha ({trees} trees per Predict)"
+        f"\nin-process ORT, the 4 members of one Predict, 1 row: p50 {ort_p50:.3f} ms  "
+        f"p99 {ort_p99:.3f} ms  (the Score model alone: p50 {score_ort_p50:.3f} ms)"
+        f"\ngRPC Score sequential:   p50 {s50:.3f} ms  p99 {s99:.3f} ms  "
+        f"(server {statistics.median(score_server_ms):.3f} ms)"
+        f"\ngRPC Predict sequential: p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+        f"(server {statistics.median(server_ms):.3f} ms)  "
+        f"Predict / Score p50 {p50 / s50:.2f}x  p99 {p99 / s99:.2f}x (aim <= 1.5x)"
+        f"\n  Predict over bare ORT of its members: p50 +{p50 - ort_p50:.3f} ms"
+        f"\ngRPC PredictBatch {BATCH_ROWS} rows (clusters H/M/L/unknown mixed): "
+        f"{BATCH_ROWS / batch_s:,.0f} rows/s ({batch_s * 1000:.1f} ms per call)"
+    )

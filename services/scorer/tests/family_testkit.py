@@ -37,7 +37,8 @@ from hindsight.common.family import (
 )
 
 FEATURES = ["f0", "f1", "f2", "f3", "f4"]
-NAN_ALLOWED = ["f4"]  # read only by the entry members (LightGBM handles missing values)
+# The last feature may be NaN; with the linear quantile members only the entry members read
+# it (LightGBM handles missing values).
 QUANTILE_INPUTS = {
     "risk": ["f2", "f0", "f1"],  # a subset, in its own order
     "rr": FEATURES[:-1],
@@ -172,15 +173,91 @@ def quantile_onnx(
     return model
 
 
-def _train_entry(x: np.ndarray, seed: int, names: list[str]) -> lgb.Booster:
+def lightgbm_quantile_onnx(
+    x: np.ndarray,
+    y: np.ndarray,
+    alphas: Sequence[float],
+    value_range: tuple[float, float],
+    *,
+    n_trees: int,
+    num_leaves: int,
+) -> onnx.ModelProto:
+    """One LightGBM quantile booster per alpha, converted and joined into one graph:
+    ``quantiles = Clip(TopK-ascending(Concat(q_alpha...)))`` (sorted, so never crossing)."""
+    width = x.shape[1]
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
+    opsets: dict[str, int] = {}
+    outputs = []
+    for k, alpha in enumerate(alphas):
+        booster = lgb.train(
+            {
+                "objective": "quantile",
+                "alpha": alpha,
+                "verbose": -1,
+                "num_leaves": num_leaves,
+                "num_threads": 1,
+            },
+            lgb.Dataset(x, y),
+            num_boost_round=n_trees,
+        )
+        part = onnxmltools.convert_lightgbm(
+            booster, initial_types=[("input", FloatTensorType([None, width]))], target_opset=15
+        )
+        part = onnx.compose.add_prefix(part, f"q{k}_", rename_inputs=False)
+        for node in part.graph.node:
+            node.input[:] = ["input" if i == f"q{k}_input" else i for i in node.input]
+        nodes.extend(part.graph.node)
+        initializers.extend(part.graph.initializer)
+        outputs.append(part.graph.output[0].name)
+        for opset in part.opset_import:
+            opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+    opsets[""] = max(opsets.get("", 0), 13)
+    initializers.extend(
+        [
+            helper.make_tensor("k", TensorProto.INT64, [1], [len(alphas)]),
+            helper.make_tensor("lo", TensorProto.FLOAT, [], [value_range[0]]),
+            helper.make_tensor("hi", TensorProto.FLOAT, [], [value_range[1]]),
+        ]
+    )
+    nodes.extend(
+        [
+            helper.make_node("Concat", outputs, ["joined"], axis=1),
+            helper.make_node(
+                "TopK", ["joined", "k"], ["sorted", "order"], axis=1, largest=0, sorted=1
+            ),
+            helper.make_node("Clip", ["sorted", "lo", "hi"], ["quantiles"]),
+        ]
+    )
+    graph = helper.make_graph(
+        nodes,
+        "quantile_member",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("quantiles", TensorProto.FLOAT, [None, len(alphas)])],
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()]
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _train_entry(
+    x: np.ndarray, seed: int, names: list[str], *, n_trees: int, num_leaves: int
+) -> lgb.Booster:
     rng = np.random.default_rng(seed)
     logit = 1.2 * np.nan_to_num(x[:, 0]) - 0.8 * x[:, 1] + 0.4 * seed % 3 * x[:, 2]
     y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(int)
-    return lgb.train(
-        {"objective": "binary", "verbose": -1, "num_leaves": 7, "num_threads": 1, "seed": seed},
-        lgb.Dataset(x, y, feature_name=names),
-        num_boost_round=12,
-    )
+    params = {
+        "objective": "binary",
+        "verbose": -1,
+        "num_leaves": num_leaves,
+        "num_threads": 1,
+        "seed": seed,
+    }
+    return lgb.train(params, lgb.Dataset(x, y, feature_name=names), num_boost_round=n_trees)
 
 
 def build_family(
@@ -192,18 +269,28 @@ def build_family(
     routing: Mapping[str, str] | None = None,
     carried: Mapping[str, str] | None = None,
     rows: int = 1500,
+    features: Sequence[str] = tuple(FEATURES),
+    n_trees: int = 12,
+    num_leaves: int = 7,
+    lightgbm_quantiles: bool = False,
 ) -> FamilyRelease:
     """Train / build every member, write the release and its card under ``root``.
 
     ``carried``: member name → an earlier version it keeps (its own version on the card).
+    ``lightgbm_quantiles``: quantile members are LightGBM quantile boosters reading every
+    feature (as the trainer builds them; slower to build) instead of small linear graphs
+    reading a subset. ``features`` other than the default need ``lightgbm_quantiles``.
     """
+    features = list(features)
+    if features != FEATURES and not lightgbm_quantiles:
+        raise ValueError("custom features need lightgbm_quantiles=True")
     routing = dict(routing or DEFAULT_ROUTING)
     carried = dict(carried or {})
     directory = family_dir(root, family, version)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, len(FEATURES))).astype(np.float32)
-    x[rng.random(rows) < 0.1, FEATURES.index("f4")] = np.nan
+    x = rng.normal(size=(rows, len(features))).astype(np.float32)
+    x[rng.random(rows) < 0.1, len(features) - 1] = np.nan
     members: list[dict[str, Any]] = []
 
     def write(name: str, model: onnx.ModelProto) -> str:
@@ -213,13 +300,13 @@ def build_family(
 
     for k, cluster in enumerate(("H", "M", "L", None)):
         name = f"entry_{cluster}" if cluster else "entry_pooled"
-        names = list(FEATURES)
+        names = list(features)
         data = x
         if cluster is None:
             codes = rng.choice([0.0, 1.0, 2.0, np.nan], size=rows).astype(np.float32)
             data = np.hstack([x, codes[:, None]])
-            names = [*FEATURES, CLUSTER_FEATURE]
-        booster = _train_entry(data, seed * 10 + k, names)
+            names = [*features, CLUSTER_FEATURE]
+        booster = _train_entry(data, seed * 10 + k, names, n_trees=n_trees, num_leaves=num_leaves)
         booster.save_model(str(directory / f"{name}.txt"))
         members.append(
             {
@@ -232,18 +319,26 @@ def build_family(
                 "booster_file": f"{name}.txt",
                 "sha256": write(name, _entry_onnx(booster, len(names))),
                 "features": names,
-                "nan_allowed": [*NAN_ALLOWED, *([CLUSTER_FEATURE] if cluster is None else [])],
+                "nan_allowed": [features[-1], *([CLUSTER_FEATURE] if cluster is None else [])],
                 "output": "probabilities",
                 "cluster": cluster,
                 "metrics": {"test": {"roc_auc": 0.6 + 0.01 * k}},
             }
         )
     for j, head in enumerate(("risk", "rr", "offset")):
-        inputs = QUANTILE_INPUTS[head]
         alphas = QUANTILE_ALPHAS[head]
-        weights = [0.3 + 0.1 * (seed + j + i) % 0.5 for i in range(len(inputs))]
         centre = {"risk": 1.2, "rr": 2.0, "offset": 0.0}[head] + 0.05 * seed
-        bias = [centre + 0.25 * (i - len(alphas) // 2) for i in range(len(alphas))]
+        if lightgbm_quantiles:
+            inputs = list(features)
+            target = centre + 0.5 * np.nan_to_num(x[:, j]) + rng.normal(size=rows) * 0.3
+            model = lightgbm_quantile_onnx(
+                x, target, alphas, RANGES[head], n_trees=n_trees, num_leaves=num_leaves
+            )
+        else:
+            inputs = QUANTILE_INPUTS[head]
+            weights = [0.3 + 0.1 * (seed + j + i) % 0.5 for i in range(len(inputs))]
+            bias = [centre + 0.25 * (i - len(alphas) // 2) for i in range(len(alphas))]
+            model = quantile_onnx(weights, bias, RANGES[head])
         members.append(
             {
                 "name": head,
@@ -252,7 +347,7 @@ def build_family(
                 "target": {"risk": "sl_katr", "rr": "rr_target", "offset": "offset_katr"}[head],
                 "version": carried.get(head, version),
                 "file": f"{head}.onnx",
-                "sha256": write(head, quantile_onnx(weights, bias, RANGES[head])),
+                "sha256": write(head, model),
                 "features": inputs,
                 "output": "quantiles",
                 "alphas": alphas,
@@ -267,7 +362,7 @@ def build_family(
             "training_run_id": f"run-{family}-{version}",
             "created_at": datetime.now(UTC).isoformat(),
             "feature_schema_version": 1,
-            "features": FEATURES,
+            "features": features,
             "members": members,
             "entry_routing": routing,
             "metrics": {"entry": {"roc_auc": 0.61}},

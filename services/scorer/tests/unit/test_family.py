@@ -263,6 +263,7 @@ def test_batch_errors_name_the_request(loaded) -> None:  # type: ignore[no-untyp
         (3, {"family": "other"}, None, "requests[3].family"),
         (2, {}, {"f1": math.nan}, "requests[2].features.f1"),
         (1, {}, {"bogus": 1.0}, "requests[1].features.bogus"),
+        (1, {}, {"z" * 300: 1.0}, f"requests[1].features.{'z' * 64}…(300 chars)"),
     ]
     for index, fields, feature_change, field in cases:
         requests = [predict_request(f, signal_id=f"s{i}") for i, f in enumerate(rows)]

@@ -66,6 +66,8 @@ def check_predict_request(request: PredictRequest, prefix: str = "") -> None:
 
     The limits are ``Score``'s (:mod:`hindsight.common.limits`); a caller's value is
     quoted truncated. ``side`` is buy or sell (``conf_pat`` is for a proposed trade).
+    In a batch (``prefix`` set) feature names are not scanned for their length, as in
+    ``ScoreBatch``: a name the family does not have is refused truncated anyway.
     """
     for name, read, limit in _STRINGS:
         value = read(request)
@@ -78,7 +80,7 @@ def check_predict_request(request: PredictRequest, prefix: str = "") -> None:
         raise InvalidInputError(
             f"has {len(features)} entries, at most {MAX_FEATURES}", field=f"{prefix}features"
         )
-    if max(map(len, features), default=0) > MAX_NAME_CHARS:
+    if not prefix and max(map(len, features), default=0) > MAX_NAME_CHARS:
         name = next(key for key in features if len(key) > MAX_NAME_CHARS)
         raise InvalidInputError(
             f"feature name longer than {MAX_NAME_CHARS} characters",

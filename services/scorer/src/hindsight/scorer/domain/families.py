@@ -68,6 +68,10 @@ class Member:
     """Column ``j`` of the member's input is column ``columns[j]`` of the family matrix
     extended by one cluster-code column (index = the family's width); None: the family
     matrix as is (same names, same order)."""
+    reads_cluster: bool
+    """True when the member takes the cluster code as an input."""
+    served: int
+    """Quantile members: the output column served; binary members: 1 (P(favourable))."""
 
     @classmethod
     def of(cls, spec: FamilyMember, runner: MemberRunner, family: FeatureIndex) -> Member:
@@ -82,12 +86,13 @@ class Member:
             else:
                 raise ValueError(f"member {spec.name} reads {name!r}, not a family feature")
         identity = columns == list(range(family.width))
-        return cls(spec, runner, None if identity else np.array(columns, dtype=np.intp))
-
-    @property
-    def reads_cluster(self) -> bool:
-        """True when the member takes the cluster code as an input."""
-        return CLUSTER_FEATURE in self.spec.features
+        return cls(
+            spec,
+            runner,
+            None if identity else np.array(columns, dtype=np.intp),
+            reads_cluster=cluster in columns,
+            served=spec.served_column() if spec.kind == "quantile" else 1,
+        )
 
     def inputs(self, matrix: Matrix, codes: npt.NDArray[np.float32] | None) -> Matrix:
         """The member's input rows from the family rows (and their cluster codes)."""
@@ -123,6 +128,8 @@ class LoadedFamily:
     """Routing: ``H`` / ``M`` / ``L`` → the entry member serving it; ``""`` → pooled."""
     quantile: dict[Head, Member]
     loaded_at: datetime = field(compare=False)
+    reads_cluster: bool = False
+    """True when some member reads the cluster code (computed once, not per call)."""
 
     @classmethod
     def build(
@@ -146,7 +153,8 @@ class LoadedFamily:
         for member in entry.values():
             if member.spec.kind != "binary":
                 raise ValueError(f"entry member {member.spec.name} is not binary")
-        return cls(deployment, card, features, members, entry, quantile, loaded_at)
+        reads_cluster = any(m.reads_cluster for m in members.values())
+        return cls(deployment, card, features, members, entry, quantile, loaded_at, reads_cluster)
 
     @property
     def name(self) -> str:
@@ -197,14 +205,12 @@ def predict_rows(
     runs once on every row.
     """
     n = matrix.shape[0]
-    codes = (
-        cluster_codes(clusters) if any(m.reads_cluster for m in release.members.values()) else None
-    )
+    codes = cluster_codes(clusters) if release.reads_cluster else None
     routed = [release.entry[c] for c in clusters]
     first = routed[0] if routed else None
     conf = np.empty(n, dtype=np.float64)
     if first is not None and all(m is first for m in routed):
-        conf[:] = first.runner.run(first.inputs(matrix, codes))[:, 1]
+        conf[:] = first.runner.run(first.inputs(matrix, codes))[:, first.served]
     else:
         groups: dict[str, list[int]] = {}
         for i, member in enumerate(routed):
@@ -213,12 +219,11 @@ def predict_rows(
             member = release.members[name]
             rows = np.asarray(positions, dtype=np.intp)
             sub_codes = codes[rows] if codes is not None else None
-            conf[rows] = member.runner.run(member.inputs(matrix[rows], sub_codes))[:, 1]
+            conf[rows] = member.runner.run(member.inputs(matrix[rows], sub_codes))[:, member.served]
     quantile: dict[Head, QuantileColumn] = {}
     for head, member in release.quantile.items():
         out = member.runner.run(member.inputs(matrix, codes)).astype(np.float64)
-        column = member.spec.served_column()
-        quantile[head] = QuantileColumn(member.spec, out.tolist(), out[:, column].tolist())
+        quantile[head] = QuantileColumn(member.spec, out.tolist(), out[:, member.served].tolist())
     return FamilyPredictions(conf.tolist(), [m.spec for m in routed], quantile)
 
 
