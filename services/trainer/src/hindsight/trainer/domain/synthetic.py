@@ -4,10 +4,10 @@ Rows are signals 5 minutes apart over six symbols; each symbol sits in one liqui
 cluster (``S0``, ``S1``: H; ``S2``, ``S3``: M; ``S4``, ``S5``: L). Features ``f0`` ..
 ``f{n_features-1}`` are independent standard normals. Targets:
 
-* ``y_entry`` ~ Bernoulli(sigmoid(logit)); with ``clusters_differ`` the logit is
-  ``+1.5 f0 + 0.5 f2`` in H, ``-1.5 f0 + 0.5 f2`` in M and ``+1.5 f1 + 0.5 f2`` in L (the
-  pooled effect of ``f0`` cancels out, so a pooled model must find the interaction);
-  otherwise ``+1.5 f0 + 0.5 f2`` everywhere.
+* ``y_entry`` ~ Bernoulli(sigmoid(sum_j w_j f_j)) over ``f0`` .. ``f5``, weights 0.7 with
+  signs per cluster: with ``clusters_differ`` H is (+ + + + + +), M (+ - + - + -) and
+  L (- - - + + +), so every feature's effect depends on the cluster and a pooled model must
+  spend its splits on the interaction; otherwise every cluster uses H's weights.
 * ``sl_katr`` ~ LogNormal(0.2 + 0.3 f3, 0.4), ``rr_target`` ~ LogNormal(0.5 + 0.3 f4, 0.5),
   ``offset_katr`` ~ Normal(0.3 f5 - 0.05, 0.3): :func:`true_quantile` gives their exact
   conditional quantiles.
@@ -42,6 +42,14 @@ _LOGNORMAL: dict[str, tuple[float, str, float, float]] = {
     "rr": (0.5, "f4", 0.3, 0.5),
 }
 _OFFSET = (-0.05, "f5", 0.3, 0.3)
+# The entry logit's weights on f0, f1, f2 per cluster: each cluster flips other signs, so
+# every feature's effect depends on the cluster (averaged over clusters it nearly vanishes).
+_ENTRY_WEIGHTS: dict[str, tuple[float, ...]] = {
+    "H": (0.7, 0.7, 0.7, 0.7, 0.7, 0.7),
+    "M": (0.7, -0.7, 0.7, -0.7, 0.7, -0.7),
+    "L": (-0.7, -0.7, -0.7, 0.7, 0.7, 0.7),
+}
+_SHARED = _ENTRY_WEIGHTS["H"]
 
 
 def true_quantile(
@@ -71,15 +79,11 @@ def make_family_frame(
     symbol = rng.choice(np.array(SYMBOLS, dtype=object), size=n)
     cluster = np.array([CLUSTER_OF_SYMBOL[s] for s in symbol], dtype=object)
     f = {f"f{j}": rng.standard_normal(n) for j in range(n_features)}
-    if clusters_differ:
-        logit = np.select(
-            [cluster == "H", cluster == "M"],
-            [1.5 * f["f0"], -1.5 * f["f0"]],
-            default=1.5 * f["f1"],
-        )
-    else:
-        logit = 1.5 * f["f0"]
-    logit = logit + 0.5 * f["f2"]
+    weights = _ENTRY_WEIGHTS if clusters_differ else dict.fromkeys(_ENTRY_WEIGHTS, _SHARED)
+    logit = np.zeros(n)
+    for name, w in weights.items():
+        rows = cluster == name
+        logit[rows] = sum(wj * f[f"f{j}"][rows] for j, wj in enumerate(w))
     y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     columns: dict[str, npt.NDArray[Any]] = {
         "signal_id": np.array([f"sig-{i:07d}" for i in range(n)], dtype=object),

@@ -149,7 +149,11 @@ def boost(
         valid_sets=[valid_set],
         valid_names=["validation"],
         init_model=init_model,
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+        # The first metric only (binary: log-loss, not the AUC): on a small validation block
+        # the AUC plateaus within a few trees and would stop an expert almost at once.
+        callbacks=[
+            lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False)
+        ],
     )
     # best_iteration counts the init model's trees too: the frozen model keeps them.
     best = booster.best_iteration or booster.current_iteration()
