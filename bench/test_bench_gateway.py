@@ -1,8 +1,9 @@
 """Gateway figures: overhead over a direct scorer call, breaker-open answers, throughput,
-and ScoreBatch rows/s (map and packed forms) direct and through the gateway.
+ScoreBatch rows/s (map and packed forms) direct and through the gateway, and Predict (the
+model family's four heads) next to Score, direct and through the gateway.
 
-A real scorer process (36 features x 100 trees, loaded from its cache file, NATS unset)
-and two gateway processes: one in front of that scorer, one in front of a dead port
+A real scorer process (36 features x 100 trees, and a family release on the same features
+with members of 100 trees, loaded from its cache file, NATS unset) and two gateway processes: one in front of that scorer, one in front of a dead port
 whose breaker is open. Clients use separate channels on loopback. Prints figures;
 asserts no timings. Run with `pytest -m bench bench/test_bench_gateway.py -s`.
 """
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "scorer" / "tests"))
+from family_testkit import FamilyRelease, build_family  # noqa: E402
 from scorer_testkit import Artifact, build_artifact  # noqa: E402
 
 from hindsight.scoring.v1 import scoring_pb2, scoring_pb2_grpc  # noqa: E402
@@ -94,11 +96,14 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 
 
 @pytest.fixture(scope="module")
-def ports(artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+def ports(
+    artifact: Artifact, family: FamilyRelease, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, int]]:
     data_dir = tmp_path_factory.mktemp("gw-bench-data")
     cache = data_dir / "scorer" / "deployments.json"
     cache.parent.mkdir(parents=True)
-    cache.write_text(json.dumps({"deployments": [artifact.deployment()]}))
+    deployments = [artifact.deployment(), family.deployment()]
+    cache.write_text(json.dumps({"deployments": deployments}))
     p = {
         name: _free_port()
         for name in ("scorer", "scorer_http", "gw", "gw_http", "open", "open_http")
@@ -309,68 +314,37 @@ def test_bench_gateway_batch(artifact: Artifact, ports: dict[str, int]) -> None:
 
 
 # --- Predict (model family) through the gateway, next to Score -------------------------
-# The scorer's family serving lands in parallel (issue 16): until a bench builds a family
-# release for the real scorer, both RPCs go to the gateway test kit's fake scorer (answers
-# every head at once, no model), in its own process, so the figures compare the gateway's
-# Predict path with its Score path on the same upstream.
-
-_FAKE_SCORER = """
-import asyncio, sys
-sys.path.insert(0, {tests!r})
-from gateway_testkit import start_fake
-
-async def main():
-    fake = await start_fake({port})
-    await fake.server.wait_for_termination()
-
-asyncio.run(main())
-"""
 
 
 @pytest.fixture(scope="module")
-def fake_ports() -> Iterator[dict[str, int]]:
-    tests = str(Path(__file__).parents[1] / "services" / "gateway" / "tests")
-    p = {name: _free_port() for name in ("fake", "gw", "gw_http")}
-    fake = subprocess.Popen(
-        [sys.executable, "-c", _FAKE_SCORER.format(tests=tests, port=p["fake"])],
-        env=_base_env(),
-        stderr=subprocess.DEVNULL,
+def family(artifact: Artifact) -> FamilyRelease:
+    """A family release on the same features as the Score model, LightGBM members of the
+    same size (entry experts and pooled; quantile boosters per alpha), under the same
+    artifact root: the scorer of ``ports`` serves both."""
+    return build_family(
+        artifact.directory.parents[2],
+        features=artifact.feature_names,
+        n_trees=N_TREES,
+        lightgbm_quantiles=True,
     )
-    procs = Processes()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{p['fake']}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=60)
-        procs.start(
-            "hindsight.gateway",
-            _base_env()
-            | {
-                "HINDSIGHT_GATEWAY_GRPC_PORT": str(p["gw"]),
-                "HINDSIGHT_GATEWAY_HTTP_PORT": str(p["gw_http"]),
-                "HINDSIGHT_GATEWAY_SCORERS": f"127.0.0.1:{p['fake']}",
-            },
-            p["gw_http"],
-        )
-        yield p
-    finally:
-        procs.stop()
-        fake.terminate()
-        fake.wait(10)
 
 
-def test_bench_gateway_predict(fake_ports: dict[str, int]) -> None:
-    features = dict(zip([f"f{i:02d}" for i in range(N_FEATURES)], [0.5] * N_FEATURES, strict=True))
-    score = scoring_pb2.ScoreRequest(signal_id="pb-1", side="buy", features=features)
+def test_bench_gateway_predict(
+    artifact: Artifact, family: FamilyRelease, ports: dict[str, int]
+) -> None:
+    score = _request(artifact)
     predict = scoring_pb2.PredictRequest(
-        signal_id="pb-1", side="buy", features=features, liquidity_cluster="H"
+        signal_id=score.signal_id, side="buy", features=score.features, liquidity_cluster="H"
     )
-    channels = [grpc.insecure_channel(f"127.0.0.1:{fake_ports[n]}") for n in ("fake", "gw")]
+    channels = [grpc.insecure_channel(f"127.0.0.1:{ports[n]}") for n in ("scorer", "gw")]
     direct, gateway = (scoring_pb2_grpc.ScoringStub(ch) for ch in channels)
     for _ in range(300):
         for stub in (direct, gateway):
             stub.Score(score, timeout=1.0)
             stub.Predict(predict, timeout=1.0)
     answer = gateway.Predict(predict, timeout=1.0)
-    assert not answer.fallback and len(answer.heads) == 4
+    assert not answer.fallback and answer.family_version == family.version
+    assert answer == _same_time(direct.Predict(predict, timeout=1.0), answer)
     calls: dict[str, Callable[[], object]] = {
         "direct  Score  ": lambda: direct.Score(score, timeout=1.0),
         "direct  Predict": lambda: direct.Predict(predict, timeout=1.0),
@@ -382,28 +356,35 @@ def test_bench_gateway_predict(fake_ports: dict[str, int]) -> None:
         for name, call in calls.items():
             samples[name] += _time_each(call, CALLS_PER_ROUND)
     server_ms = {
-        "Score": [gateway.Score(score, timeout=1.0).prediction_time_ms for _ in range(500)],
+        "Score  ": [gateway.Score(score, timeout=1.0).prediction_time_ms for _ in range(500)],
         "Predict": [gateway.Predict(predict, timeout=1.0).prediction_time_ms for _ in range(500)],
     }
     for channel in channels:
         channel.close()
     pct = {name: _pct(s) for name, s in samples.items()}
     lines = [
-        f"\nPredict (4 heads) next to Score, fake scorer process, {N_FEATURES} features, "
+        f"\nPredict (4 heads, {len(family.card.members)} members of {N_TREES} trees) next to "
+        f"Score ({N_TREES} trees), {N_FEATURES} features, real scorer, "
         f"{ROUNDS * CALLS_PER_ROUND} calls each:"
     ]
     lines += [f"  {name}: p50 {p50:.3f} ms  p99 {p99:.3f} ms" for name, (p50, p99) in pct.items()]
     for rpc in ("Score  ", "Predict"):
         (d50, d99), (g50, g99) = pct[f"direct  {rpc}"], pct[f"gateway {rpc}"]
         lines.append(f"  gateway overhead {rpc}: p50 {g50 - d50:+.3f} ms  p99 {g99 - d99:+.3f} ms")
-    lines.append(
-        "  gateway Predict / Score: "
-        f"p50 {pct['gateway Predict'][0] / pct['gateway Score  '][0]:.2f}x  "
-        f"p99 {pct['gateway Predict'][1] / pct['gateway Score  '][1]:.2f}x"
-    )
+    for via in ("direct ", "gateway"):
+        (s50, s99), (p50, p99) = pct[f"{via} Score  "], pct[f"{via} Predict"]
+        lines.append(f"  {via} Predict / Score: p50 {p50 / s50:.2f}x  p99 {p99 / s99:.2f}x")
     lines += [
         f"  gateway server time {rpc}: p50 {statistics.median(ms):.3f} ms  "
         f"p99 {np.percentile(ms, 99):.3f} ms"
         for rpc, ms in server_ms.items()
     ]
     print("\n".join(lines))
+
+
+def _same_time(
+    direct: scoring_pb2.PredictResponse, gateway: scoring_pb2.PredictResponse
+) -> scoring_pb2.PredictResponse:
+    """``direct`` with the gateway's own ``prediction_time_ms`` (all else passes through)."""
+    direct.prediction_time_ms = gateway.prediction_time_ms
+    return direct
