@@ -130,3 +130,26 @@ async def test_a_missing_month_is_reported_as_a_gap_and_not_filled(
     ]
     stored = await rows(fresh_database, "SELECT ts FROM market.bars ORDER BY ts")
     assert [r["ts"].month for r in stored] == [1, 2, 5]
+
+
+async def test_the_dev_stack_imports_eurusd_goog_and_btcusd(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    from hindsight.devstack.stack import BAR_DATASETS, bars_import_spec
+
+    assert BAR_DATASETS == ("EURUSD", "GOOG", "BTCUSD")
+    env = {**os.environ, "HINDSIGHT_DATABASE_URL": fresh_database}
+    specs = {d: bars_import_spec(d, env=env, log_dir=tmp_path) for d in BAR_DATASETS}
+    # One command, the dataset's name apart (GOOG is imported for real above; EURUSD's
+    # 5,000 bars would only slow the suite down); BTCUSD, the new one, runs here for real.
+    assert {tuple(s.argv[:-1]) for s in specs.values()} == {
+        (sys.executable, "-m", "hindsight.devstack", "bars", "import", "--dataset")
+    }
+    done = subprocess.run(
+        specs["BTCUSD"].argv, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    stored = await rows(
+        fresh_database, "SELECT symbol, timeframe, count(*) AS n FROM market.bars GROUP BY 1, 2"
+    )
+    assert [(r["symbol"], r["timeframe"], r["n"]) for r in stored] == [("BTCUSD", "1mo", 156)]
