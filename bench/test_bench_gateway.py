@@ -3,9 +3,10 @@ ScoreBatch rows/s (map and packed forms) direct and through the gateway, and Pre
 model family's four heads) next to Score, direct and through the gateway.
 
 A real scorer process (36 features x 100 trees, and a family release on the same features
-with members of 100 trees, loaded from its cache file, NATS unset) and two gateway processes: one in front of that scorer, one in front of a dead port
-whose breaker is open. Clients use separate channels on loopback. Prints figures;
-asserts no timings. Run with `pytest -m bench bench/test_bench_gateway.py -s`.
+with members of 100 trees, loaded from its cache file, NATS unset) and two gateway
+processes: one in front of that scorer, one in front of a dead port whose breaker is open.
+Clients use separate channels on loopback. Prints figures; asserts no timings.
+Run with `pytest -m bench bench/test_bench_gateway.py -s`.
 """
 
 from __future__ import annotations
