@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hindsight.common.errors import InvalidInputError
 from hindsight.common.family import HEAD_TARGETS, family_dir, load_family_card, parse_version
 from hindsight.trainer.domain.family import FamilyConfig, FamilyRelease, train_family, write_release
 from hindsight.trainer.domain.family_frame import FamilyFrame
@@ -70,11 +71,11 @@ def releases_of(root: Path, family: str) -> list[tuple[str, int | None]]:
     for path in base.iterdir():
         try:
             parse_version(path.name)
-        except Exception:
+        except InvalidInputError:
             continue  # a staging directory or anything else
         try:
             schema: int | None = load_family_card(path).feature_schema_version
-        except Exception:
+        except (OSError, ValueError):  # no or an invalid metrics.json (ValidationError)
             schema = None
         found.append((path.name, schema))
     return found
