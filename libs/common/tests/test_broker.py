@@ -17,12 +17,14 @@ from hindsight.common.broker import (
     DLQ_STREAM,
     STREAM,
     ConsumerOptions,
+    Heartbeat,
     create_broker,
     ensure_streams,
     publish_event,
     retry_delay,
     split_credentials,
     subscribe_event,
+    subscribe_event_batch,
 )
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.events import PngCreated
@@ -368,3 +370,192 @@ async def test_an_oversized_or_nul_id_is_dead_lettered_on_first_delivery(
     assert by_body[nul_id]["Hindsight-Error"].startswith("png.created: trade_id: Input should not")
     assert {h["Hindsight-Delivery-Count"] for h in by_body.values()} == {"1"}
     assert handled == []
+
+
+# --- subscribe_event_batch ---------------------------------------------------------------
+
+
+def _png(i: int, **fields: Any) -> PngCreated:
+    return PngCreated.model_validate({**GOOD_PNG, "file_path": f"/charts/b/{i:04d}.png", **fields})
+
+
+async def _publish_raw(nats_url: str, bodies: list[tuple[str, bytes]]) -> None:
+    """Create the streams, then publish (message id, body) pairs in order, as an upstream
+    tool would: a backlog waiting for the consumer."""
+    settings = BaseServiceSettings(nats_url=nats_url)
+    setup = create_broker(settings, client_name="setup")
+    await setup.connect()
+    await ensure_streams(setup, settings)
+    await setup.stop()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for msg_id, body in bodies:
+            await js.publish("png.created", body, headers={"Nats-Msg-Id": msg_id})
+    finally:
+        await nc.close()
+
+
+async def _settled(broker: NatsBroker, durable: str) -> Any:
+    """The consumer's info once nothing is pending or unacked (or after ~10 s)."""
+    for _ in range(200):
+        info = await broker.connection.jetstream().consumer_info(STREAM, durable)
+        if info.num_ack_pending == 0 and info.num_pending == 0:
+            return info
+        await asyncio.sleep(0.05)
+    return info
+
+
+@pytest.mark.unit
+def test_consumer_options_name_the_bad_field() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        ConsumerOptions(batch_size=0)
+    with pytest.raises(ValueError, match="batch_max_wait_s"):
+        ConsumerOptions(batch_max_wait_s=0)
+
+
+class _FakeMessage:
+    def __init__(self) -> None:
+        self.beats = 0
+
+    async def in_progress(self) -> None:
+        self.beats += 1
+
+
+@pytest.mark.unit
+async def test_heartbeat_keeps_every_message_of_a_held_batch_until_released() -> None:
+    heartbeat = Heartbeat(every_s=0.01)
+    held, other = [_FakeMessage(), _FakeMessage()], [_FakeMessage()]
+    token = heartbeat.hold(held)
+    with heartbeat.holding(other):
+        for _ in range(500):
+            if all(m.beats >= 2 for m in [*held, *other]):
+                break
+            await asyncio.sleep(0.01)
+    assert all(m.beats >= 2 for m in [*held, *other])
+    heartbeat.release(token)
+    before = [m.beats for m in held]
+    await asyncio.sleep(0.05)  # nothing held: the beat task has ended
+    assert [m.beats for m in held] == before
+    assert heartbeat._task is not None and heartbeat._task.done()
+
+
+@pytest.mark.integration
+async def test_batch_consumer_hands_full_batches_in_order_and_reads_ahead(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    """A backlog of 5 batches: each handler call gets a full batch, in publish order, and
+    while it runs the next batch is already fetched (2 batches unacked at once)."""
+    size, n = 10, 50
+    await _publish_raw(nats_url, [(f"b-{i}", _png(i).to_json_bytes()) for i in range(n)])
+    batches: list[list[str]] = []
+    ahead: list[int] = []
+    done = asyncio.Event()
+    broker: NatsBroker | None = None
+
+    async def handle(events: list[PngCreated]) -> None:
+        batches.append([e.file_path for e in events])
+        if len(batches) == 2:  # the third batch is on its way before this one is acked
+            assert broker is not None
+            for _ in range(200):
+                info = await broker.connection.jetstream().consumer_info(STREAM, "t_batch")
+                if info.num_ack_pending == 2 * size:
+                    break
+                await asyncio.sleep(0.02)
+            ahead.append(info.num_ack_pending)
+        if sum(map(len, batches)) >= n:
+            done.set()
+
+    options = ConsumerOptions(batch_size=size, max_ack_pending=4 * size)
+    broker = await run_broker(
+        lambda b: subscribe_event_batch(b, PngCreated, handle, durable="t_batch", options=options)
+    )
+    await asyncio.wait_for(done.wait(), 30)
+    assert [len(b) for b in batches] == [size] * (n // size)
+    assert [p for b in batches for p in b] == [_png(i).file_path for i in range(n)]
+    assert ahead == [2 * size]
+    info = await _settled(broker, "t_batch")
+    assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
+
+
+@pytest.mark.integration
+async def test_batch_consumer_dead_letters_bad_input_and_a_poison_message_alone(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    """Bad JSON fields go to the DLQ at once; a message that makes the handler fail is
+    retried alone and dead-lettered, and every other event of its batch goes through."""
+    bodies = [(f"p-{i}", _png(i).to_json_bytes()) for i in range(12)]
+    bad = json.dumps({**GOOD_PNG, "image_type": "sketch"}).encode()
+    poison = _png(99, run_id="poison")
+    bodies[3] = ("p-bad", bad)
+    bodies[7] = ("p-poison", poison.to_json_bytes())
+    await _publish_raw(nats_url, bodies)
+    handled: list[str] = []
+    calls: list[int] = []
+
+    async def handle(events: list[PngCreated]) -> None:
+        calls.append(len(events))
+        if any(e.run_id == "poison" for e in events):
+            raise RuntimeError("poison")
+        handled.extend(e.file_path for e in events)
+
+    options = ConsumerOptions(batch_size=6, max_deliveries=2, retry_base_s=0.05)
+    broker = await run_broker(
+        lambda b: subscribe_event_batch(b, PngCreated, handle, durable="t_poison", options=options)
+    )
+    dead = await _dead_letters(nats_url, "dlq.png.created", 2)
+    by_body = {msg.data: msg.headers for msg in dead}
+    assert set(by_body) == {bad, poison.to_json_bytes()}
+    assert by_body[bad]["Hindsight-Error"].startswith("png.created: image_type:")
+    assert by_body[bad]["Hindsight-Delivery-Count"] == "1"
+    assert by_body[poison.to_json_bytes()]["Hindsight-Error"] == "poison"
+    assert by_body[poison.to_json_bytes()]["Hindsight-Delivery-Count"] == "2"
+    info = await _settled(broker, "t_poison")
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    good = [_png(i).file_path for i in range(12) if i not in (3, 7)]
+    assert sorted(handled) == sorted(good), "each good event handled once"
+    # The first batch less its bad input, the poisoned batch whole, then one by one.
+    assert calls[:2] == [5, 6] and set(calls[2:]) == {1}
+
+
+@pytest.mark.integration
+async def test_batch_consumer_stopped_mid_backlog_loses_nothing(
+    run_broker: RunBroker, nats_url: str
+) -> None:
+    """Stopped while a batch read ahead waits: those messages are given back (nak), and a
+    new consumer on the same durable handles every event (at least once)."""
+    size, n = 10, 60
+    await _publish_raw(nats_url, [(f"s-{i}", _png(i).to_json_bytes()) for i in range(n)])
+    seen: set[str] = set()
+    first_batch = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(events: list[PngCreated]) -> None:
+        seen.update(e.file_path for e in events)
+        first_batch.set()
+        await release.wait()
+
+    options = ConsumerOptions(batch_size=size, max_ack_pending=4 * size, ack_wait_s=30)
+    first = await run_broker(
+        lambda b: subscribe_event_batch(b, PngCreated, slow, durable="t_stop", options=options)
+    )
+    await asyncio.wait_for(first_batch.wait(), 20)
+    stopping = asyncio.create_task(first.stop())
+    await asyncio.sleep(0.2)
+    release.set()
+    await stopping
+
+    done = asyncio.Event()
+
+    async def fast(events: list[PngCreated]) -> None:
+        seen.update(e.file_path for e in events)
+        if len(seen) == n:
+            done.set()
+
+    second = await run_broker(
+        lambda b: subscribe_event_batch(b, PngCreated, fast, durable="t_stop", options=options)
+    )
+    # ack_wait is 30 s: only a nak (or an ack) brings the read-ahead back this soon.
+    await asyncio.wait_for(done.wait(), 15)
+    info = await _settled(second, "t_stop")
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)

@@ -287,6 +287,18 @@ class ConsumerOptions:
     batch_pause_s: float = 0.0
     """:func:`subscribe_event_batch` only: pause after a full batch, so a catch-up over a
     large backlog leaves CPU to the rest of the machine between batches."""
+    batch_max_wait_s: float = 1.0
+    """:func:`subscribe_event_batch` only: how long a fetch waits for a batch to fill. The
+    next batch is fetched while the handler works on this one, so over a backlog this wait
+    costs nothing; at a trickle it is the most an event waits for company."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_deliveries", "batch_size", "max_ack_pending", "max_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("ack_wait_s", "batch_max_wait_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 class Ackable(Protocol):
@@ -300,73 +312,106 @@ class Heartbeat:
 
     Every ``every_s`` it sends JetStream in-progress (``+WPI``, which restarts the ack
     wait) for each message held longer than ``every_s``. One task per consumer, running
-    only while something is held, so short handlers cost a dict entry and nothing else.
+    only while something is held, so short handlers cost a dict entry per batch and
+    nothing else.
     """
 
     def __init__(self, every_s: float) -> None:
         self.every_s = every_s
-        self._held: dict[int, tuple[Ackable, float]] = {}
+        self._held: dict[int, tuple[Sequence[Ackable], float]] = {}
         self._task: asyncio.Task[None] | None = None
 
     @contextmanager
     def holding(self, messages: Sequence[Ackable]) -> Iterator[None]:
         """Heartbeat ``messages`` until the block ends (the caller acks after it)."""
-        now = time.monotonic()
-        for message in messages:
-            self._held[id(message)] = (message, now)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._beat())
+        token = self.hold(messages)
         try:
             yield
         finally:
-            for message in messages:
-                self._held.pop(id(message), None)
+            self.release(token)
+
+    def hold(self, messages: Sequence[Ackable]) -> int:
+        """Start heartbeating ``messages``; :meth:`release` the returned token to stop."""
+        token = id(messages)
+        self._held[token] = (messages, time.monotonic())
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._beat())
+        return token
+
+    def release(self, token: int) -> None:
+        self._held.pop(token, None)
 
     async def _beat(self) -> None:
         while self._held:
             await asyncio.sleep(self.every_s)
             due = time.monotonic() - self.every_s
-            for message, since in list(self._held.values()):
-                if since <= due:
+            for messages, since in list(self._held.values()):
+                if since > due:
+                    continue
+                for message in messages:
                     try:
                         await message.in_progress()
                     except Exception as exc:  # disconnected: the ack wait decides, as before
                         logger.debug("in-progress failed: %s", exc)
 
 
-@dataclass(frozen=True, slots=True)
 class _Delivery:
-    """One message as the settling code sees it, whichever object carried it."""
+    """One message as the settling code sees it, whichever object carried it.
 
-    message: Any
-    """faststream ``NatsMessage`` or nats-py ``Msg``: both have ack and in_progress."""
-    body: bytes
-    count: int
-    key: str
-    nack: Callable[..., Awaitable[None]]
-    """Negative ack taking ``delay=`` seconds (``nack`` on faststream's, ``nak`` on nats')."""
+    The delivery count and the stream sequence are read from the reply subject only when
+    asked for (a retry or a dead letter): a healthy message never pays for them.
+    """
+
+    __slots__ = ("_info", "body", "message", "raw")
+
+    def __init__(self, message: Any, raw: Any, body: bytes) -> None:
+        self.message = message
+        """faststream ``NatsMessage`` or nats-py ``Msg``: both have ack and in_progress."""
+        self.raw = raw
+        """The nats-py ``Msg`` (JetStream metadata, ``nak``)."""
+        self.body = body
+        self._info: tuple[int, str] | None = None
+
+    def _delivery_info(self) -> tuple[int, str]:
+        if self._info is None:
+            try:
+                meta = self.raw.metadata
+                self._info = int(meta.num_delivered), f"{meta.stream}:{meta.sequence.stream}"
+            except Exception:  # in-memory test broker: no JetStream metadata
+                message = self.message
+                fallback = getattr(message, "message_id", None) or getattr(
+                    message, "correlation_id", None
+                )
+                self._info = 1, str(fallback or id(self.raw))
+        return self._info
+
+    @property
+    def count(self) -> int:
+        """How many times the server has delivered this message (1 = first time)."""
+        return self._delivery_info()[0]
+
+    @property
+    def key(self) -> str:
+        """A stable id of this stream message: ``<stream>:<stream sequence>``."""
+        return self._delivery_info()[1]
 
     async def ack(self) -> None:
         await self.message.ack()
 
-
-def _delivery_info(raw: Any) -> tuple[int, str] | None:
-    """(delivery count, stable id of this stream message) from JetStream metadata."""
-    try:
-        meta = raw.metadata
-        return int(meta.num_delivered), f"{meta.stream}:{meta.sequence.stream}"
-    except Exception:  # in-memory test broker: no JetStream metadata
-        return None
+    async def nack(self, *, delay: float | None = None) -> None:
+        """Negative ack: redeliver after ``delay`` seconds (at once when None)."""
+        if self.message is self.raw:
+            await self.raw.nak(delay=delay)
+        else:
+            await self.message.nack(delay=delay)
 
 
 def _from_faststream(msg: Any) -> _Delivery:
-    count, key = _delivery_info(msg.raw_message) or (1, str(msg.message_id or msg.correlation_id))
-    return _Delivery(message=msg, body=msg.body, count=count, key=key, nack=msg.nack)
+    return _Delivery(msg, msg.raw_message, msg.body)
 
 
 def _from_nats(msg: Any) -> _Delivery:
-    count, key = _delivery_info(msg) or (1, str(id(msg)))
-    return _Delivery(message=msg, body=msg.data, count=count, key=key, nack=msg.nak)
+    return _Delivery(msg, msg, msg.data)
 
 
 async def _raw_body(msg: Any) -> Any:
@@ -386,8 +431,7 @@ class _Consumer(Generic[E]):
         self.durable = durable
         self.opts = opts
         self.heartbeat = Heartbeat(opts.ack_wait_s / 3)
-        # Every outcome reads 0 from the start, so the first dead letter is an increase.
-        init_series(EVENTS_CONSUMED, [self.subject], [durable], CONSUME_OUTCOMES)
+        self.subscriber: Any = None
         # At 0 from the start, so the first dead letter moves increase() (HindsightDlqGrowing).
         init_series(EVENTS_CONSUMED, [self.subject], [durable], CONSUME_OUTCOMES)
 
@@ -451,8 +495,9 @@ class _Consumer(Generic[E]):
             histogram.observe(seconds / n)
 
     def register(self, consume: Callable[..., Awaitable[None]], pull_sub: PullSub) -> Any:
+        """Subscribe ``consume``; the faststream subscriber is kept as ``self.subscriber``."""
         consume.__name__ = f"consume_{self.durable}"
-        return self.broker.subscriber(
+        self.subscriber = self.broker.subscriber(
             self.subject,
             stream=JStream(name=STREAM, declare=False),
             durable=self.durable,
@@ -467,7 +512,8 @@ class _Consumer(Generic[E]):
             max_workers=None if pull_sub.batch else self.opts.max_workers,
             title=f"{self.durable}:{self.subject}",
             description=f"{self.durable} consumes {self.subject}",
-        )(consume)
+        )
+        return self.subscriber(consume)
 
 
 def subscribe_event(
@@ -512,49 +558,167 @@ def subscribe_event_batch(
 ) -> Any:
     """Like :func:`subscribe_event`, but ``handler`` gets the valid events of one fetch.
 
-    Up to ``batch_size`` messages are fetched at once (waiting at most a second for a
-    batch to fill). Bad input goes to the DLQ and is acked without failing the others;
-    the rest are acked after ``handler`` returns. When the handler raises, each event of
-    the batch is handled alone, so one poison message is retried or dead-lettered by
-    itself and the others go through.
+    Up to ``batch_size`` messages are fetched at once (waiting at most
+    ``batch_max_wait_s`` for a batch to fill). Bad input goes to the DLQ and is acked
+    without failing the others; the rest are acked after ``handler`` returns. When the
+    handler raises, each event of the batch is handled alone, so one poison message is
+    retried or dead-lettered by itself and the others go through.
+
+    Over a backlog (a full batch) the next batch is fetched and parsed while the handler
+    works on this one, so the consumer's own work overlaps the handler's waits (a
+    database, Chroma); batches are still handled one at a time, in order. Keep
+    ``max_ack_pending`` at two batches or more, or the read-ahead gets nothing.
     """
     opts = options or ConsumerOptions()
-    consumer = _Consumer(broker, event_type, durable=durable, opts=opts)
-
-    async def one(event: E) -> None:
-        await handler([event])
+    batches = _BatchConsumer(_Consumer(broker, event_type, durable=durable, opts=opts), handler)
+    pull_sub = PullSub(batch_size=opts.batch_size, timeout=opts.batch_max_wait_s, batch=True)
 
     async def consume(batch: _BatchMessage) -> None:
+        await batches.consume(batch)
+
+    return batches.consumer.register(consume, pull_sub)
+
+
+@dataclass(slots=True)
+class _Batch(Generic[E]):
+    """One fetched batch between parsing and settling."""
+
+    size: int
+    """Messages fetched, bad input included."""
+    parsed: list[tuple[_Delivery, E]]
+    hold: int | None
+    """Heartbeat token of the parsed messages (None when there are none)."""
+    busy_s: float
+    """Seconds spent on it so far (parsing), waits excluded."""
+
+
+class _BatchConsumer(Generic[E]):
+    """The batch loop of one durable consumer: parse, hand over, settle, read ahead."""
+
+    def __init__(self, consumer: _Consumer[E], handler: BatchHandler[E]) -> None:
+        self.consumer = consumer
+        self.handler = handler
+        self.opts = consumer.opts
+
+    async def consume(self, batch: NatsBatchMessage) -> None:
+        """faststream's handler: this fetch, then further full batches while they last."""
+        current: _Batch[E] | None = await self.prepare(batch.raw_message)
+        while current is not None:
+            ahead = self._read_ahead(current)
+            try:
+                await self.settle(current)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                    ahead.add_done_callback(self._drop)
+                raise
+            if ahead is None:
+                if self.opts.batch_pause_s > 0 and current.size >= self.opts.batch_size:
+                    # A full batch means a backlog: leave the CPU to others for a moment.
+                    await asyncio.sleep(self.opts.batch_pause_s)
+                return
+            current = await ahead
+            if current is not None and not self.consumer.subscriber.running:
+                await self.give_back(current)  # stopping: another consumer takes them now
+                return
+
+    def _read_ahead(self, current: _Batch[E]) -> asyncio.Task[_Batch[E] | None] | None:
+        """Start fetching the next batch now, when this one was full (a backlog)."""
+        subscriber = self.consumer.subscriber
+        if (
+            current.size < self.opts.batch_size
+            or self.opts.batch_pause_s > 0
+            or getattr(subscriber, "subscription", None) is None  # in-memory test broker
+            or not subscriber.running
+        ):
+            return None
+        return asyncio.get_running_loop().create_task(self._fetch())
+
+    async def _fetch(self) -> _Batch[E] | None:
+        """Up to ``batch_size`` messages within ``batch_max_wait_s``, parsed; None if none."""
+        subscription = self.consumer.subscriber.subscription
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.opts.batch_max_wait_s
+        messages: list[Any] = []
+        while len(messages) < self.opts.batch_size:
+            remaining = deadline - loop.time()
+            if remaining < 0.01:  # nats-py turns a tiny timeout into a negative expiry
+                break
+            try:
+                messages += await subscription.fetch(
+                    batch=self.opts.batch_size - len(messages), timeout=remaining
+                )
+            except TimeoutError:  # nothing more within the wait (nats' or the builtin one)
+                break
+            except NatsError as exc:
+                # Disconnected or the consumer is away: what was fetched is not acked, so
+                # the server redelivers it; faststream's own fetch loop takes over.
+                logger.debug("read-ahead fetch failed: %s", exc)
+                return None
+        return await self.prepare(messages) if messages else None
+
+    async def prepare(self, messages: Sequence[Any]) -> _Batch[E]:
+        """Parse every message; bad input goes to the DLQ (acked) at once."""
         started = time.perf_counter()
-        deliveries = [_from_nats(raw) for raw in batch.raw_message]
+        consumer = self.consumer
         parsed: list[tuple[_Delivery, E]] = []
-        for delivery in deliveries:
+        for raw in messages:
+            delivery = _from_nats(raw)
             event = await consumer.parse(delivery)
             if event is not None:
                 parsed.append((delivery, event))
+        # Held from now: a batch read ahead waits for the one before it.
+        hold = consumer.heartbeat.hold([d.message for d, _ in parsed]) if parsed else None
+        return _Batch(len(messages), parsed, hold, time.perf_counter() - started)
+
+    async def settle(self, batch: _Batch[E]) -> None:
+        """Call the handler on the batch; ack, or handle each event alone if it raised."""
+        started = time.perf_counter()
+        consumer, parsed = self.consumer, batch.parsed
         try:
             if parsed:
-                with consumer.heartbeat.holding([d.message for d, _ in parsed]):
-                    await handler([event for _, event in parsed])
+                await self.handler([event for _, event in parsed])
         except Exception as exc:
-            if len(parsed) == 1:
-                await consumer.failed(parsed[0][0], exc)
-            else:
-                logger.warning(
-                    "batch of %d failed, handling one by one: %s",
-                    len(parsed),
-                    exc,
-                    extra={"subject": consumer.subject, "consumer": durable},
-                )
-                for delivery, event in parsed:
-                    await consumer.handle(delivery, event, one)
+            try:
+                if len(parsed) == 1:
+                    await consumer.failed(parsed[0][0], exc)
+                else:
+                    logger.warning(
+                        "batch of %d failed, handling one by one: %s",
+                        len(parsed),
+                        exc,
+                        extra={"subject": consumer.subject, "consumer": consumer.durable},
+                    )
+                    for delivery, event in parsed:
+                        await consumer.handle(delivery, event, self._one)
+            finally:
+                self._release(batch)
         else:
+            self._release(batch)
             for delivery, _ in parsed:
                 await delivery.ack()
             consumer.count("ok", len(parsed))
-        consumer.observe(time.perf_counter() - started, len(deliveries))
-        if opts.batch_pause_s > 0 and len(deliveries) >= opts.batch_size:
-            # A full batch means a backlog: leave the CPU to others for a moment.
-            await asyncio.sleep(opts.batch_pause_s)
+        consumer.observe(batch.busy_s + time.perf_counter() - started, batch.size)
 
-    return consumer.register(consume, PullSub(batch_size=opts.batch_size, timeout=1.0, batch=True))
+    async def give_back(self, batch: _Batch[E]) -> None:
+        """Negative-ack a batch that will not be handled here (redelivered at once)."""
+        self._release(batch)
+        for delivery, _ in batch.parsed:
+            try:
+                await delivery.nack()
+            except Exception as exc:  # disconnected: the ack wait redelivers them anyway
+                logger.debug("nak failed: %s", exc)
+                return
+
+    def _drop(self, task: asyncio.Task[_Batch[E] | None]) -> None:
+        """A read-ahead abandoned on the way out: stop heartbeating what it fetched."""
+        if not task.cancelled() and task.exception() is None and (batch := task.result()):
+            self._release(batch)
+
+    def _release(self, batch: _Batch[E]) -> None:
+        if batch.hold is not None:
+            self.consumer.heartbeat.release(batch.hold)
+            batch.hold = None
+
+    async def _one(self, event: E) -> None:
+        await self.handler([event])
