@@ -33,16 +33,19 @@ def precision_at_k(
     y: npt.NDArray[np.float64], p: FloatArray, group: npt.NDArray[np.object_], k: int
 ) -> JsonObject:
     """Share of favourable rows among each group's ``k`` highest ``p`` (groups: symbol/day)."""
-    hits, taken = 0, 0
-    keys = np.asarray(group, dtype=object)
-    for key in dict.fromkeys(keys.tolist()):
-        idx = np.flatnonzero(keys == key)
-        top = idx[np.argsort(-p[idx], kind="mergesort")[:k]]
-        hits += int(np.sum(y[top] == 1))
-        taken += len(top)
+    keys = np.asarray(group, dtype=object).astype(str)
+    _, inverse = np.unique(keys, return_inverse=True)
+    # Rows by group, then by p descending (stable: ties keep their time order).
+    order = np.lexsort((-np.asarray(p, dtype=np.float64), inverse))
+    grouped = inverse[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1] if len(order) else np.array([0])
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank = np.arange(len(order)) - np.repeat(starts, sizes)
+    top = order[rank < k]
+    hits, taken = int(np.sum(y[top] == 1)), len(top)
     return {
         "k": k,
-        "groups": len(set(keys.tolist())),
+        "groups": int(len(np.unique(inverse))),
         "rows": taken,
         "precision": hits / taken if taken else None,
     }
