@@ -189,7 +189,12 @@ def test_incremental_continues_the_boosters_on_the_same_test_block(
 ) -> None:
     root, uri, _, card = written
     config = FamilyConfig(
-        params=PARAMS, version="v1_1_0", init_from=root / uri, incremental_window=0.3
+        params=PARAMS,
+        version="v1_1_0",
+        init_from=root / uri,
+        incremental_window=0.3,
+        # rr changes its alphas: it cannot continue, so it is trained from scratch.
+        alphas={"risk": (0.6, 0.7, 0.8), "rr": (0.5, 0.6), "offset": (0.4, 0.5, 0.6)},
     )
     release = train_family(differ_frame, config)
     metrics = release.card.metrics
@@ -198,12 +203,25 @@ def test_incremental_continues_the_boosters_on_the_same_test_block(
     assert metrics["rows"]["train_used"] < metrics["rows"]["train"]
     before = {m.name: m for m in card.members}
     for member in release.card.members:
-        assert member.metrics["init"] == "continued v1_0_0", member.name
         assert member.metrics["test"]["n"] == before[member.name].metrics["test"]["n"]
+        if member.name == "rr":
+            assert "trained from scratch" in member.metrics["init"]
+            assert member.alphas == [0.5, 0.6]
+            continue
+        assert member.metrics["init"] == "continued v1_0_0", member.name
         old_trees = before[member.name].metrics["trees"]
         assert all(new >= old for new, old in zip(member.metrics["trees"], old_trees, strict=True))
         assert member.metrics["parity"]["passed"]
     assert metrics["headline"]["test_rows"] == differ.card.metrics["headline"]["test_rows"]
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="incremental_window"):
+        FamilyConfig(incremental_window=0.0)
+    with pytest.raises(ValueError, match="expert_confidence"):
+        FamilyConfig(expert_confidence=1.0)
+    with pytest.raises(ValueError, match="alphas"):
+        FamilyConfig(alphas={"risk": (0.7,)})
 
 
 def test_synthetic_true_quantiles_are_exact(differ_frame) -> None:

@@ -112,6 +112,17 @@ class FamilyConfig:
     incremental_window: float = 0.5
     created_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.incremental_window <= 1.0:
+            raise ValueError("incremental_window must lie in (0, 1]")
+        if not 0.0 < self.expert_confidence < 1.0:
+            raise ValueError("expert_confidence must lie in (0, 1)")
+        if self.min_expert_rows < 1 or self.expert_resamples < 1:
+            raise ValueError("min_expert_rows and expert_resamples must be >= 1")
+        missing = [h for h in QUANTILE_HEADS if h not in self.alphas]
+        if missing:
+            raise ValueError(f"alphas: no alphas for {missing}")
+
 
 @dataclass(frozen=True, slots=True)
 class FamilyRelease:
@@ -213,19 +224,28 @@ def _as_frame(frame: FamilyFrame | ColumnSource, config: FamilyConfig) -> Family
     return FamilyFrame.from_columns(frame, features=config.features)
 
 
-def _previous_boosters(config: FamilyConfig) -> dict[str, tuple[list[str], list[lgb.Booster]]]:
-    """Member name → (features, boosters in alpha order) of the release to continue."""
+@dataclass(frozen=True, slots=True)
+class _Previous:
+    """A member of the release an incremental run continues."""
+
+    features: list[str]
+    alphas: list[float]
+    boosters: list[lgb.Booster]
+
+
+def _previous_boosters(config: FamilyConfig) -> dict[str, _Previous]:
+    """Member name → its features, alphas and boosters (alpha order) in the release to continue."""
     if config.init_from is None:
         return {}
     card = load_family_card(config.init_from)
-    out: dict[str, tuple[list[str], list[lgb.Booster]]] = {}
+    out: dict[str, _Previous] = {}
     for member in card.members:
         files = (member.model_extra or {}).get("booster_files") or (
             [member.booster_file] if member.booster_file else []
         )
         if files:
             boosters = [lgb.Booster(model_file=str(config.init_from / f)) for f in files]
-            out[member.name] = (list(member.features), boosters)
+            out[member.name] = _Previous(list(member.features), list(member.alphas), boosters)
     return out
 
 
@@ -256,23 +276,23 @@ class _Trainer:
         self.previous = _previous_boosters(config)
         train = self.blocks.train
         if config.init_from is not None:
-            if not 0.0 < config.incremental_window <= 1.0:
-                raise ValueError("incremental_window must lie in (0, 1]")
             keep = max(1, int(round(len(train) * config.incremental_window)))
             train = train[len(train) - keep :]
         self.train_idx = train
         self.groups = frame.day_groups
         self.trained: list[_Trained] = []
 
-    def _init_for(self, name: str, features: list[str]) -> tuple[list[lgb.Booster] | None, str]:
+    def _init_for(
+        self, name: str, features: list[str], alphas: list[float]
+    ) -> tuple[list[lgb.Booster] | None, str]:
         if self.config.init_from is None:
             return None, "full"
         found = self.previous.get(name)
         if found is None:
             return None, "no previous booster: trained from scratch"
-        if found[0] != features:
-            return None, "previous booster has other features: trained from scratch"
-        return found[1], f"continued {self.config.init_from.name}"
+        if found.features != features or found.alphas != alphas:
+            return None, "previous member has other features or alphas: trained from scratch"
+        return found.boosters, f"continued {self.config.init_from.name}"
 
     def fit(
         self,
@@ -297,7 +317,8 @@ class _Trainer:
             if len(block) == 0:
                 raise ValueError(f"member {name}: the {block_name} block has no rows")
         r = self.frame.realised_r
-        init, note = self._init_for(name, features)
+        alphas = list(kind.alphas) if isinstance(kind, QuantileKind) else []
+        init, note = self._init_for(name, features, alphas)
         try:
             model = kind.fit(
                 _block(x, y, tr),
