@@ -261,6 +261,14 @@ def test_bad_frames_name_the_field(differ_frame) -> None:
     assert err.value.field == "version"
 
 
+def test_label_and_outcome_columns_never_become_features(differ_frame) -> None:
+    leaky = dict(differ_frame, runup_r=np.ones(ROWS), dd_katr=np.ones(ROWS), pnl=np.ones(ROWS))
+    assert FamilyFrame.from_columns(leaky).feature_names == [f"f{j}" for j in range(6)]
+    with pytest.raises(InvalidInputError) as err:
+        FamilyFrame.from_columns(leaky, features=["f0", "runup_r"])
+    assert err.value.field == "runup_r"
+
+
 def test_frame_accepts_a_dataframe_and_sorts_by_time(differ_frame) -> None:
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame(differ_frame).iloc[::-1].reset_index(drop=True)

@@ -20,7 +20,10 @@ Columns (one row per signal):
 ``offset_katr``        the offset head's target (NaN: not used)
 ``realised_r``         optional: R of the canonical entry (entry metrics)
 ``signal_id``          optional: ties on ``ts`` are ordered by it
-feature columns        numbers (NaN allowed); by default every other column
+feature columns        numbers (NaN allowed); by default every column that is not
+                       reserved (:data:`RESERVED_COLUMNS`: the ones above and every
+                       field of ``signal.features`` / ``signal.labeled`` /
+                       ``signal.outcome``, so a label never becomes a feature)
 =====================  =========================================================
 """
 
@@ -35,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hindsight.common.errors import InvalidInputError
+from hindsight.common.events import SignalFeatures, SignalLabeled, SignalOutcome
 from hindsight.common.family import CLUSTER_CODES, CLUSTERS, HEAD_TARGETS
 
 __all__ = ["RESERVED_COLUMNS", "ColumnSource", "FamilyFrame"]
@@ -45,18 +49,16 @@ ObjArray = npt.NDArray[np.object_]
 
 RESERVED_COLUMNS: frozenset[str] = frozenset(
     {
-        "ts",
         "closed_at",
-        "symbol",
-        "timeframe",
-        "side",
-        "liquidity_cluster",
-        "realised_r",
-        "signal_id",
         *HEAD_TARGETS.values(),
+        # Every field of the events a frame is joined from: labels and outcomes are known
+        # only after the signal, so none may ever become a feature by default.
+        *SignalFeatures.model_fields,
+        *SignalLabeled.model_fields,
+        *SignalOutcome.model_fields,
     }
 )
-"""Columns that are never features."""
+"""Columns that are never features (the frame's own, and every signal/label/outcome field)."""
 
 
 class ColumnSource(Protocol):
