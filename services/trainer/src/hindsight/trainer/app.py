@@ -14,6 +14,7 @@ from hindsight.common.http import HttpServer, Readiness
 from hindsight.common.logs import configure_logging
 from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
 from hindsight.trainer.config import TrainerSettings
+from hindsight.trainer.data_specs import DataSpecCatalog
 from hindsight.trainer.domain.schedule import Schedule
 from hindsight.trainer.drift import FeatureDrift, RegistryReferences
 from hindsight.trainer.family_storage import FamilyStorage
@@ -58,11 +59,13 @@ class Trainer(PartGroup):
         self.broker: NatsBroker = create_broker(settings, client_name=SERVICE)
         self.storage = Storage(None)
         self.family_storage = FamilyStorage(self.storage)
+        self.data_specs = DataSpecCatalog(settings.specs(), self.storage)
         self.runs = RunService(
             settings,
             self.storage,
             make_publisher(self.broker),
             RegistryProduction(settings.registry_url, settings.artifact_root),
+            specs=self.data_specs,
         )
         self.drift = FeatureDrift(
             RegistryReferences(settings.registry_url, settings.artifact_root),
@@ -99,7 +102,9 @@ class Trainer(PartGroup):
         readiness = Readiness(SERVICE)
         readiness.register("database", self.storage.ping)
         readiness.register("nats", nats_ready(self.broker))
-        self.http_app: FastAPI = create_app(settings, self.runs, self.storage, readiness)
+        self.http_app: FastAPI = create_app(
+            settings, self.runs, self.storage, readiness, data_specs=self.data_specs
+        )
         self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)
         self.scheduler = Scheduler(
             self.runs,
@@ -113,6 +118,7 @@ class Trainer(PartGroup):
                 "database",
                 DatabasePart(settings, self.storage, schema=SERVICE, migrations_dir=MIGRATIONS),
             ),
+            Part("data-specs", self.data_specs),
             Part("nats", BrokerPart(self.broker, settings)),
             Part("runs", _Runs(self.runs)),
             Part("http", self.http),

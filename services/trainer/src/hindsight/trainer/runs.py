@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -90,12 +90,15 @@ class RunService:
         storage: Storage,
         publish: Publisher,
         production: RegistryProduction,
+        *,
+        specs: Mapping[str, DataSpec] | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.publish = publish
         self.production = production
-        self.specs: dict[str, DataSpec] = settings.specs()
+        self.specs: Mapping[str, DataSpec] = settings.specs() if specs is None else specs
+        """Data specs by model name (the app passes the catalog: settings + registered)."""
         self._active: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -112,7 +115,8 @@ class RunService:
         if spec is None:
             raise InvalidInputError(
                 f"no data spec for model {model_name!r} (declared: "
-                f"{', '.join(sorted(self.specs))}; see HINDSIGHT_TRAINER_DATA_SPECS)",
+                f"{', '.join(sorted(self.specs))}; see HINDSIGHT_TRAINER_DATA_SPECS or PUT "
+                "/v1/data-specs/{model_name})",
                 field="model_name",
             )
         return spec
