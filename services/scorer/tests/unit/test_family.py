@@ -408,3 +408,32 @@ async def test_reconciler_falls_back_to_the_last_good_release(tmp_path: Path) ->
 class FakeModelLoader:
     def load(self, deployment: Deployment) -> LoadedModel:
         return make_model(deployment.version, name=deployment.model_name)
+
+
+def test_batch_mixes_releases_and_answers_each_from_its_own(root, loaded, release) -> None:  # type: ignore[no-untyped-def]
+    newer = build_family(
+        root,
+        version="v1_1_0",
+        seed=4,
+        routing={"H": "entry_pooled", "M": "entry_M", "L": "entry_L"},
+    )
+    families = FamilyStore(default_family="playbook")
+    families.install(loaded.with_stage("canary"), serve=False)
+    families.install(FamilyLoader(root).load(Deployment(**newer.deployment())), serve=True)
+    log = PredictionLog(NatsBroker("nats://127.0.0.1:1"), capacity=100, max_in_flight=10)
+    plane = DataPlane(ModelStore(default_model="m"), log, families=families)
+    rows = rows_of(9, seed=8)
+    pins = ["", "v1_0_0", "v1_1_0"] * 3
+    clusters = ["H", "M", "L", "", "H", "M", "L", "", "H"]
+    batch = PredictBatchRequest(
+        requests=[
+            predict_request(f, signal_id=f"m{i}", family_version=v, liquidity_cluster=c)
+            for i, (f, v, c) in enumerate(zip(rows, pins, clusters, strict=True))
+        ]
+    )
+    answer = plane.predict_batch(batch, logged_upstream=False)
+    for i, one in enumerate(answer.responses):
+        want = release if pins[i] == "v1_0_0" else newer
+        assert one.signal_id == f"m{i}" and one.family_version == want.version
+        assert_heads(one, want.expected(rows[i], clusters[i]))
+    assert log.backlog == 9  # one record per row, each with its own release

@@ -98,7 +98,7 @@ class Member:
         """The member's input rows from the family rows (and their cluster codes)."""
         if self.columns is None:
             return matrix
-        if codes is None:
+        if codes is None or not self.reads_cluster:
             return np.ascontiguousarray(matrix[:, self.columns])
         extended = np.empty((matrix.shape[0], matrix.shape[1] + 1), dtype=np.float32)
         extended[:, :-1] = matrix
