@@ -71,10 +71,14 @@ def export_quantiles(
     inits: list[onnx.TensorProto] = []
     columns = []
     ir_version = int(onnx.IR_VERSION)
+    opsets: dict[str, int] = {"": _OPSET}
     for i, booster in enumerate(boosters):
         converted = _converted(booster, n_features, f"q{i}_")
         # The converter's IR version is one the runtime in use reads (the newest onnx's may not be).
         ir_version = min(ir_version, int(converted.ir_version))
+        for opset in converted.opset_import:
+            # The converter picks each domain's version (ai.onnx.ml 1 or 3): keep the newest.
+            opsets[opset.domain] = max(opsets.get(opset.domain, 0), int(opset.version))
         nodes.extend(converted.graph.node)
         inits.extend(converted.graph.initializer)
         columns.append(f"q{i}_{_CONVERTED_OUTPUT}")
@@ -104,7 +108,7 @@ def export_quantiles(
     )
     model = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", _OPSET), helper.make_opsetid("ai.onnx.ml", 1)],
+        opset_imports=[helper.make_opsetid(domain, v) for domain, v in sorted(opsets.items())],
         producer_name="hindsight-trainer",
     )
     model.ir_version = ir_version
