@@ -15,15 +15,17 @@ from hindsight.common.logs import configure_logging
 from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
 from hindsight.trainer.config import TrainerSettings
 from hindsight.trainer.data_specs import DataSpecCatalog
+from hindsight.trainer.domain.quality import QualityConfig
 from hindsight.trainer.domain.schedule import Schedule
 from hindsight.trainer.drift import FeatureDrift, RegistryReferences
+from hindsight.trainer.family_runs import FamilyRuns
 from hindsight.trainer.family_storage import FamilyStorage
 from hindsight.trainer.http_api import create_app
 from hindsight.trainer.ingest import Ingestor
 from hindsight.trainer.labels_ingest import LabelsIngestor
 from hindsight.trainer.messaging import make_publisher, register_consumers
 from hindsight.trainer.production import RegistryProduction
-from hindsight.trainer.runs import RunService
+from hindsight.trainer.runs import RunService, training_params
 from hindsight.trainer.scheduler import Scheduler
 from hindsight.trainer.schemas import RegistrySchemas
 from hindsight.trainer.storage import MIGRATIONS, Storage
@@ -65,6 +67,15 @@ class Trainer(PartGroup):
             self.storage,
             make_publisher(self.broker),
             RegistryProduction(settings.registry_url, settings.artifact_root),
+            families=FamilyRuns(
+                self.family_storage,
+                families=settings.family_specs(),
+                artifact_root=settings.artifact_root,
+                params=training_params(settings),
+                quality=QualityConfig(
+                    max_missing_share=settings.max_missing_share, min_rows=settings.min_rows
+                ),
+            ),
             specs=self.data_specs,
         )
         self.drift = FeatureDrift(

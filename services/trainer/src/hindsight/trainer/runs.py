@@ -29,6 +29,7 @@ from hindsight.trainer.domain.rows import LABEL_WEIGHTS
 from hindsight.trainer.domain.splits import SplitConfig
 from hindsight.trainer.domain.trading import Gates
 from hindsight.trainer.domain.training import TrainingParams, train_model
+from hindsight.trainer.family_runs import FamilyRunFailed, FamilyRuns
 from hindsight.trainer.metrics import LAST_RUN_DURATION, RUNS
 from hindsight.trainer.production import RegistryProduction
 from hindsight.trainer.storage import RunArtifact, RunMode, RunStatus, Storage, TrainingRun
@@ -91,9 +92,12 @@ class RunService:
         publish: Publisher,
         production: RegistryProduction,
         *,
+        families: FamilyRuns | None = None,
         specs: Mapping[str, DataSpec] | None = None,
     ) -> None:
         self.settings = settings
+        self.families = families
+        """Model families (``POST /v1/runs {"model_name": "<family>"}`` trains one)."""
         self.storage = storage
         self.publish = publish
         self.production = production
@@ -113,10 +117,12 @@ class RunService:
         data: a model never trains on "all rows")."""
         spec = self.specs.get(model_name)
         if spec is None:
+            families = "" if self.families is None else ", ".join(sorted(self.families.families))
             raise InvalidInputError(
                 f"no data spec for model {model_name!r} (declared: "
                 f"{', '.join(sorted(self.specs))}; see HINDSIGHT_TRAINER_DATA_SPECS or PUT "
-                "/v1/data-specs/{model_name})",
+                "/v1/data-specs/{model_name}"
+                + (f"; families: {families}, see HINDSIGHT_TRAINER_FAMILIES)" if families else ")"),
                 field="model_name",
             )
         return spec
@@ -133,12 +139,13 @@ class RunService:
     ) -> TrainingRun:
         """Start a run in the background (or record why it is skipped); returns its row."""
         name = validate_name(model_name or self.settings.model_name, field="model_name")
-        spec = self.spec(name)
+        family = self.families.get(name) if self.families is not None else None
+        spec = self.spec(name) if family is None else None
         run_id = run_id or uuid.uuid4().hex
         skip: str | None = None
         if name in self._active:
             skip = f"a run of {name} is already running ({self._active[name]})"
-        elif mode == "incremental":
+        elif mode == "incremental" and spec is not None:  # a family continues its newest release
             skip = incremental_skip(
                 await self.data_state(spec), min_new_outcomes=self.settings.min_new_outcomes
             )
@@ -257,67 +264,16 @@ class RunService:
         artifact: RunArtifact | None = None
         status: RunStatus
         try:
-            spec = self.spec(name)
-            report["data_spec"] = spec.model_dump(mode="json")
-            rows = await self.storage.training_rows(spec)
-            quality_cfg = QualityConfig(
-                max_missing_share=self.settings.max_missing_share,
-                min_rows=self.settings.min_rows,
-            )
-            quality, used = await asyncio.to_thread(
-                check_quality, rows, quality_cfg, as_of=datetime.now(UTC)
-            )
-            report["quality"] = quality.to_dict()
-            if not quality.passed:
-                raise _RunFailed("data-quality gate failed: " + "; ".join(quality.errors))
-            schema_version = quality.feature_schema_version
-            assert schema_version is not None
-            baseline = await self.production.load(name, quality.feature_names)
-            result = await asyncio.to_thread(
-                train_model,
-                used,
-                quality.feature_names,
-                training_params(self.settings),
-                baseline=baseline.predict,
-                baseline_note=baseline.note,
-            )
-            now = datetime.now(UTC)
-            version = make_version(now, run_id)
-            uri, sha, card = await asyncio.to_thread(
-                write_artifact,
-                self.settings.artifact_root,
-                model_name=name,
-                version=version,
-                run_id=run_id,
-                created_at=now,
-                feature_schema_version=schema_version,
-                result=result,
-                extra={
-                    "quality_report": quality.to_dict(),
-                    "mode": run.mode,
-                    "production_version": baseline.version,
-                    "data_spec": spec.model_dump(mode="json"),
-                },
-                rows=used,
-            )
-            artifact = RunArtifact(
-                version=version,
-                artifact_uri=uri,
-                sha256=sha,
-                dataset_size=len(used),
-                metrics=jsonable(result.metrics),
-            )
-            report["parity"] = jsonable(result.parity)
-            report["row_counts"] = result.row_counts
-            report["data_time_range"] = result.data_time_range
-            report["feature_names"] = result.feature_names
-            report["feature_schema_version"] = schema_version
-            report["training_snapshot"] = card.model_dump().get("training_snapshot")
+            if self.families is not None and self.families.get(name) is not None:
+                artifact = await self.families.train(run, report)
+            else:
+                artifact = await self._train_model(run, report)
             status, error = "completed", None
         except Exception as exc:
             status = "failed"
-            error = str(exc) if isinstance(exc, _RunFailed) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, _RunFailed):
+            stated = isinstance(exc, _RunFailed | FamilyRunFailed)
+            error = str(exc) if stated else f"{type(exc).__name__}: {exc}"
+            if not stated:
                 logger.exception("training run failed", extra={"run_id": run_id})
         finally:
             self._active.pop(name, None)
@@ -350,6 +306,67 @@ class RunService:
             extra={"run_id": run_id, "status": status, "error": error},
         )
         await self._announce(final)
+
+    async def _train_model(self, run: TrainingRun, report: JsonObject) -> RunArtifact:
+        """Train a single model on its data spec's rows; fills ``report`` as it goes."""
+        run_id, name = run.run_id, run.model_name
+        spec = self.spec(name)
+        report["data_spec"] = spec.model_dump(mode="json")
+        rows = await self.storage.training_rows(spec)
+        quality_cfg = QualityConfig(
+            max_missing_share=self.settings.max_missing_share,
+            min_rows=self.settings.min_rows,
+        )
+        quality, used = await asyncio.to_thread(
+            check_quality, rows, quality_cfg, as_of=datetime.now(UTC)
+        )
+        report["quality"] = quality.to_dict()
+        if not quality.passed:
+            raise _RunFailed("data-quality gate failed: " + "; ".join(quality.errors))
+        schema_version = quality.feature_schema_version
+        assert schema_version is not None
+        baseline = await self.production.load(name, quality.feature_names)
+        result = await asyncio.to_thread(
+            train_model,
+            used,
+            quality.feature_names,
+            training_params(self.settings),
+            baseline=baseline.predict,
+            baseline_note=baseline.note,
+        )
+        now = datetime.now(UTC)
+        version = make_version(now, run_id)
+        uri, sha, card = await asyncio.to_thread(
+            write_artifact,
+            self.settings.artifact_root,
+            model_name=name,
+            version=version,
+            run_id=run_id,
+            created_at=now,
+            feature_schema_version=schema_version,
+            result=result,
+            extra={
+                "quality_report": quality.to_dict(),
+                "mode": run.mode,
+                "production_version": baseline.version,
+                "data_spec": spec.model_dump(mode="json"),
+            },
+            rows=used,
+        )
+        artifact = RunArtifact(
+            version=version,
+            artifact_uri=uri,
+            sha256=sha,
+            dataset_size=len(used),
+            metrics=jsonable(result.metrics),
+        )
+        report["parity"] = jsonable(result.parity)
+        report["row_counts"] = result.row_counts
+        report["data_time_range"] = result.data_time_range
+        report["feature_names"] = result.feature_names
+        report["feature_schema_version"] = schema_version
+        report["training_snapshot"] = card.model_dump().get("training_snapshot")
+        return artifact
 
     async def _announce(self, run: TrainingRun) -> None:
         report = run.report or {}
