@@ -337,6 +337,9 @@ def test_refusals_name_the_reason(tmp_path: Path) -> None:
 
     assert refused(root, {**dep, "sha256": "0" * 64}).reason == "sha256_mismatch"
     assert refused(root, {**dep, "artifact_uri": "families/../../etc"}).reason == "outside_root"
+    assert refused(root, {**dep, "artifact_uri": "families/../models/m/v1"}).reason == (
+        "outside_root"
+    )
     assert refused(root, {**dep, "model_name": "other"}).reason == "card_mismatch"
     assert refused(root, {**dep, "artifact_uri": "families/playbook/v9_9_9"}).reason == (
         "unreadable"

@@ -66,6 +66,11 @@ class FamilyLoader:
             directory = resolve_artifact(self.artifact_root, uri)
         except HindsightError as exc:
             raise ArtifactRefusedError(str(exc), reason="outside_root") from exc
+        if (self.artifact_root / FAMILY_PREFIX).resolve() not in directory.parents:
+            # families/../models/x is inside the root but is no release.
+            raise ArtifactRefusedError(
+                f"{uri!r} is outside the artifact root's {FAMILY_PREFIX}", reason="outside_root"
+            )
         body = _read(directory / METRICS_FILE, uri)
         actual = hashlib.sha256(body).hexdigest()
         if actual != deployment.sha256.lower():
