@@ -28,7 +28,6 @@ from hindsight.common.events import (
     BARS_WINDOW,
     EMBED_QUERY,
     EVENT_TYPES,
-    SIGNAL_LABELED,
     dlq_subject,
 )
 from hindsight.common.settings import BaseServiceSettings
@@ -66,9 +65,8 @@ JETSTREAM_CLIENT = {
     "$JS.FC.>",
 }
 REQUEST_REPLY = set(PUBLISHERS) - set(EVENT_TYPES)  # core NATS: embed.query, market.bars.window
-# Published, but no service consumes them yet (the catalog says so with an empty set):
-# signal.labeled waits for the trainer's per-model data specs and the risk service.
-NOT_YET_CONSUMED = {SIGNAL_LABELED}
+# Published, but no service consumes them yet (the catalog says so with an empty set).
+NOT_YET_CONSUMED: set[str] = set()
 
 
 def _users() -> dict[str, dict[str, Any]]:
@@ -158,7 +156,8 @@ def _subscriptions_trainer(broker: NatsBroker) -> set[str]:
     from hindsight.trainer.messaging import register_consumers
 
     ingestor = _stub("on_signal", "on_outcome", "on_label")
-    register_consumers(broker, ingestor, _stub("request"), max_deliveries=3)
+    labels = _stub("on_labels")
+    register_consumers(broker, ingestor, _stub("request"), max_deliveries=3, labels=labels)
     return set()
 
 

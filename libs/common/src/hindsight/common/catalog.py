@@ -112,14 +112,13 @@ CONSUMERS: Mapping[str, frozenset[str]] = MappingProxyType(
         AB_COMPLETED: _parties("gateway"),  # replayed, then live
         EMBED_QUERY: _parties("embedder"),  # answers (a queue group)
         BAR_CLOSED: _parties("market"),
-        # No service consumes it yet: the trainer's per-model data specs and risk will.
-        SIGNAL_LABELED: _parties(),
+        SIGNAL_LABELED: _parties("trainer"),  # model families' targets; risk later
         BARS_WINDOW: _parties("market"),  # answers (a queue group)
     }
 )
 """Subject → the services that consume it: JetStream consumers of the events (each may
 dead-letter what it consumes to ``dlq.<subject>``), and for the request-reply subjects
-the service that answers. ``signal.labeled`` has none yet (an empty set)."""
+the service that answers."""
 
 _EVENT_HEADERS: dict[str, str] = {
     "Nats-Msg-Id": "<subject>:<idempotency key> (the key: see the payload schema's description); "
