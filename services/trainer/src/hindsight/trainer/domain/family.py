@@ -59,6 +59,7 @@ from hindsight.common.family import (
     parse_version,
 )
 from hindsight.trainer.domain.family_frame import ColumnSource, FamilyFrame
+from hindsight.trainer.domain.fitting import Fitter
 from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
 from hindsight.trainer.domain.kinds import BinaryKind, Block, FittedModel, ModelKind, QuantileKind
 from hindsight.trainer.domain.metrics import classification_metrics, roc_auc
@@ -108,6 +109,9 @@ class FamilyConfig:
     expert_confidence: float = 0.95
     expert_resamples: int = 500
     init_from: Path | None = None
+    fitter: Fitter | None = field(default=None, compare=False, repr=False)
+    """Where boosters are fitted: in process when None, or a Dask cluster's
+    (``hindsight.trainer.dask_fitting.DaskFitter``); incremental runs stay in process."""
     """Incremental mode: the previous release's directory (see the module docstring)."""
     incremental_window: float = 0.5
     created_at: datetime | None = None
@@ -326,6 +330,7 @@ class _Trainer:
                 self.params,
                 feature_names=features,
                 init_models=init,
+                fitter=self.config.fitter,
             )
         except ValueError as exc:
             raise ValueError(f"member {name}: {exc}") from exc

@@ -51,6 +51,9 @@ class FitRequest:
     early_stopping_rounds: int
     weight: npt.NDArray[Any] | None = None
     init_model: lgb.Booster | None = None
+    first_metric_only: bool = False
+    """Early stopping watches only the first metric (in process; Dask keeps the best
+    iteration of the first metric either way)."""
 
 
 class Fitter(Protocol):
@@ -82,7 +85,13 @@ class LocalFitter:
             valid_sets=[valid_set],
             valid_names=["validation"],
             init_model=request.init_model,
-            callbacks=[lgb.early_stopping(request.early_stopping_rounds, verbose=False)],
+            callbacks=[
+                lgb.early_stopping(
+                    request.early_stopping_rounds,
+                    first_metric_only=request.first_metric_only,
+                    verbose=False,
+                )
+            ],
         )
 
 

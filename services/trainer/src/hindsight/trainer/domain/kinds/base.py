@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from hindsight.common.family import MemberKind
 from hindsight.trainer.domain.calibration import Calibrator
+from hindsight.trainer.domain.fitting import FitRequest, Fitter, LocalFitter
 from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.training import TrainingParams, lgb_params
 
@@ -90,8 +91,10 @@ class ModelKind(Protocol):
         *,
         feature_names: Sequence[str],
         init_models: Sequence[lgb.Booster] | None = None,
+        fitter: Fitter | None = None,
     ) -> FittedModel:
-        """Boost on ``train`` (early stopping and calibration on ``valid``)."""
+        """Boost on ``train`` (early stopping and calibration on ``valid``); ``fitter`` says
+        where (in process when None, a Dask cluster's: ``hindsight.trainer.dask_fitting``)."""
         ...
 
     def predict(self, model: FittedModel, x: FloatArray) -> FloatArray:
@@ -133,27 +136,29 @@ def boost(
     *,
     feature_names: Sequence[str],
     init_model: lgb.Booster | None = None,
+    fitter: Fitter | None = None,
 ) -> lgb.Booster:
     """Boost with early stopping on ``valid``; the result is frozen at the best iteration.
 
     With ``init_model`` the new trees continue that booster (LightGBM ``init_model``): the
-    returned booster holds the old trees plus the new ones.
+    returned booster holds the old trees plus the new ones (always fitted in process).
+    Early stopping watches the first metric only (binary: log-loss, not the AUC): on a
+    small validation block the AUC plateaus within a few trees and would stop an expert
+    almost at once.
     """
-    names = list(feature_names)
-    train_set = lgb.Dataset(train.x, train.y, feature_name=names, free_raw_data=True)
-    valid_set = lgb.Dataset(valid.x, valid.y, reference=train_set)
-    booster = lgb.train(
-        lgb_params_,
-        train_set,
-        num_boost_round=params.num_boost_round,
-        valid_sets=[valid_set],
-        valid_names=["validation"],
-        init_model=init_model,
-        # The first metric only (binary: log-loss, not the AUC): on a small validation block
-        # the AUC plateaus within a few trees and would stop an expert almost at once.
-        callbacks=[
-            lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False)
-        ],
+    booster = (fitter or LocalFitter()).fit(
+        FitRequest(
+            params=lgb_params_,
+            x=train.x,
+            y=train.y,
+            x_valid=valid.x,
+            y_valid=valid.y,
+            feature_names=list(feature_names),
+            num_boost_round=params.num_boost_round,
+            early_stopping_rounds=params.early_stopping_rounds,
+            init_model=init_model,
+            first_metric_only=True,
+        )
     )
     # best_iteration counts the init model's trees too: the frozen model keeps them.
     best = booster.best_iteration or booster.current_iteration()

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from hindsight.common.family import MemberKind
 from hindsight.trainer.domain.calibration import choose_calibrator
+from hindsight.trainer.domain.fitting import Fitter
 from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.kinds.base import Block, FittedModel, FloatArray, boost
 from hindsight.trainer.domain.metrics import classification_metrics, roc_auc
@@ -84,13 +85,22 @@ class BinaryKind:
         *,
         feature_names: Sequence[str],
         init_models: Sequence[lgb.Booster] | None = None,
+        fitter: Fitter | None = None,
     ) -> FittedModel:
         for block_name, block in (("train", train), ("validation", valid)):
             if len(np.unique(block.y)) < 2:
                 raise ValueError(f"the {block_name} block is empty or holds a single class")
         lgb_p = lgb_params(params, _pos_weight(train.y))
         init = init_models[0] if init_models else None
-        booster = boost(lgb_p, train, valid, params, feature_names=feature_names, init_model=init)
+        booster = boost(
+            lgb_p,
+            train,
+            valid,
+            params,
+            feature_names=feature_names,
+            init_model=init,
+            fitter=fitter,
+        )
         raw_va = np.asarray(booster.predict(valid.x), dtype=np.float64)
         y_va = valid.y.astype(np.int64)
         calibrator = choose_calibrator(raw_va, y_va)

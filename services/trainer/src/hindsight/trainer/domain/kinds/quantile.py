@@ -18,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 
 from hindsight.common.family import MemberKind
+from hindsight.trainer.domain.fitting import Fitter
 from hindsight.trainer.domain.jsonsafe import JsonObject
 from hindsight.trainer.domain.kinds.base import Block, FittedModel, FloatArray, base_params, boost
 from hindsight.trainer.domain.kinds.quantile_onnx import (
@@ -94,6 +95,7 @@ class QuantileKind:
         *,
         feature_names: Sequence[str],
         init_models: Sequence[lgb.Booster] | None = None,
+        fitter: Fitter | None = None,
     ) -> FittedModel:
         if len(train) == 0 or len(valid) == 0:
             raise ValueError("the train and validation blocks must not be empty")
@@ -104,7 +106,15 @@ class QuantileKind:
             lgb_p = self.lgb_params(params, alpha)
             init = init_models[i] if init_models is not None else None
             boosters.append(
-                boost(lgb_p, train, valid, params, feature_names=feature_names, init_model=init)
+                boost(
+                    lgb_p,
+                    train,
+                    valid,
+                    params,
+                    feature_names=feature_names,
+                    init_model=init,
+                    fitter=fitter,
+                )
             )
             used.append(lgb_p)
         both = np.concatenate([train.y, valid.y])
