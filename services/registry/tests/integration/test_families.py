@@ -17,7 +17,16 @@ from nats.aio.client import Client as NatsClient
 from hindsight.registry.app import RegistryApp, build_settings
 
 from .family_release import FAMILY, family_completed, make_family
-from .helpers import eventually, fetch_all, outcome, prediction, publish, publish_many
+from .helpers import (
+    completed,
+    eventually,
+    fetch_all,
+    make_artifact,
+    outcome,
+    prediction,
+    publish,
+    publish_many,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +207,14 @@ async def test_a_family_release_that_does_not_match_its_card_is_refused(
     assert body["refused_reason"] == (
         f"sha256 mismatch: event says {'0' * 64}, metrics.json has {other}"
     )
+
+    # One name, one kind: a single model under the family's name is refused.
+    single = make_artifact(root, "20261208T000000Z-abcdef", model_name=FAMILY)
+    await publish(nats_client, completed("20261208T000000Z-abcdef", single, model_name=FAMILY))
+    await wait_stage(client, "20261208T000000Z-abcdef", "refused")
+    body = (await client.get(f"/v1/models/{FAMILY}/versions/20261208T000000Z-abcdef")).json()
+    assert body["kind"] == "model"
+    assert body["refused_reason"] == f"{FAMILY} holds family versions; a model cannot join them"
 
 
 async def test_a_family_experiment_is_decided_by_outcomes_of_its_predictions(

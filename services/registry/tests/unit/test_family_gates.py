@@ -254,3 +254,11 @@ def test_the_trainers_layout_per_alpha_table_and_output_clip_is_read() -> None:
         "risk.coverage_0.8": "member risk: coverage at 0.8 is 0.9, off by 0.100 > 0.03",
         "risk.pinball": "member risk: baseline_pinball at 0.7 missing from metrics.json",
     }
+
+
+def test_a_stored_card_that_is_no_longer_a_family_card_fails_its_gate() -> None:
+    checks = evaluate_version_gates(
+        "family", {"family": "playbook"}, {}, POLICY, current_production=None
+    )
+    assert [(c.name, c.passed) for c in checks] == [("family_card", False)]
+    assert checks[0].reason.startswith("not a valid FamilyCard: ")

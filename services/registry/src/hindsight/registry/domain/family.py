@@ -36,6 +36,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from hindsight.common.family import FamilyCard, FamilyMember
 from hindsight.registry.domain.cards import MISSING, dig, first_number, number
 from hindsight.registry.domain.gates import (
@@ -301,7 +303,12 @@ def evaluate_version_gates(
 ) -> list[GateCheck]:
     """The gates of a version of either kind (a family's read its card's members)."""
     if kind == "family":
-        return evaluate_family_gates(
-            FamilyCard.model_validate(card), h, policy, current_production=current_production
-        )
+        try:
+            family = FamilyCard.model_validate(card)
+        except ValidationError as exc:  # a card stored under an older contract, say
+            reason = " ".join(str(exc).split())[:500]
+            return [
+                GateCheck("family_card", False, None, None, f"not a valid FamilyCard: {reason}")
+            ]
+        return evaluate_family_gates(family, h, policy, current_production=current_production)
     return evaluate_gates(h, policy, current_production=current_production)
