@@ -41,6 +41,7 @@ from hindsight.trainer.domain.family_spec import (
     choose_label_spec,
     next_family_version,
 )
+from hindsight.trainer.domain.fitting import Fitter
 from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
 from hindsight.trainer.domain.quality import QualityConfig, check_quality
 from hindsight.trainer.domain.rows import TrainingRow
@@ -159,8 +160,11 @@ class FamilyRuns:
         artifact_root: Path,
         params: TrainingParams,
         quality: QualityConfig,
+        fitter: Fitter | None = None,
     ) -> None:
         self.storage = storage
+        self.fitter = fitter
+        """Where the members' boosters are fitted (a Dask cluster); None: in process."""
         self.families = dict(families)
         self.artifact_root = artifact_root
         self.params = params
@@ -234,6 +238,7 @@ class FamilyRuns:
             params=self.params,
             init_from=init_from,
             created_at=now,
+            fitter=self.fitter,
         )
         release = train_family(frame, config)
         release, staged = self._with_snapshot(
