@@ -14,6 +14,7 @@ from hindsight.common.http import HttpServer, Readiness
 from hindsight.common.logs import configure_logging
 from hindsight.common.runtime import BrokerPart, Part, PartGroup, nats_ready, serve
 from hindsight.trainer.config import TrainerSettings
+from hindsight.trainer.dask_fitting import fitter_for
 from hindsight.trainer.data_specs import DataSpecCatalog
 from hindsight.trainer.domain.quality import QualityConfig
 from hindsight.trainer.domain.schedule import Schedule
@@ -62,6 +63,7 @@ class Trainer(PartGroup):
         self.storage = Storage(None)
         self.family_storage = FamilyStorage(self.storage)
         self.data_specs = DataSpecCatalog(settings.specs(), self.storage)
+        self.fitter = fitter_for(settings.dask_scheduler)
         self.runs = RunService(
             settings,
             self.storage,
@@ -72,11 +74,13 @@ class Trainer(PartGroup):
                 families=settings.family_specs(),
                 artifact_root=settings.artifact_root,
                 params=training_params(settings),
+                fitter=self.fitter,
                 quality=QualityConfig(
                     max_missing_share=settings.max_missing_share, min_rows=settings.min_rows
                 ),
             ),
             specs=self.data_specs,
+            fitter=self.fitter,
         )
         self.drift = FeatureDrift(
             RegistryReferences(settings.registry_url, settings.artifact_root),

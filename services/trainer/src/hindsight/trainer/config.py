@@ -47,6 +47,12 @@ class TrainerSettings(BaseServiceSettings):
         "playbook is always there (on feature_schema_version, every symbol and timeframe, the "
         "newest label spec) unless declared (README: Model families).",
     )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Dask scheduler address (tcp://dask-scheduler:8786): full retrains fit "
+        "their boosters there through lightgbm.dask; empty: in this process "
+        "(docs/deploy.md, Distributed training).",
+    )
     registry_url: str | None = Field(
         default=local_url("registry"),
         description="Registry base URL, to evaluate the production model; empty disables.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from typing import Any
 
 import lightgbm as lgb
@@ -27,21 +28,46 @@ class DaskFitter:
 
     name = "dask"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(
+        self, client: Any = None, *, address: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        if client is None and not address:
+            raise ValueError("a DaskFitter needs a client or a scheduler address")
         self.client = client
+        self.address = address
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
 
     @classmethod
     def connect(cls, address: str, *, timeout_s: float = 10.0) -> DaskFitter:
-        """A fitter on the scheduler at ``address`` (fails fast when it does not answer)."""
-        from distributed import Client
+        """A fitter on the scheduler at ``address``, connected now (fails fast)."""
+        fitter = cls(address=address, timeout_s=timeout_s)
+        fitter.connected()
+        return fitter
 
-        return cls(Client(address, timeout=f"{timeout_s}s", set_as_default=False))
+    def connected(self) -> Any:
+        """The client, connecting on first use (runs call it from their worker thread);
+        a scheduler that does not answer within ``timeout_s`` fails the run, named."""
+        with self._lock:
+            if self.client is None:
+                from distributed import Client
+
+                try:
+                    self.client = Client(
+                        self.address, timeout=f"{self.timeout_s}s", set_as_default=False
+                    )
+                except Exception as exc:  # OSError, TimeoutError: the run says which
+                    raise RuntimeError(
+                        f"Dask scheduler {self.address} did not answer: {exc}"
+                    ) from exc
+            return self.client
 
     def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
+        return max(1, len(self.connected().scheduler_info().get("workers", {})))
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
 
     def _array(self, values: npt.NDArray[Any], parts: int) -> Any:
         import dask.array as da
@@ -63,7 +89,7 @@ class DaskFitter:
         for key in ("num_iterations", "early_stopping_round", "num_threads", "n_jobs"):
             params.pop(key, None)
         estimator = estimator_type(
-            client=self.client, n_estimators=request.num_boost_round, **params
+            client=self.connected(), n_estimators=request.num_boost_round, **params
         )
         parts = self.workers()
         estimator.fit(
@@ -85,7 +111,8 @@ class DaskFitter:
 
 
 def fitter_for(scheduler: str | None) -> Fitter:
-    """The fitter a run uses: Dask when a scheduler address is configured."""
+    """The fitter runs use: Dask when a scheduler address is configured (connected on the
+    first run, so the trainer starts while the cluster is still coming up)."""
     if scheduler:
-        return DaskFitter.connect(scheduler)
+        return DaskFitter(address=scheduler)
     return LocalFitter()

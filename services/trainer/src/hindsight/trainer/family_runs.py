@@ -227,6 +227,7 @@ class FamilyRuns:
         )
         init_from = self._previous(spec) if run.mode == "incremental" else None
         report["init_from"] = None if init_from is None else init_from.name
+        report["fitter"] = "local" if self.fitter is None else self.fitter.name
         now = datetime.now(UTC)
         config = FamilyConfig(
             family=spec.family,

@@ -23,6 +23,7 @@ from hindsight.trainer.domain.autotrain import (
     incremental_skip,
 )
 from hindsight.trainer.domain.data_spec import DataSpec
+from hindsight.trainer.domain.fitting import Fitter, LocalFitter
 from hindsight.trainer.domain.jsonsafe import JsonObject, jsonable
 from hindsight.trainer.domain.quality import QualityConfig, check_quality
 from hindsight.trainer.domain.rows import LABEL_WEIGHTS
@@ -94,8 +95,11 @@ class RunService:
         *,
         families: FamilyRuns | None = None,
         specs: Mapping[str, DataSpec] | None = None,
+        fitter: Fitter | None = None,
     ) -> None:
         self.settings = settings
+        self.fitter: Fitter = fitter or LocalFitter()
+        """Where the main booster of a single-model run is fitted (Dask or in process)."""
         self.families = families
         """Model families (``POST /v1/runs {"model_name": "<family>"}`` trains one)."""
         self.storage = storage
@@ -333,7 +337,9 @@ class RunService:
             training_params(self.settings),
             baseline=baseline.predict,
             baseline_note=baseline.note,
+            fitter=self.fitter,
         )
+        report["fitter"] = self.fitter.name
         now = datetime.now(UTC)
         version = make_version(now, run_id)
         uri, sha, card = await asyncio.to_thread(
