@@ -53,6 +53,9 @@ class Behaviour:
     """Heads a ``Predict`` answer leaves out."""
     fallback_heads: tuple[str, ...] = ()
     """Heads a ``Predict`` answer marks as the scorer's own fallback."""
+    unknown_families: tuple[str, ...] = ()
+    """Families a ``Predict`` is refused for as the scorer refuses one it has not loaded
+    (INVALID_ARGUMENT ``family: unknown family ...``)."""
 
 
 # What the fake's Predict answers per head besides entry (conf_pat = the behaviour's p):
@@ -153,7 +156,14 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
             answer.entry_style = "LIMIT"
         return answer
 
+    async def _known_family(self, family: str, field: str, context: Any) -> None:
+        if (family or "playbook") in self.behaviour.unknown_families:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{field}: unknown family {family!r}"
+            )
+
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await self._known_family(request.family, "family", context)
         p, version = await self._answer(request, context)
         return self._prediction(request, p, version)
 
@@ -161,6 +171,7 @@ class FakeScorer(scoring_pb2_grpc.ScoringServicer):
         self.batches.append(request)
         answer = scoring_pb2.PredictBatchResponse()
         for i, one in enumerate(request.requests):
+            await self._known_family(one.family, f"requests[{i}].family", context)
             p, version = await self._answer(one, context)
             answer.responses.append(self._prediction(one, (p + i / 100) % 1, version))
         return answer

@@ -84,6 +84,31 @@ async def test_an_unloaded_release_is_answered_by_production_and_a_callers_pin_s
     assert fake.scorer.requests[-1].family_version == "v0_9_0"
 
 
+async def test_a_deployed_family_the_scorer_has_not_loaded_gets_defaults_not_an_error(
+    fake: Fake, gateway_factory: GatewayFactory
+) -> None:
+    """The registry deployed "swing" but the scorer has not loaded it yet (it answers
+    "unknown family"): no caller's mistake, so every head's default with no_model. A
+    family nobody deployed stays INVALID_ARGUMENT naming `family`."""
+    gateway = await gateway_factory([fake.target])
+    fake.scorer.behaviour.unknown_families = ("swing", "typo")
+    gateway.table.apply(Deployed("swing", "v1_0_0", "production"))
+    answer = await gateway.stub.Predict(predict_request("n-1", family="swing"), timeout=1.0)
+    assert answer.fallback and answer.family == "swing"
+    assert {h: (answer.heads[h].fallback, answer.heads[h].fallback_reason) for h in HEADS} == (
+        dict.fromkeys(HEADS, (True, "no_model"))
+    )
+    batch = await gateway.stub.PredictBatch(
+        scoring_pb2.PredictBatchRequest(requests=[predict_request("n-2", family="swing")]),
+        timeout=1.0,
+    )
+    assert batch.responses[0].heads["entry"].fallback_reason == "no_model"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gateway.stub.Predict(predict_request("n-3", family="typo"), timeout=1.0)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("family")
+
+
 async def test_a_family_shadow_is_scored_with_predict_after_the_answer(
     fake: Fake, gateway_factory: GatewayFactory
 ) -> None:

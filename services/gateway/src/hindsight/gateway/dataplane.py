@@ -304,6 +304,9 @@ class DataPlane:
                 started,
                 caller_remaining_s,
             )
+        if result.invalid is not None and self._deployed_not_loaded(result.invalid, [family]):
+            logger.warning("family %s is deployed but not loaded yet: %s", family, result.invalid)
+            return self._predict_fallback(request, family, FallbackReason.NO_MODEL, started, route)
         if result.invalid is not None:
             ANSWERS.labels("Predict", "invalid", "").inc()
             raise RelayedInvalid(result.invalid)
@@ -351,6 +354,11 @@ class DataPlane:
             routes = [Route(shadows=r.shadows) for r in routes]
             batch = self._forwarded_batch(request, families, routes)
             result = await self._forward("PredictBatch", batch, started, caller_remaining_s)
+        if result.invalid is not None and self._deployed_not_loaded(result.invalid, families):
+            logger.warning("a deployed family is not loaded yet: %s", result.invalid)
+            return self._predict_batch_fallback(
+                answer, requests, families, FallbackReason.NO_MODEL, started, routes
+            )
         if result.invalid is not None:
             ANSWERS.labels("PredictBatch", "invalid", "").inc()
             raise RelayedInvalid(result.invalid)
@@ -372,6 +380,16 @@ class DataPlane:
                 )
         SCORE_SECONDS.labels("PredictBatch").observe(self._clock() - started)
         return answered
+
+    def _deployed_not_loaded(self, invalid: str, families: list[str]) -> bool:
+        """A scorer said "unknown family" for a family the registry has deployed (in the
+        routing table): the scorer has not loaded it yet, which is no caller's mistake, so
+        the answer is the heads' defaults (``no_model``), not an error. A family nobody
+        deployed stays INVALID_ARGUMENT."""
+        if not _about_pinned_version(invalid, "family"):
+            return False
+        routes = self._routes()
+        return all(routes.production(family) is not None for family in set(families))
 
     def _family_route(self, request: PredictRequest, family: str) -> Route:
         if request.family_version:
