@@ -88,3 +88,12 @@ def test_the_incremental_skip_uses_the_same_counts() -> None:
     for s in (state(100, 31, accepted=True), state(388, 69, accepted=False)):
         assert data_run_due(s, POLICY, now=NOW) is not None
         assert incremental_skip(s, min_new_outcomes=POLICY.min_new_outcomes) is None
+
+
+def test_a_familys_rule_counts_labels_and_says_so() -> None:
+    labels = DataPolicy(outcomes=500, quiet_s=30, min_new_outcomes=100, min_rows=200, what="labels")
+    threshold = data_run_due(state(600, 600, accepted=False, quiet_for=0), labels, now=NOW)
+    assert threshold is not None and threshold.startswith("600 new labels since the last run")
+    quiet = data_run_due(state(150, 150, accepted=True), labels, now=NOW)
+    assert quiet is not None and "150 new labels since" in quiet and "none for 30 s" in quiet
+    assert data_run_due(state(150, 150, accepted=False), labels, now=NOW) is None  # < min_rows

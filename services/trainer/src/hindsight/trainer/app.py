@@ -19,8 +19,10 @@ from hindsight.trainer.data_specs import DataSpecCatalog
 from hindsight.trainer.domain.quality import QualityConfig
 from hindsight.trainer.domain.schedule import Schedule
 from hindsight.trainer.drift import FeatureDrift, RegistryReferences
+from hindsight.trainer.family_production import FamilyProduction
 from hindsight.trainer.family_runs import FamilyRuns
 from hindsight.trainer.family_storage import FamilyStorage
+from hindsight.trainer.family_trigger import FamilyDataTrigger
 from hindsight.trainer.http_api import create_app
 from hindsight.trainer.ingest import Ingestor
 from hindsight.trainer.labels_ingest import LabelsIngestor
@@ -75,6 +77,7 @@ class Trainer(PartGroup):
                 artifact_root=settings.artifact_root,
                 params=training_params(settings),
                 fitter=self.fitter,
+                production=FamilyProduction(settings.registry_url, settings.artifact_root),
                 quality=QualityConfig(
                     max_missing_share=settings.max_missing_share, min_rows=settings.min_rows
                 ),
@@ -127,6 +130,7 @@ class Trainer(PartGroup):
                 settings.daily_incremental_at, settings.weekly_full_at, settings.weekly_full_weekday
             ),
             enabled=settings.schedule_enabled,
+            families=FamilyDataTrigger(self.runs, self.family_storage),
         )
         self.parts = [
             Part(

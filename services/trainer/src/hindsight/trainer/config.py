@@ -112,6 +112,15 @@ class TrainerSettings(BaseServiceSettings):
         "refused run was followed by a few more outcomes, so learn from all of them instead "
         "of waiting for the next burst (0 = off).",
     )
+    family_auto_train_labels: int = Field(
+        default=0,
+        ge=0,
+        description="Model families: train a family when this many of its signals got a "
+        "signal.labeled label (new or revised) since its last run that trained or tried to; "
+        "also once labels went quiet for auto_train_quiet_s with enough untrained ones "
+        "(min_new_outcomes; min_rows while no release was accepted). At most one run per "
+        "auto_train_interval_s (0 = off: only POST /v1/runs and training.requested).",
+    )
     # Data-quality gate
     min_rows: int = Field(default=500, ge=10)
     max_missing_share: float = Field(default=0.3, ge=0, le=1)

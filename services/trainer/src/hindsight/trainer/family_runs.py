@@ -12,7 +12,11 @@ per name at a time, the run row, ``training.completed``). A run:
    left out of that head only) and writes ``families/<family>/<version>/``, the version a
    minor over the family's newest release, or the next major when the feature schema
    changed; an incremental run continues the newest release of the same schema;
-4. snapshots the rows as Parquet under the release (``snapshot/``, as single models do,
+4. compares the release with the family's production release on the same test rows
+   (``family_production``: its routed entry ROC-AUC) and records that and the
+   recommendation in the card's headline (``domain.family.with_production``), what the
+   registry's release gates read;
+5. snapshots the rows as Parquet under the release (``snapshot/``, as single models do,
    plus ``snapshot/family_targets.parquet`` with every head's target and the label spec).
 """
 
@@ -33,7 +37,13 @@ import pyarrow.parquet as pq
 
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.family import HEAD_TARGETS, family_dir, load_family_card, parse_version
-from hindsight.trainer.domain.family import FamilyConfig, FamilyRelease, train_family, write_release
+from hindsight.trainer.domain.family import (
+    FamilyConfig,
+    FamilyRelease,
+    train_family,
+    with_production,
+    write_release,
+)
 from hindsight.trainer.domain.family_frame import FamilyFrame
 from hindsight.trainer.domain.family_rows import LabelledSignal, training_row
 from hindsight.trainer.domain.family_spec import (
@@ -47,6 +57,7 @@ from hindsight.trainer.domain.quality import QualityConfig, check_quality
 from hindsight.trainer.domain.rows import TrainingRow
 from hindsight.trainer.domain.splits import split_blocks
 from hindsight.trainer.domain.training import TrainingParams, ordered
+from hindsight.trainer.family_production import FamilyProduction, ProductionRelease
 from hindsight.trainer.family_storage import FamilyStorage
 from hindsight.trainer.snapshot import SNAPSHOT_DIR, write_snapshot
 from hindsight.trainer.storage import RunArtifact, TrainingRun
@@ -161,8 +172,11 @@ class FamilyRuns:
         params: TrainingParams,
         quality: QualityConfig,
         fitter: Fitter | None = None,
+        production: FamilyProduction | None = None,
     ) -> None:
         self.storage = storage
+        self.production = production
+        """Finds the production release to compare with; None: never compared."""
         self.fitter = fitter
         """Where the members' boosters are fitted (a Dask cluster); None: in process."""
         self.families = dict(families)
@@ -191,7 +205,8 @@ class FamilyRuns:
             )
         report["label_spec"] = label_spec
         rows = await self.storage.family_rows(spec, label_spec)
-        return await asyncio.to_thread(self._train, run, spec, label_spec, rows, report)
+        production = await self.production.find(spec.family) if self.production else None
+        return await asyncio.to_thread(self._train, run, spec, label_spec, rows, report, production)
 
     def _train(
         self,
@@ -200,6 +215,7 @@ class FamilyRuns:
         label_spec: str,
         rows: Sequence[LabelledSignal],
         report: JsonObject,
+        production: ProductionRelease | None = None,
     ) -> RunArtifact:
         converted: list[TrainingRow] = []
         unknown_timeframe = 0
@@ -242,6 +258,10 @@ class FamilyRuns:
             fitter=self.fitter,
         )
         release = train_family(frame, config)
+        if production is not None and self.production is not None:
+            test = split_blocks(frame.ts, frame.closed, self.params.split).test
+            release = with_production(release, self.production.compare(production, frame, test))
+        report["production"] = release.card.metrics["headline"].get("production_note")
         release, staged = self._with_snapshot(
             release, used, _row_blocks(frame, self.params), names, {r.signal_id: r for r in rows}
         )

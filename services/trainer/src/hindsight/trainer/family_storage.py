@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -48,6 +49,9 @@ def _family_args(spec: FamilySpec) -> tuple[int, list[str] | None, list[str] | N
         None if spec.timeframes is None else list(spec.timeframes),
     )
 
+
+_WRITTEN = "GREATEST(l.updated_at, s.received_at)"
+"""When a label became usable for training: written (or revised), and its signal held."""
 
 _LABEL_COLUMNS = (
     "signal_id",
@@ -162,6 +166,27 @@ class FamilyStorage:
             *_family_args(spec),
         )
         return [LabelStats(r["label_spec"], r["labels"]) for r in rows]
+
+    async def labels_since(self, since: datetime | None, spec: FamilySpec) -> int:
+        """Labels of ``spec``'s signals written (new, or a higher revision) after ``since``
+        (all when None). A label whose signal came later counts from the signal's arrival:
+        only then can a run use it."""
+        value = await self.pool.fetchval(
+            f"""SELECT count(*) FROM signal_labels l JOIN signals s ON s.signal_id = l.signal_id
+                WHERE ($1::timestamptz IS NULL OR {_WRITTEN} > $1) AND {_family_filter(2)}""",
+            since,
+            *_family_args(spec),
+        )
+        return int(value)
+
+    async def latest_label_at(self, spec: FamilySpec) -> datetime | None:
+        """When the newest label of ``spec``'s signals became usable (None when none)."""
+        value: datetime | None = await self.pool.fetchval(
+            f"""SELECT max({_WRITTEN}) FROM signal_labels l
+                JOIN signals s ON s.signal_id = l.signal_id WHERE {_family_filter(1)}""",
+            *_family_args(spec),
+        )
+        return value
 
     async def family_rows(self, spec: FamilySpec, label_spec: str) -> list[LabelledSignal]:
         """``spec``'s signals with a ``label_spec`` label, by ``ts`` then ``signal_id``."""

@@ -110,6 +110,10 @@ class RunService:
         self._active: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def is_running(self, model_name: str) -> bool:
+        """True while a run of ``model_name`` (a model or a family) is in flight."""
+        return model_name in self._active
+
     async def recover(self) -> None:
         """Fail (and announce) runs a crash left ``running``."""
         for run in await self.storage.fail_interrupted_runs():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from hindsight.common.tasks import cancel_and_wait
 from hindsight.trainer.domain.schedule import Schedule, next_fire
+from hindsight.trainer.family_trigger import FamilyDataTrigger
 from hindsight.trainer.runs import RunService
 
 __all__ = ["Scheduler"]
@@ -19,8 +20,17 @@ _MAX_SLEEP_S = 60.0  # re-check the wall clock at least every minute (suspend, c
 class Scheduler:
     """Daily incremental / weekly full runs, plus runs when enough new outcomes arrived."""
 
-    def __init__(self, runs: RunService, schedule: Schedule, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        runs: RunService,
+        schedule: Schedule,
+        *,
+        enabled: bool,
+        families: FamilyDataTrigger | None = None,
+    ) -> None:
         self.runs = runs
+        self.families = families
+        """Model families' data trigger (labels); None: families train only on request."""
         self.schedule = schedule
         self.enabled = enabled
         self._task: asyncio.Task[None] | None = None
@@ -31,7 +41,8 @@ class Scheduler:
         """Start the clock loop (when enabled) and the data trigger (when configured)."""
         if self.enabled:
             self._task = asyncio.create_task(self._loop(), name="trainer-schedule")
-        if self.runs.settings.auto_train_outcomes > 0:
+        families = self.families is not None and self.families.enabled
+        if self.runs.settings.auto_train_outcomes > 0 or families:
             self._data_task = asyncio.create_task(self._data_loop(), name="trainer-data-trigger")
 
     async def stop(self) -> None:
@@ -43,7 +54,8 @@ class Scheduler:
     async def _data_loop(self) -> None:
         while True:
             await asyncio.sleep(self.data_check_s)
-            for name in sorted(self.runs.specs):
+            models = sorted(self.runs.specs) if self.runs.settings.auto_train_outcomes else []
+            for name in models:
                 try:
                     run = await self.runs.request_if_data_due(model_name=name)
                 except Exception:
@@ -51,6 +63,17 @@ class Scheduler:
                     continue
                 if run is not None:
                     logger.info("data-triggered run", extra={"run_id": run.run_id})
+            trigger = self.families
+            if trigger is None or not trigger.enabled:
+                continue
+            for family in trigger.families():
+                try:
+                    run = await trigger.request_if_due(family)
+                except Exception:
+                    logger.exception("data-triggered run of %s could not be started", family)
+                    continue
+                if run is not None:
+                    logger.info("data-triggered family run", extra={"run_id": run.run_id})
 
     async def _loop(self) -> None:
         while True:

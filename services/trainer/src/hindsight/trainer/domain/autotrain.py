@@ -1,5 +1,8 @@
 """When new outcomes are reason enough to train (the data trigger), as a pure rule.
 
+The same rule decides a model family's data-triggered runs, on Back-Labeler labels instead
+of outcomes (``hindsight.trainer.family_trigger``; ``DataPolicy.what`` = "labels").
+
 Two counts, two reference points (README: Data-triggered runs):
 
 * ``pending``: outcomes received since the newest run whose version the registry
@@ -31,6 +34,8 @@ class DataPolicy:
     quiet_s: float
     min_new_outcomes: int
     min_rows: int
+    what: str = "outcomes"
+    """What is counted, for reasons (a family's trigger counts Back-Labeler labels)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,7 @@ def data_run_due(state: DataState, policy: DataPolicy, *, now: datetime) -> str 
         return None
     if state.fresh >= policy.outcomes:
         return (
-            f"{state.fresh} new outcomes since the last run, {state.pending} since "
+            f"{state.fresh} new {policy.what} since the last run, {state.pending} since "
             f"{state.base} (every {policy.outcomes})"
         )
     if policy.quiet_s <= 0 or state.newest_outcome_at is None:
@@ -62,7 +67,7 @@ def data_run_due(state: DataState, policy: DataPolicy, *, now: datetime) -> str 
     if (now - state.newest_outcome_at).total_seconds() < policy.quiet_s:
         return None
     return (
-        f"{state.pending} new outcomes since {state.base} ({state.fresh} since the last "
+        f"{state.pending} new {policy.what} since {state.base} ({state.fresh} since the last "
         f"run), then none for {policy.quiet_s:g} s"
     )
 

@@ -35,7 +35,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,17 +67,23 @@ from hindsight.trainer.domain.splits import Blocks, split_blocks
 from hindsight.trainer.domain.training import TrainingParams
 
 __all__ = [
+    "MAX_RECOMMENDED_COVERAGE_ERROR",
     "FamilyConfig",
     "FamilyRelease",
+    "ProductionComparison",
     "expert_vs_pooled",
+    "family_recommendation",
     "quantile_kinds",
     "train_family",
+    "with_production",
     "write_release",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 QUANTILE_HEADS: tuple[Head, ...] = ("risk", "rr", "offset")
+MAX_RECOMMENDED_COVERAGE_ERROR = 0.05
+"""A served quantile head further than this from its alpha on the test block: REJECT."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +562,10 @@ def train_family(frame: FamilyFrame | ColumnSource, config: FamilyConfig) -> Fam
         by_name["offset"].metrics["headline"].get("entry_style_accuracy")
     )
     headline["rr_utility_gain_r"] = by_name["rr"].metrics["headline"].get("utility_gain_r")
+    for head in QUANTILE_HEADS:
+        head_figures = by_name[head].metrics["headline"]
+        headline[f"{head}_pinball"] = head_figures["pinball"]
+        headline[f"{head}_baseline_pinball"] = head_figures["baseline_pinball"]
     headline["mode"] = "incremental" if config.init_from is not None else "full"
     timings["total"] = time.perf_counter() - started
     card = FamilyCard(
@@ -593,7 +603,96 @@ def train_family(frame: FamilyFrame | ColumnSource, config: FamilyConfig) -> Fam
             }
         ),
     )
-    return FamilyRelease(card=card, files=files, timings_s=timings)
+    return with_production(FamilyRelease(card=card, files=files, timings_s=timings), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionComparison:
+    """The production release's routed entry ROC-AUC on the candidate's test rows."""
+
+    version: str
+    roc_auc: float | None
+    """None: not comparable (another feature schema, unreadable); ``note`` says why."""
+    note: str
+
+
+def family_recommendation(
+    headline: Mapping[str, object], production: ProductionComparison | None
+) -> JsonObject:
+    """PROMOTE / MONITOR / REJECT for a release, from its test-block headline.
+
+    REJECT when the routed entry head has no edge (test ROC-AUC <= 0.5), when a served
+    quantile head misses its alpha by more than :data:`MAX_RECOMMENDED_COVERAGE_ERROR`, or
+    when one is worse than its constant training quantile (pinball above the baseline's).
+    Otherwise PROMOTE when there is no production release, or when the entry ROC-AUC is at
+    least production's on the same rows; MONITOR when it is lower or production could not
+    be compared (the registry's own margin gate decides what a lower AUC may do).
+    """
+    reasons: list[str] = []
+    auc = _number(headline.get("roc_auc"))
+    if auc is None or auc <= 0.5:
+        reasons.append(f"entry ROC-AUC {auc} on the test block: no edge")
+    for head in QUANTILE_HEADS:
+        error = _number(headline.get(f"{head}_coverage_error"))
+        if error is None or error > MAX_RECOMMENDED_COVERAGE_ERROR:
+            reasons.append(f"{head}: coverage error {error} > {MAX_RECOMMENDED_COVERAGE_ERROR:g}")
+        loss = _number(headline.get(f"{head}_pinball"))
+        base = _number(headline.get(f"{head}_baseline_pinball"))
+        if loss is None or base is None or loss > base:
+            reasons.append(f"{head}: pinball {loss} worse than the constant quantile's {base}")
+    if reasons:
+        return {"decision": "REJECT", "reasons": reasons}
+    if production is None:
+        return {"decision": "PROMOTE", "reasons": ["no production release"]}
+    if production.roc_auc is None:
+        return {"decision": "MONITOR", "reasons": [production.note]}
+    assert auc is not None
+    better = auc >= production.roc_auc
+    return {
+        "decision": "PROMOTE" if better else "MONITOR",
+        "reasons": [
+            f"entry ROC-AUC {auc:.4f} vs production {production.version} "
+            f"{production.roc_auc:.4f} on the same test rows"
+        ],
+    }
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
+        return float(value)
+    return None
+
+
+def _production_fields(production: ProductionComparison | None) -> JsonObject:
+    compared = production is not None and production.roc_auc is not None
+    return {
+        "production_version": production.version if production is not None else None,
+        "production_roc_auc": production.roc_auc if production is not None else None,
+        "production_compared": compared,
+        "production_note": production.note if production is not None else "none",
+    }
+
+
+def with_production(
+    release: FamilyRelease, production: ProductionComparison | None
+) -> FamilyRelease:
+    """The release with its comparison against production and its recommendation in the
+    card's headline (and ``metrics.production``: ``{version, roc_auc}`` when compared, else
+    None, the layout the registry's margin gate reads)."""
+    metrics = dict(release.card.metrics)
+    headline: JsonObject = dict(metrics["headline"])
+    headline.update(_production_fields(production))
+    detail = family_recommendation(headline, production)
+    headline["recommendation"] = detail["decision"]
+    headline["recommendation_detail"] = detail
+    metrics["headline"] = headline
+    metrics["production"] = (
+        {"version": production.version, "roc_auc": production.roc_auc}
+        if production is not None and production.roc_auc is not None
+        else None
+    )
+    card = release.card.model_copy(update={"metrics": jsonable(metrics)})
+    return replace(release, card=card)
 
 
 def write_release(root: Path, release: FamilyRelease) -> tuple[str, str, FamilyCard]:

@@ -64,6 +64,8 @@ class FittedModel:
     served_alpha: float | None = None
     calibrator: Calibrator | None = None
     value_range: tuple[float, float] | None = None
+    baseline: list[float] = field(default_factory=list)
+    """Quantile: the training block's constant quantile per alpha (the pinball baseline)."""
     validation: JsonObject = field(default_factory=dict)
     """Figures on the validation block (what selections made on validation look at)."""
     params: list[JsonObject] = field(default_factory=list)

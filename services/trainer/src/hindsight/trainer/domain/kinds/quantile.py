@@ -2,7 +2,9 @@
 
 Served output ``quantiles`` [None, k] float32, ascending alpha, non-crossing, clipped to the
 ``value_range`` of the training targets (see :mod:`.quantile_onnx`). Metrics on the test
-block, per alpha: pinball loss and coverage ``Pr[y <= q]``; for the served alpha: SMAPE.
+block, per alpha: pinball loss, coverage ``Pr[y <= q]`` and ``baseline_pinball``, the pinball
+loss of the constant training-block quantile (what a model without features would answer;
+the registry's pinball gate compares against it); for the served alpha: SMAPE.
 Head-specific extras, switched on by the head's kind: ``fixed_target_r`` (the RR head) adds
 the utility of the predicted target against a fixed one, ``entry_style`` (the offset head)
 adds the share of rows whose predicted entry style (sign) is the realised best one.
@@ -125,9 +127,10 @@ class QuantileKind:
             alphas=list(self.alphas),
             served_alpha=self.served_alpha,
             value_range=(float(np.min(both)), float(np.max(both))),
+            baseline=[float(np.quantile(train.y, alpha)) for alpha in self.alphas],
             params=used,
         )
-        model.validation = self._scores(self.predict(model, valid.x), valid.y)
+        model.validation = self._scores(self.predict(model, valid.x), valid.y, model.baseline)
         return model
 
     def predict(self, model: FittedModel, x: FloatArray) -> FloatArray:
@@ -137,11 +140,17 @@ class QuantileKind:
         raw = np.column_stack([np.asarray(b.predict(x), dtype=np.float64) for b in model.boosters])
         return non_crossing(raw, model.value_range)
 
-    def _scores(self, q: FloatArray, y: FloatArray) -> JsonObject:
+    def _scores(self, q: FloatArray, y: FloatArray, baseline: Sequence[float]) -> JsonObject:
+        if len(baseline) != len(self.alphas):
+            raise ValueError(
+                f"baseline: {len(baseline)} training quantiles for {len(self.alphas)} alphas"
+            )
         per_alpha = {
             f"{alpha:g}": {
                 "pinball": pinball_loss(y, q[:, j], alpha),
                 "coverage": coverage(y, q[:, j]),
+                "baseline_quantile": baseline[j],
+                "baseline_pinball": pinball_loss(y, np.full(len(y), baseline[j]), alpha),
             }
             for j, alpha in enumerate(self.alphas)
         }
@@ -178,7 +187,7 @@ class QuantileKind:
         return out
 
     def evaluate(self, model: FittedModel, test: Block, params: TrainingParams) -> JsonObject:
-        return self._scores(self.predict(model, test.x), test.y)
+        return self._scores(self.predict(model, test.x), test.y, model.baseline)
 
     def export(self, model: FittedModel) -> bytes:
         if model.value_range is None:
@@ -199,6 +208,9 @@ class QuantileKind:
             else None,
             "max_coverage_error": metrics["max_coverage_error"],
             "pinball": metrics["served_pinball"],
+            "baseline_pinball": metrics["per_alpha"][f"{metrics['served_alpha']:g}"][
+                "baseline_pinball"
+            ],
             "smape": metrics["smape"],
             "test_rows": metrics["n"],
         }
