@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from torch import nn
 
-__all__ = ["EMBED_DIM", "CalibratedPatternCNN", "PatternCNN"]
+__all__ = ["EMBED_DIM", "POLE_SCALE", "CalibratedPatternCNN", "PatternCNN"]
 
 EMBED_DIM = 64
+POLE_SCALE = 10.0
+"""The pole head predicts ``pole_katr / POLE_SCALE`` (poles run to ~20 ATR)."""
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -52,7 +54,7 @@ class PatternCNN(nn.Module):
         hidden = self.fc2(F.relu(self.fc1(x)))
         embed = F.normalize(hidden, dim=1, eps=1e-8)
         logits = self.classify(embed) * self.logit_scale
-        pole = F.softplus(self.pole(F.relu(hidden))).squeeze(1)
+        pole = F.softplus(self.pole(F.relu(hidden))).squeeze(1) * POLE_SCALE
         return logits, pole, embed
 
 

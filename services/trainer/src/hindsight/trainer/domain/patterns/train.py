@@ -1,12 +1,14 @@
 """Training the Pattern-CNN: AdamW, cosine schedule, early stop, augmentation, calibration.
 
 Loss: class-weighted cross-entropy (``focal_gamma = 0``) or class-weighted focal loss, plus
-``pole_weight ×`` the L1 error of ``pole_katr``. Augmentation keeps the pattern: each training
-image moves up or down by at most ``shift_rows`` rows (the price level, not the shape) and
-gets a brightness factor in ``1 ± brightness`` and Gaussian noise of ``noise`` (clipped to
-[0, 1]). The weights with the lowest validation loss (no augmentation) are kept; training
-stops after ``patience`` epochs without improvement. The temperature minimises the
-validation NLL over a log grid of 0.05..20. Seeded and deterministic on CPU: one
+``pole_weight ×`` the smooth-L1 error of ``pole_katr / POLE_SCALE``. Augmentation keeps the
+pattern: each training image moves up or down by at most ``shift_rows`` rows (the price
+level, not the shape) and gets a brightness factor in ``1 ± brightness`` and multiplicative
+Gaussian noise of ``noise`` on its drawn pixels (the background stays 0; clipped to [0, 1]).
+The weights with the lowest validation loss (no augmentation) are kept; training stops after
+``patience`` epochs without improvement, but not before ``min_epochs`` (the BatchNorm
+running statistics make the first epochs' validation loss noisy). The temperature minimises
+the validation NLL over a log grid of 0.05..20. Seeded and deterministic on CPU: one
 ``torch.Generator`` drives shuffling and augmentation, deterministic algorithms are on, and
 torch runs on ``num_threads`` threads (restored afterwards).
 """
@@ -26,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812 - torch's own convention
 
 from hindsight.trainer.domain.patterns.dataset import PatternDataset, class_weights
 from hindsight.trainer.domain.patterns.detectors import CLASSES
-from hindsight.trainer.domain.patterns.network import PatternCNN
+from hindsight.trainer.domain.patterns.network import POLE_SCALE, PatternCNN
 
 __all__ = ["Outputs", "TrainConfig", "TrainedPatternCNN", "fit_temperature", "predict", "train"]
 
@@ -40,17 +42,18 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 5
+    min_epochs: int = 8
     focal_gamma: float = 0.0
-    pole_weight: float = 0.05
+    pole_weight: float = 1.0
     shift_rows: int = 2
     brightness: float = 0.1
-    noise: float = 0.02
+    noise: float = 0.05
     widths: tuple[int, int, int] = (16, 32, 64)
     seed: int = 0
     num_threads: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience", "num_threads"):
+        for name in ("epochs", "batch_size", "patience", "min_epochs", "num_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1")
         for name in ("learning_rate", "weight_decay", "focal_gamma", "pole_weight"):
@@ -112,7 +115,8 @@ def _augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.T
     if cfg.brightness > 0:
         x = x * (1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * cfg.brightness)
     if cfg.noise > 0:
-        x = x + torch.randn(x.shape, generator=gen) * cfg.noise
+        # Noise on the ink only: the empty background stays exactly 0, as at inference.
+        x = x * (1 + torch.randn(x.shape, generator=gen) * cfg.noise)
     return x.clamp(0.0, 1.0)
 
 
@@ -129,7 +133,7 @@ def _loss(
     w = weights[y]
     focal = (1 - logp_y.exp()).pow(cfg.focal_gamma) if cfg.focal_gamma > 0 else 1.0
     cls = -(w * focal * logp_y).sum() / w.sum().clamp_min(1e-12)
-    return cls + cfg.pole_weight * F.l1_loss(pole, pole_y)
+    return cls + cfg.pole_weight * F.smooth_l1_loss(pole / POLE_SCALE, pole_y / POLE_SCALE)
 
 
 def predict(model: PatternCNN, images: npt.ArrayLike, batch_size: int = 256) -> Outputs:
@@ -225,13 +229,13 @@ def train(
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 sched.step()
-                total += float(loss) * len(b)
+                total += float(loss.detach()) * len(b)
             val = _epoch_loss(model, validation, weights, cfg)
             history.append({"epoch": epoch, "train_loss": total / len(train_set), "val_loss": val})
             if val < best_loss:
                 best_loss, best_epoch = val, epoch
                 best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= cfg.patience:
+            elif epoch >= cfg.min_epochs and epoch - best_epoch >= cfg.patience:
                 break
         model.load_state_dict(best_state)
         model.eval()
