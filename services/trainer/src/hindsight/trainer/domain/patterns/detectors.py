@@ -105,13 +105,13 @@ def _wick_exhaustion(w: Bars, a: float) -> _Score:
         up_ratios = [
             _at_least(upper, 2 * a),
             _at_least(upper, 2 * body) if body > 0 else _RATIO_CAP,
-            1.0 if w.high[j] >= w.high.max() else float(w.high[j] / w.high.max()) ** 50,
+            _RATIO_CAP if w.high[j] >= w.high.max() else float(w.high[j] / w.high.max()) ** 50,
             _at_least(prev - float(w.low[before].min()), 3 * a),
         ]
         down_ratios = [
             _at_least(lower, 2 * a),
             _at_least(lower, 2 * body) if body > 0 else _RATIO_CAP,
-            1.0 if w.low[j] <= w.low.min() else float(w.low.min() / w.low[j]) ** 50,
+            _RATIO_CAP if w.low[j] <= w.low.min() else float(w.low.min() / w.low[j]) ** 50,
             _at_least(float(w.high[before].max()) - prev, 3 * a),
         ]
         best = max(best, min(up_ratios), min(down_ratios))
@@ -164,7 +164,7 @@ def _wedge(w: Bars, a: float) -> _Score:
     same = np.sign(s_hi) == np.sign(s_lo) and s_hi != 0
     resid = float(np.mean(np.abs(np.concatenate([r_hi, r_lo]))))
     ratios = [
-        1.0 if same else 0.0,
+        _RATIO_CAP if same else 0.0,
         _at_least(min(abs(s_hi), abs(s_lo)), 0.15 * a),
         _at_least(start, 3 * a),
         _at_most(max(end, 0.0), 0.6 * start) if start > 0 else 0.0,

@@ -175,7 +175,8 @@ def map_at_k(
         raise ValueError(f"similarity: expected [{n}, {n}], got {s.shape}")
     np.fill_diagonal(s, -np.inf)
     counts = np.bincount(y, minlength=len(classes))
-    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    # The diagonal (-inf) sorts last: taking at most n - 1 columns leaves the query out.
+    order = np.argsort(-s, axis=1, kind="stable")[:, : min(k, n - 1)]
     aps = np.full(n, np.nan)
     for q in range(n):
         relevant = int(counts[y[q]]) - 1
