@@ -262,3 +262,29 @@ def test_a_stored_card_that_is_no_longer_a_family_card_fails_its_gate() -> None:
     )
     assert [(c.name, c.passed) for c in checks] == [("family_card", False)]
     assert checks[0].reason.startswith("not a valid FamilyCard: ")
+
+
+def test_a_quantile_on_an_atom_of_the_target_passes_when_alpha_lies_in_its_step() -> None:
+    """The offset head's target is mostly exactly 0: its middle quantiles are 0, where
+    Pr[y <= q] is 1.0 and Pr[y < q] 0.24; alpha in that step is a right quantile."""
+    data = family().model_dump(mode="json")
+    offset = next(m for m in data["members"] if m["name"] == "offset")
+    table = {
+        f"{a:g}": {
+            "pinball": 0.1,
+            "coverage": 1.0,
+            "coverage_below": 0.24,
+            "baseline_pinball": 0.12,
+        }
+        for a in offset["alphas"]
+    }
+    offset["metrics"] = {"test": {"n": 900, "per_alpha": table}}
+    assert gates_passed(gates(FamilyCard.model_validate(data))), failing(
+        gates(FamilyCard.model_validate(data))
+    )
+    low = f"{offset['alphas'][0]:g}"
+    table[low]["coverage_below"] = float(low) + 0.05  # too many rows below that quantile
+    assert failing(gates(FamilyCard.model_validate(data))) == {
+        f"offset.coverage_{low}": f"member offset: coverage at {low} is "
+        f"[{float(low) + 0.05:g}, 1], off by 0.050 > 0.03"
+    }

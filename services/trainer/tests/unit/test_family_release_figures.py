@@ -3,6 +3,7 @@ the release's recommendation and its production comparison (trainer side, no I/O
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pytest
 
@@ -17,8 +18,9 @@ from hindsight.trainer.domain.family import (
     train_family,
     with_production,
 )
-from hindsight.trainer.domain.kinds import Block, QuantileKind
-from hindsight.trainer.domain.kinds.quantile import pinball_loss
+from hindsight.trainer.domain.kinds import Block, FittedModel, QuantileKind
+from hindsight.trainer.domain.kinds.base import float32_thresholds
+from hindsight.trainer.domain.kinds.quantile import coverage_error, pinball_loss
 from hindsight.trainer.domain.splits import SplitConfig
 from hindsight.trainer.domain.synthetic import make_family_frame
 from hindsight.trainer.domain.training import TrainingParams
@@ -113,3 +115,40 @@ def test_recommendation_rejects_a_head_without_skill(release) -> None:
     assert blind["decision"] == "REJECT"
     off = family_recommendation({**head, "risk_coverage_error": 0.2}, None)
     assert off["decision"] == "REJECT" and any("risk: coverage" in r for r in off["reasons"])
+
+
+def test_coverage_error_is_zero_for_a_quantile_on_an_atom_and_plain_off_the_atom() -> None:
+    y = np.array([0.0] * 7 + [-1.0, 1.0, 2.0])
+    # 0.5 lies in [Pr[y < 0], Pr[y <= 0]] = [0.1, 0.8]: 0 is a right median.
+    assert coverage_error(y, np.zeros(10), 0.5) == 0.0
+    assert coverage_error(y, np.zeros(10), 0.9) == pytest.approx(0.1)
+    continuous = np.arange(10.0)
+    assert coverage_error(continuous, np.full(10, 6.0), 0.5) == pytest.approx(0.1)  # 6 of 10 below
+
+
+def test_thresholds_are_rounded_down_to_float32_so_onnx_takes_the_same_branch() -> None:
+    # Two adjacent float32 values: LightGBM's split lies between them in double, and the
+    # nearest float32 of that midpoint may be the upper value (ONNX would send it left).
+    lo = np.float32(5.0 / 3.0)
+    hi = np.nextafter(lo, np.float32(np.inf))
+    x = np.repeat(np.array([[lo], [hi]], dtype=np.float64), 200, axis=0)
+    y = np.where(x[:, 0] > float(lo), 10.0, 0.0) + np.random.default_rng(1).normal(size=400)
+    booster = lgb.train(
+        {"objective": "quantile", "alpha": 0.5, "verbose": -1, "min_data_in_leaf": 5},
+        lgb.Dataset(x, y),
+        num_boost_round=5,
+    )
+    fixed = lgb.Booster(model_str=float32_thresholds(booster.model_to_string()))
+    thresholds = fixed.trees_to_dataframe()["threshold"].dropna().to_numpy()
+    assert len(thresholds) and np.all(thresholds.astype(np.float32) == thresholds)
+    np.testing.assert_array_equal(fixed.predict(x), booster.predict(x))
+    kind = QuantileKind(alphas=(0.5,), served_alpha=0.5)
+    model = FittedModel(
+        kind="quantile",
+        boosters=[fixed],
+        feature_names=["f"],
+        alphas=[0.5],
+        served_alpha=0.5,
+        value_range=(-100.0, 100.0),
+    )
+    assert kind.check_parity(kind.export(model), model, x, tolerance=1e-5)["passed"]

@@ -21,10 +21,12 @@ closed):
   them passes "never 0 or 1" when its ``calibration.output_clip`` (or ``clip``) is
   ``[lo, hi]`` with ``0 < lo`` and ``hi < 1`` (the graph clips every answer).
 - quantile members, on the test block: ``test.n`` (``test.rows``); coverage = Pr[y <= pred]
-  per alpha, within ``max_coverage_error`` of each alpha; pinball loss at the served alpha
-  no worse than the baseline's (the constant training quantile's loss at that alpha) times
-  ``max_pinball_ratio``. Per-alpha figures are read from the trainer's
-  ``test.per_alpha["0.7"].{coverage, pinball, baseline_pinball}``, or from
+  per alpha, within ``max_coverage_error`` of each alpha (where ``coverage_below`` =
+  Pr[y < pred] is given too: alpha within that much of ``[coverage_below, coverage]``, so a
+  quantile sitting on an atom of the target, such as an offset of exactly 0, is right);
+  pinball loss at the served alpha no worse than the baseline's (the constant training
+  quantile's loss at that alpha) times ``max_pinball_ratio``. Per-alpha figures are read
+  from the trainer's ``test.per_alpha["0.7"].{coverage, pinball, baseline_pinball}``, or from
   ``test.{coverage, pinball, baseline_pinball}`` as an object keyed by the alpha
   (``{"0.6": .., "0.7": ..}``; ``q0.7`` / ``alpha_0.7`` keys too), a list in the member's
   ``alphas`` order, or a bare number for a member with one alpha.
@@ -186,6 +188,10 @@ def _figure(member: FamilyMember, *names: str) -> dict[float, float]:
 
 def _coverage(member: FamilyMember, policy: GatePolicy) -> list[GateCheck]:
     coverage = _figure(member, "coverage")
+    # Pr[y < pred], where the trainer writes it: a target with an atom (the offset head's
+    # exact zeros) has its right quantile AT the atom, where Pr[y <= pred] jumps past alpha;
+    # the quantile is right when alpha lies in [Pr[y < pred], Pr[y <= pred]].
+    below = _figure(member, "coverage_below")
     tolerance = policy.max_coverage_error
     checks = []
     for alpha in member.alphas:
@@ -202,15 +208,17 @@ def _coverage(member: FamilyMember, policy: GatePolicy) -> list[GateCheck]:
                 )
             )
             continue
-        error = abs(got - alpha)
+        low = below.get(round(alpha, 6))
+        error = abs(got - alpha) if low is None else max(0.0, low - alpha, alpha - got)
         ok = error <= tolerance + 1e-12
+        shown = f"{got:g}" if low is None or low == got else f"[{low:g}, {got:g}]"
         checks.append(
             GateCheck(
                 name,
                 ok,
                 got,
                 f"{alpha:g} ± {tolerance:g}",
-                f"member {member.name}: coverage at {alpha:g} is {got:g}, off by {error:.3f} "
+                f"member {member.name}: coverage at {alpha:g} is {shown}, off by {error:.3f} "
                 f"{'<=' if ok else '>'} {tolerance:g}",
             )
         )

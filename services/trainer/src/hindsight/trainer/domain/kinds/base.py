@@ -28,6 +28,7 @@ __all__ = [
     "ModelKind",
     "base_params",
     "boost",
+    "float32_thresholds",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -164,4 +165,38 @@ def boost(
     )
     # best_iteration counts the init model's trees too: the frozen model keeps them.
     best = booster.best_iteration or booster.current_iteration()
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return lgb.Booster(model_str=float32_thresholds(booster.model_to_string(num_iteration=best)))
+
+
+def _floor32(value: str) -> str:
+    t = float(value)
+    f = np.float32(t)
+    if np.isfinite(f) and float(f) > t:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return repr(float(f))
+
+
+def float32_thresholds(model_str: str) -> str:
+    """The model with every numerical split threshold ``t`` replaced by the largest float32
+    that is ``<= t``: for a float32 input (all the trainer and ONNX ever see) ``x <= t`` is
+    then the same comparison in double (LightGBM) and in float32 (the ONNX converters round
+    thresholds to the NEAREST float32, which sends a row whose value lies between ``t`` and
+    that rounding the other way: seen on the dev stack's replay, a quantile member 0.014 off).
+    """
+    # tree_sizes= (byte lengths of the tree blocks, a loading shortcut) no longer holds once
+    # a threshold is rewritten: without it LightGBM parses the trees one after another.
+    lines = [line for line in model_str.split("\n") if not line.startswith("tree_sizes=")]
+    for i, line in enumerate(lines):
+        if not line.startswith("decision_type="):
+            continue
+        kinds = line.removeprefix("decision_type=").split()
+        for j in (i - 1, i + 1, i - 2, i + 2):  # the tree's threshold= line, next to it
+            if 0 <= j < len(lines) and lines[j].startswith("threshold="):
+                values = lines[j].removeprefix("threshold=").split()
+                if len(values) == len(kinds):
+                    lines[j] = "threshold=" + " ".join(
+                        v if int(k) & 1 else _floor32(v)  # bit 0: categorical, not a number
+                        for v, k in zip(values, kinds, strict=True)
+                    )
+                break
+    return "\n".join(lines)

@@ -2,7 +2,11 @@
 
 Served output ``quantiles`` [None, k] float32, ascending alpha, non-crossing, clipped to the
 ``value_range`` of the training targets (see :mod:`.quantile_onnx`). Metrics on the test
-block, per alpha: pinball loss, coverage ``Pr[y <= q]`` and ``baseline_pinball``, the pinball
+block, per alpha: pinball loss, coverage ``Pr[y <= q]`` with ``coverage_below`` ``Pr[y < q]``
+and ``coverage_error`` (how far alpha lies outside ``[Pr[y < q], Pr[y <= q]]``: a target with
+an atom, such as the offset head's many exact zeros, has a correct quantile AT the atom,
+where ``Pr[y <= q]`` jumps past alpha; for a continuous target it is ``|Pr[y <= q] - alpha|``)
+and ``baseline_pinball``, the pinball
 loss of the constant training-block quantile (what a model without features would answer;
 the registry's pinball gate compares against it); for the served alpha: SMAPE.
 Head-specific extras, switched on by the head's kind: ``fixed_target_r`` (the RR head) adds
@@ -30,7 +34,14 @@ from hindsight.trainer.domain.kinds.quantile_onnx import (
 )
 from hindsight.trainer.domain.training import TrainingParams
 
-__all__ = ["QuantileKind", "coverage", "pinball_loss", "smape", "target_utility"]
+__all__ = [
+    "QuantileKind",
+    "coverage",
+    "coverage_error",
+    "pinball_loss",
+    "smape",
+    "target_utility",
+]
 
 
 def pinball_loss(y: FloatArray, q: FloatArray, alpha: float) -> float:
@@ -42,6 +53,16 @@ def pinball_loss(y: FloatArray, q: FloatArray, alpha: float) -> float:
 def coverage(y: FloatArray, q: FloatArray) -> float:
     """``Pr[y <= q]``: should be close to the quantile's alpha."""
     return float(np.mean(np.asarray(y) <= np.asarray(q))) if len(y) else float("nan")
+
+
+def coverage_error(y: FloatArray, q: FloatArray, alpha: float) -> float:
+    """How far ``alpha`` lies outside ``[Pr[y < q], Pr[y <= q]]`` (0 inside): a quantile is
+    right when at most alpha of the rows lie below it and at least alpha at or below it."""
+    if not len(y):
+        return float("nan")
+    below = float(np.mean(np.asarray(y) < np.asarray(q)))
+    at_or_below = float(np.mean(np.asarray(y) <= np.asarray(q)))
+    return max(0.0, below - alpha, alpha - at_or_below)
 
 
 def smape(y: FloatArray, q: FloatArray) -> float:
@@ -149,6 +170,8 @@ class QuantileKind:
             f"{alpha:g}": {
                 "pinball": pinball_loss(y, q[:, j], alpha),
                 "coverage": coverage(y, q[:, j]),
+                "coverage_below": float(np.mean(y < q[:, j])) if len(y) else float("nan"),
+                "coverage_error": coverage_error(y, q[:, j], alpha),
                 "baseline_quantile": baseline[j],
                 "baseline_pinball": pinball_loss(y, np.full(len(y), baseline[j]), alpha),
             }
@@ -160,12 +183,11 @@ class QuantileKind:
             "per_alpha": per_alpha,
             "served_alpha": self.served_alpha,
             "served_coverage": coverage(y, served),
+            "served_coverage_error": coverage_error(y, served, self.served_alpha),
             "served_pinball": pinball_loss(y, served, self.served_alpha),
             "smape": smape(y, served),
             "mean_pinball": float(np.mean([v["pinball"] for v in per_alpha.values()])),
-            "max_coverage_error": float(
-                max(abs(v["coverage"] - float(a)) for a, v in per_alpha.items())
-            )
+            "max_coverage_error": float(max(v["coverage_error"] for v in per_alpha.values()))
             if len(y)
             else None,
         }
@@ -203,7 +225,7 @@ class QuantileKind:
         out: JsonObject = {
             "served_alpha": metrics["served_alpha"],
             "coverage": metrics["served_coverage"],
-            "coverage_error": abs(metrics["served_coverage"] - metrics["served_alpha"])
+            "coverage_error": metrics["served_coverage_error"]
             if metrics["served_coverage"] is not None
             else None,
             "max_coverage_error": metrics["max_coverage_error"],
