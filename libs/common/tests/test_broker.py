@@ -407,6 +407,27 @@ async def _settled(broker: NatsBroker, durable: str) -> Any:
 
 
 @pytest.mark.unit
+def test_a_batch_consumer_makes_young_garbage_collections_rarer_never_more_frequent() -> None:
+    import gc
+
+    saved = gc.get_threshold()
+    broker = create_broker(BaseServiceSettings(nats_url="nats://127.0.0.1:1"), client_name="gc")
+
+    async def handle(events: list[PngCreated]) -> None:
+        del events
+
+    try:
+        gc.set_threshold(700, 10, 10)
+        subscribe_event_batch(broker, PngCreated, handle, durable="t_gc1")
+        assert gc.get_threshold() == (20_000, 10, 10)
+        gc.set_threshold(100_000, 5, 5)
+        subscribe_event_batch(broker, PngCreated, handle, durable="t_gc2")
+        assert gc.get_threshold() == (100_000, 5, 5)
+    finally:
+        gc.set_threshold(*saved)
+
+
+@pytest.mark.unit
 def test_consumer_options_name_the_bad_field() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         ConsumerOptions(batch_size=0)

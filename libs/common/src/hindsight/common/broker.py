@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -81,6 +82,11 @@ DLQ_HEADERS: dict[str, str] = {
 _MAX_HEADER_CHARS = 4000
 _DUPLICATE_WINDOW_S = 120.0
 _JS_API = "$JS.API"
+_GC_THRESHOLD0 = 20_000
+"""Allocations between young-generation collections in a process with a batch consumer
+(CPython's default is 700). A batch of 1,000 events allocates some 100,000 objects, so
+at 700 the collector ran ~150 times a batch, older generations included, and took ~40 %
+of a consumer's CPU (measured: 60 -> 34 µs per signal.features event, consumer alone)."""
 _PULL_GUARD_S = 5.0
 """How long past a pull request's expiry its answer may be late before the inbox is
 dropped (a lost connection); the server itself ends every request at its expiry."""
@@ -578,6 +584,7 @@ def subscribe_event_batch(
     ``max_ack_pending`` at two batches or more, or the read-ahead gets nothing.
     """
     opts = options or ConsumerOptions()
+    _collect_garbage_less_often()
     batches = _BatchConsumer(_Consumer(broker, event_type, durable=durable, opts=opts), handler)
     pull_sub = PullSub(batch_size=opts.batch_size, timeout=opts.batch_max_wait_s, batch=True)
 
@@ -585,6 +592,18 @@ def subscribe_event_batch(
         await batches.consume(batch)
 
     return batches.consumer.register(consume, pull_sub)
+
+
+def _collect_garbage_less_often() -> None:
+    """Raise the young generation's threshold to ``_GC_THRESHOLD0`` (never lower it).
+
+    Process-wide, on purpose: the batch consumers' allocations are the process's. Cycles
+    are still collected, only in fewer, larger passes; memory grows by what 20,000 young
+    objects hold at most.
+    """
+    threshold0, threshold1, threshold2 = gc.get_threshold()
+    if 0 < threshold0 < _GC_THRESHOLD0:  # 0: collection disabled; leave it so
+        gc.set_threshold(_GC_THRESHOLD0, threshold1, threshold2)
 
 
 class _Puller:
