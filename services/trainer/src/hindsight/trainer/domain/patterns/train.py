@@ -1,7 +1,8 @@
 """Training the Pattern-CNN: AdamW, cosine schedule, early stop, augmentation, calibration.
 
 Loss: class-weighted cross-entropy (``focal_gamma = 0``) or class-weighted focal loss, plus
-``pole_weight ×`` the smooth-L1 error of ``pole_katr / POLE_SCALE``. Augmentation keeps the
+``pole_weight ×`` the L1 error of the pole head / ``POLE_SCALE`` on flag and blow-off
+windows (the head estimates the height given a pole; see ``network``). Augmentation keeps the
 pattern: each training image moves up or down by at most ``shift_rows`` rows (the price
 level, not the shape) and gets a brightness factor in ``1 ± brightness`` and multiplicative
 Gaussian noise of ``noise`` on its drawn pixels (the background stays 0; clipped to [0, 1]).
@@ -28,7 +29,7 @@ import torch.nn.functional as F  # noqa: N812 - torch's own convention
 
 from hindsight.trainer.domain.patterns.dataset import PatternDataset, class_weights
 from hindsight.trainer.domain.patterns.detectors import CLASSES
-from hindsight.trainer.domain.patterns.network import POLE_SCALE, PatternCNN
+from hindsight.trainer.domain.patterns.network import POLE_CLASSES, POLE_SCALE, PatternCNN
 
 __all__ = ["Outputs", "TrainConfig", "TrainedPatternCNN", "fit_temperature", "predict", "train"]
 
@@ -90,6 +91,9 @@ class TrainedPatternCNN:
     classes: tuple[str, ...] = CLASSES
 
 
+_POLE_IDS = torch.tensor(POLE_CLASSES)
+
+
 @contextmanager
 def _deterministic(threads: int) -> Iterator[None]:
     before_threads = torch.get_num_threads()
@@ -133,7 +137,9 @@ def _loss(
     w = weights[y]
     focal = (1 - logp_y.exp()).pow(cfg.focal_gamma) if cfg.focal_gamma > 0 else 1.0
     cls = -(w * focal * logp_y).sum() / w.sum().clamp_min(1e-12)
-    return cls + cfg.pole_weight * F.smooth_l1_loss(pole / POLE_SCALE, pole_y / POLE_SCALE)
+    has_pole = torch.isin(y, _POLE_IDS).to(pole.dtype)
+    err = (pole - pole_y).abs() / POLE_SCALE
+    return cls + cfg.pole_weight * (err * has_pole).sum() / has_pole.sum().clamp_min(1.0)
 
 
 def predict(model: PatternCNN, images: npt.ArrayLike, batch_size: int = 256) -> Outputs:
@@ -176,11 +182,13 @@ def fit_temperature(logits: npt.ArrayLike, labels: npt.ArrayLike) -> float:
 def _epoch_loss(
     model: PatternCNN, data: PatternDataset, weights: torch.Tensor, cfg: TrainConfig
 ) -> float:
-    out = predict(model, data.images)
+    model.eval()
+    with torch.no_grad():
+        logits, pole, _ = model.heads(torch.from_numpy(data.images))
     return float(
         _loss(
-            torch.from_numpy(out.logits),
-            torch.from_numpy(out.pole_katr),
+            logits,
+            pole,
             torch.from_numpy(data.labels),
             torch.from_numpy(data.pole_katr),
             weights,
@@ -223,7 +231,7 @@ def train(
                 b = order[i : i + cfg.batch_size]
                 if len(b) < 2:
                     continue  # BatchNorm needs two samples
-                logits, pole, _ = model(_augment(x_all[b], cfg, gen))
+                logits, pole, _ = model.heads(_augment(x_all[b], cfg, gen))
                 loss = _loss(logits, pole, y_all[b], p_all[b], weights, cfg)
                 opt.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
