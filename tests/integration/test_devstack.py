@@ -90,6 +90,7 @@ async def test_fresh_database_is_new_and_empty(database_url: str, fresh_database
 READY_LINE = "Hindsight is up. Ctrl-C to stop."
 CLI = [sys.executable, "-m", "hindsight.devstack.cli"]
 MODEL = "trade_success"
+FAMILY = "playbook"
 
 
 @pytest.fixture
@@ -323,9 +324,35 @@ def _learning_summary(stack: Stack) -> str:
             f"test_rows={head.get('test_rows')} auc={head.get('roc_auc')} "
             f"reason={r.get('reason')!r} error={r.get('error')!r}"
         )
-    versions = _json(f"{_service_url(stack, 'registry')}/v1/models/{MODEL}/versions") or []
-    lines.append("registry versions: " + json.dumps(versions, default=str)[:4000])
+    for name in (MODEL, FAMILY):
+        versions = _json(f"{_service_url(stack, 'registry')}/v1/models/{name}/versions") or []
+        lines.append(f"registry versions of {name}: " + json.dumps(versions, default=str)[:4000])
     return "\n".join(lines)
+
+
+def _family_expected(
+    release: Path, features: dict[str, float], cluster: str
+) -> tuple[Any, dict[str, tuple[str, str, float]]]:
+    """The release's card and, per head, (member, member version, value) computed by running
+    the member's ONNX file directly on ``features`` (the request's cluster routes entry)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from hindsight.common.family import CLUSTER_CODES, CLUSTER_FEATURE, HEADS, load_family_card
+
+    card = load_family_card(release)
+    columns = {**features, CLUSTER_FEATURE: CLUSTER_CODES[cluster]}
+    expected: dict[str, tuple[str, str, float]] = {}
+    for head in HEADS:
+        member = card.head_member(head, cluster)
+        x = np.array([[columns[f] for f in member.features]], dtype=np.float32)
+        session = ort.InferenceSession(
+            str(release / member.file), providers=["CPUExecutionProvider"]
+        )
+        out = session.run([member.output], {"input": x})[0]
+        value = out[0, 1] if member.kind == "binary" else out[0, member.served_column()]
+        expected[head] = (member.name, member.version, float(value))
+    return card, expected
 
 
 def _replay_progress(data_dir: Path) -> dict[str, Any]:
@@ -363,6 +390,7 @@ SETTLED_SUBJECTS = (
     "embedding.created",
     "prediction.logged",
     "label.saved",
+    "signal.labeled",
 )
 
 
@@ -536,6 +564,72 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
         assert not answer.fallback, answer.fallback_reason
         assert answer.model_version in registered and 0.0 <= answer.p_success <= 1.0
 
+        # The model family (issue 16), nobody asking: the Back-Labeler labelled every
+        # replayed signal, the trainer trained `playbook` on those labels (data trigger:
+        # labels went quiet), the registry promoted it on the dev gates, and the gateway's
+        # Predict answers every head as the release's member ONNX files do.
+        deadline = time.monotonic() + 180
+        while (labeled := (await _subject_counts(nats_url)).get("signal.labeled", 0)) < signals:
+            assert time.monotonic() < deadline, f"signal.labeled {labeled} of {signals} signals"
+            await asyncio.sleep(2.0)
+        assert labeled == signals
+        family = _wait(
+            f"the {FAMILY} family promoted to production",
+            lambda: [
+                d for d in (_json(f"{registry}/v1/deployments") or []) if d["model_name"] == FAMILY
+            ],
+            360,
+            stack,
+            explain=lambda: _learning_summary(stack),
+        )[0]
+        family_runs = [r for r in _json(f"{trainer}/v1/runs") or [] if r["model_name"] == FAMILY]
+        assert family_runs and all(r["trigger"] == "data" for r in family_runs), family_runs
+        release = stack_dir / "artifacts" / family["artifact_uri"]
+        cluster = "M"
+        features = {
+            k: float("nan") if v is None else float(v) for k, v in event["features"].items()
+        }
+        card, expected = _family_expected(release, features, cluster)
+        assert card.version == family["version"]
+        predict = scoring_pb2.PredictRequest(
+            signal_id="first-run-family-check",
+            symbol=str(event["symbol"]),
+            timeframe=str(event["timeframe"]),
+            side=str(event["side"]),
+            features=features,
+            liquidity_cluster=cluster,
+        )
+
+        # The scorer loads the release on model.deployed; until then the gateway would answer
+        # every head with its fallback (and log that answer): call once it is the default.
+        _wait(
+            f"the scorer to serve {FAMILY} {card.version}",
+            lambda: any(
+                r["family"] == FAMILY and r["version"] == card.version and r["default"]
+                for r in _json(f"{_service_url(stack, 'scorer')}/v1/families") or []
+            ),
+            120,
+            stack,
+        )
+        async with grpc.aio.insecure_channel(gateway) as channel:
+            predicted_answer = await scoring_pb2_grpc.ScoringStub(channel).Predict(
+                predict, timeout=10
+            )
+        assert not predicted_answer.fallback, predicted_answer
+        assert predicted_answer.family_version == card.version
+        assert predicted_answer.family == FAMILY
+        assert set(predicted_answer.heads) == set(expected)
+        for head, (member, member_version, value) in expected.items():
+            got_head = predicted_answer.heads[head]
+            assert not got_head.fallback, (head, got_head.fallback_reason)
+            assert (got_head.member, got_head.model_version) == (member, member_version), head
+            assert abs(got_head.value - value) <= 1e-5, (head, got_head.value, value)
+        print(
+            f"family {FAMILY} {card.version} (run {family_runs[0]['run_id'][:8]}, "
+            f"{card.metrics['rows']['total']} labelled signals): "
+            + ", ".join(f"{h}={v:.5f} ({m} {mv})" for h, (m, mv, v) in expected.items())
+        )
+
         # Settled: every chart and document is a memory record (embedding.created all in),
         # and the gateway's prediction.logged for every replayed signal plus the check call
         # above is in the stream (the gateway lingers up to LOG_LINGER_MS before it
@@ -547,7 +641,7 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
             return (
                 counts
                 if held["memory_records"] == docs <= counts.get("embedding.created", 0)
-                and counts.get("prediction.logged", 0) >= signals + 1
+                and counts.get("prediction.logged", 0) >= signals + 2
                 else None
             )
 
@@ -557,7 +651,8 @@ async def test_first_run_reaches_a_serving_model_and_resumes_without_duplicates(
             await asyncio.sleep(2.0)
         before = {k: counts.get(k, 0) for k in SETTLED_SUBJECTS}
         assert before["signal.features"] == signals and before["png.created"] == 2 * signals
-        assert before["prediction.logged"] == signals + 1, before  # one per Score call
+        # One per Score call (the replay's and the check above) and one for the Predict.
+        assert before["prediction.logged"] == signals + 2, before
         held_before = _held(stack)
         print(
             f"first run: {signals} signals; promoted {version} "

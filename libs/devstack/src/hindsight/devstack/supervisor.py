@@ -77,9 +77,15 @@ DEV_DEFAULTS: Mapping[str, str] = {
     "HINDSIGHT_REGISTRY_MAX_ECE": "0.25",
     "HINDSIGHT_REGISTRY_REQUIRE_RECOMMENDATION": "false",
     # Family releases (issue 16): the quantile members' gates, relaxed like the classifier's
-    # for the small test blocks of the demo's real data (production: 0.03 and 1.0).
-    "HINDSIGHT_REGISTRY_MAX_COVERAGE_ERROR": "0.10",
+    # for the small test blocks of the demo's real data (production: 0.03 and 1.0). The
+    # EURUSD replay's ~390 signals leave ~60 test rows: the binomial 95 % band of a 0.8
+    # quantile's coverage on 60 rows is +-0.10, so 0.15 lets an honest member through.
+    "HINDSIGHT_REGISTRY_MAX_COVERAGE_ERROR": "0.15",
     "HINDSIGHT_REGISTRY_MAX_PINBALL_RATIO": "1.25",
+    # The playbook family trains by itself on the Back-Labeler's signal.labeled: after 500
+    # labels, or (what the replay of one data set reaches) once labels went quiet for 30 s
+    # with >= MIN_ROWS of them (trainer README, data-triggered family runs).
+    "HINDSIGHT_TRAINER_FAMILY_AUTO_TRAIN_LABELS": "500",
 }
 
 
