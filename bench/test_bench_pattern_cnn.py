@@ -8,7 +8,7 @@ to torch's (same threads, batch 64) and the parity. Prints figures; asserts no t
 
 Knobs: ``HINDSIGHT_BENCH_PATTERN_STRIDE`` (EURUSD window stride, default 4),
 ``HINDSIGHT_BENCH_PATTERN_SYNTH`` (planted windows, default 1000),
-``HINDSIGHT_BENCH_PATTERN_EPOCHS`` (default 30), ``HINDSIGHT_BENCH_THREADS`` (default 2).
+``HINDSIGHT_BENCH_PATTERN_EPOCHS`` (default 20), ``HINDSIGHT_BENCH_THREADS`` (default 2).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ pytestmark = pytest.mark.bench
 
 STRIDE = int(os.environ.get("HINDSIGHT_BENCH_PATTERN_STRIDE", "4"))
 SYNTH = int(os.environ.get("HINDSIGHT_BENCH_PATTERN_SYNTH", "1000"))
-EPOCHS = int(os.environ.get("HINDSIGHT_BENCH_PATTERN_EPOCHS", "30"))
+EPOCHS = int(os.environ.get("HINDSIGHT_BENCH_PATTERN_EPOCHS", "20"))
 THREADS = int(os.environ.get("HINDSIGHT_BENCH_THREADS", "2"))
 HOUR = timedelta(hours=1)
 

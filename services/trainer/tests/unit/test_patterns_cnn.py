@@ -92,7 +92,7 @@ def test_onnx_parity_dynamic_batch_and_card(splits, trained) -> None:
 
 
 def test_training_is_deterministic(splits) -> None:
-    cfg = TrainConfig(epochs=2, min_epochs=1, batch_size=32, widths=(4, 4, 8))
+    cfg = TrainConfig(epochs=1, min_epochs=1, batch_size=32, widths=(4, 4, 8))
     small = splits.train.take(np.arange(64))
     a = train(small, splits.validation, cfg)
     b = train(small, splits.validation, cfg)

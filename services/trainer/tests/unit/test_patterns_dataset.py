@@ -5,7 +5,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from hindsight.trainer.domain.patterns.bars import WINDOW
+from hindsight.trainer.domain.patterns.bars import WINDOW, Bars
 from hindsight.trainer.domain.patterns.dataset import (
     build_windows,
     class_weights,
@@ -88,3 +88,24 @@ def test_pseudo_labels_keep_confident_and_verified_windows(series) -> None:
         expand_pseudo_labels(ds, probs[:3], 0.9)
     with pytest.raises(ValueError, match="threshold"):
         expand_pseudo_labels(ds, probs, 0.0)
+
+
+def test_eurusd_hourly_windows_are_plausible() -> None:
+    """Realism check on real bars: mostly ``none``, several patterns, valid images."""
+    from backtesting.test import EURUSD
+
+    bars = Bars.from_arrays(
+        open=EURUSD.Open,
+        high=EURUSD.High,
+        low=EURUSD.Low,
+        close=EURUSD.Close,
+        volume=EURUSD.Volume,
+    )
+    ts = EURUSD.index.values.astype("datetime64[us]").astype(np.int64)
+    ds = build_windows(bars, ts, stride=16)
+    counts = np.bincount(ds.labels, minlength=len(CLASSES))
+    assert 0.5 < counts[NONE] / len(ds) < 0.97
+    assert np.count_nonzero(counts) >= 3
+    assert np.isfinite(ds.images).all() and 0 <= ds.images.min() and ds.images.max() <= 1
+    sp = split_dataset(ds, bar_interval=timedelta(hours=1))
+    assert sp.train.ts.max() < sp.validation.ts.min() < sp.test.ts.min()
