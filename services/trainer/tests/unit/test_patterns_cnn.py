@@ -31,7 +31,7 @@ from hindsight.trainer.domain.patterns.train import TrainConfig, predict, train
 
 pytestmark = pytest.mark.unit
 HOUR = 3_600_000_000
-CONFIG = TrainConfig(epochs=12, batch_size=32, widths=(8, 16, 32), min_epochs=8, patience=3)
+CONFIG = TrainConfig(epochs=10, batch_size=32, widths=(8, 16, 32), min_epochs=6, patience=3)
 
 
 @pytest.fixture(scope="module")
