@@ -21,11 +21,12 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hindsight.common.db import MigrationError, create_pool
+from hindsight.common.db import create_pool
 from hindsight.common.errors import ConfigurationError, InvalidInputError, NotFoundError
 from hindsight.devstack.ports import free_port
 from hindsight.devstack.pytest_plugin import with_database
 from hindsight.devstack.servers import PostgresServer, start_server
+from hindsight.memory.app import build_memory, build_settings
 from hindsight.memory.similarity import (
     EMBED_DIM,
     PatternEmbed,
@@ -33,6 +34,7 @@ from hindsight.memory.similarity import (
     PatternStore,
     SimilarityQuery,
 )
+from hindsight.memory.similarity.extension import PGVECTOR_MIN, require_pgvector, version_tuple
 from hindsight.memory.storage import MIGRATIONS, Storage
 
 pytestmark = pytest.mark.integration
@@ -380,9 +382,21 @@ def server_without_pgvector(hindsight_test_dir: Path) -> Iterator[str]:
 
 
 async def test_a_server_without_pgvector_is_a_configuration_error(
-    server_without_pgvector: str,
+    server_without_pgvector: str, nats_url: str, tmp_path: Path
 ) -> None:
-    with pytest.raises(MigrationError, match=r'extension "vector" \(pgvector\)') as caught:
+    memory = build_memory(
+        build_settings(
+            database_url=server_without_pgvector, nats_url=nats_url, data_dir=tmp_path / "data"
+        )
+    )
+    with pytest.raises(ConfigurationError, match=r'extension "vector" \(pgvector\)'):
+        await memory.start()  # the pgvector part comes first: nothing else started
+    with pytest.raises(ConfigurationError, match="pgvector >= 0.8"):
+        await require_pgvector(server_without_pgvector)
+    # Run directly, the migration names the extension too (its own check, before CREATE).
+    with pytest.raises(asyncpg.FeatureNotSupportedError, match=r'extension "vector"'):
         await create_pool(server_without_pgvector, schema="memory", migrations_dir=MIGRATIONS)
-    assert isinstance(caught.value, ConfigurationError)
-    assert "0003_pattern_embeds" in str(caught.value)
+
+
+async def test_the_dev_servers_pgvector_has_iterative_scans(database_url: str) -> None:
+    assert version_tuple(await require_pgvector(database_url)) >= PGVECTOR_MIN

@@ -127,16 +127,7 @@ async def migrate(
                     )
                 continue
             await conn.execute(f"SET LOCAL search_path TO {schema}, public")
-            try:
-                await conn.execute(migration.sql)
-            except asyncpg.PostgresError as exc:
-                # The server refused the SQL (a missing extension, say): a deployment problem
-                # to report with the migration's name, not a transient failure to retry.
-                hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
-                raise MigrationError(
-                    f"{schema} migration {migration.version:04d}_{migration.name} failed: "
-                    f"{exc}{hint}"
-                ) from exc
+            await conn.execute(migration.sql)
             done = await conn.fetchrow(
                 f"""INSERT INTO {schema}.schema_migrations (version, name, checksum)
                     VALUES ($1, $2, $3) RETURNING applied_at""",

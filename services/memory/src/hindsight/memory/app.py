@@ -23,6 +23,8 @@ from hindsight.memory.ingest import Ingestor
 from hindsight.memory.messaging import register_consumers
 from hindsight.memory.retention import Retention, RetentionTask
 from hindsight.memory.search import Searcher
+from hindsight.memory.similarity import PatternStore, SimilarityQuery
+from hindsight.memory.similarity.extension import PgvectorCheck
 from hindsight.memory.storage import MIGRATIONS, Storage
 
 __all__ = ["Memory", "build_memory", "build_settings", "main"]
@@ -64,6 +66,8 @@ class Memory(PartGroup):
         self.documents = DocumentIngestor(settings, self.storage, self.ingestor, self.embedder)
         self.retention = Retention(settings, self.storage, self.vectors, self.ingestor)
         self.backups = BackupService(self.storage, self.vectors, self.ingestor)
+        self.patterns = PatternStore(self.storage)
+        self.nearest = SimilarityQuery(self.storage)
         register_consumers(
             self.broker,
             self.ingestor,
@@ -82,9 +86,12 @@ class Memory(PartGroup):
             retention=self.retention,
             backups=self.backups,
             readiness=readiness,
+            patterns=self.patterns,
+            nearest=self.nearest,
         )
         self.http = HttpServer(self.http_app, host=settings.http_host, port=settings.http_port)
         self.parts = [
+            Part("pgvector", PgvectorCheck(settings)),
             Part(
                 "database",
                 DatabasePart(settings, self.storage, schema=SERVICE, migrations_dir=MIGRATIONS),

@@ -42,6 +42,8 @@ from hindsight.memory.schemas import (
     RecordPublic,
 )
 from hindsight.memory.search import Searcher, SearchRequest, SearchResults
+from hindsight.memory.similarity import PatternStore, SimilarityQuery
+from hindsight.memory.similarity.http import patterns_router
 from hindsight.memory.storage import Storage
 
 __all__ = ["RestoreArchived", "create_app"]
@@ -90,6 +92,8 @@ def create_app(
     retention: Retention,
     backups: BackupService,
     readiness: Readiness,
+    patterns: PatternStore | None = None,
+    nearest: SimilarityQuery | None = None,
 ) -> FastAPI:
     """The memory service's FastAPI app."""
     app = create_http_app(service=SERVICE, readiness=readiness)
@@ -253,6 +257,8 @@ def create_app(
         finally:
             path.unlink(missing_ok=True)
 
+    if patterns is not None and nearest is not None:
+        router.include_router(patterns_router(patterns, nearest, admin=admin))
     app.include_router(router)
     _document_400(app)
     return app

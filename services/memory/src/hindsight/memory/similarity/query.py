@@ -22,6 +22,7 @@ from hindsight.common.errors import (
     NotFoundError,
     UnavailableError,
 )
+from hindsight.memory.similarity.extension import PGVECTOR_MIN, version_tuple
 from hindsight.memory.similarity.records import (
     MAX_K,
     NearestResult,
@@ -36,11 +37,6 @@ __all__ = ["DEFAULT_P", "EF_SEARCH", "SimilarityQuery"]
 
 EF_SEARCH = 64
 DEFAULT_P = 0.65
-_ITERATIVE_SCAN_SINCE = (0, 8)
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 class SimilarityQuery:
@@ -62,7 +58,7 @@ class SimilarityQuery:
         )
         if version is None:
             raise ConfigurationError('PostgreSQL extension "vector" (pgvector) is not installed')
-        if _version(version) < _ITERATIVE_SCAN_SINCE:
+        if version_tuple(version) < PGVECTOR_MIN:
             raise ConfigurationError(
                 f'PostgreSQL extension "vector" is {version}; iterative index scans need 0.8.0'
             )
