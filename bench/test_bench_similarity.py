@@ -157,9 +157,11 @@ async def test_bench_similarity(fresh_database: str) -> None:
         probes = _vectors(rng, centres, max(QUERIES, RECALL_QUERIES) + 10)
         late = BASE + timedelta(minutes=5 * N + 10_000)
         mid = BASE + timedelta(minutes=5 * N // 2)
+        early = BASE + timedelta(minutes=5 * N // 100)
         cases: dict[str, dict[str, object]] = {
             "unfiltered": {"as_of": late},
             "symbol RARE + as_of mid": {"as_of": mid, "symbol": "RARE"},
+            "as_of early (1 % pass)": {"as_of": early},
         }
         for label, filters in cases.items():
             fallbacks = 0
@@ -195,7 +197,7 @@ async def test_bench_similarity(fresh_database: str) -> None:
                 )
             scan = next(r[0].strip() for r in plan if "Scan" in r[0])
             print(
-                f"nearest {label:24s} {_pcts(samples)}  recall@{K} "
+                f"nearest {label:23s} {_pcts(samples)}  recall@{K} "
                 f"{hits / (K * RECALL_QUERIES):.3f}  exact fallbacks {fallbacks}/{QUERIES + 10}"
                 f"  plan: {scan[:70]}"
             )

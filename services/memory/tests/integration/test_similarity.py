@@ -189,6 +189,33 @@ async def test_a_filter_that_keeps_one_percent_still_returns_k_rows(seeded: Seed
     assert len(everything.neighbours) == qualifying
 
 
+async def test_the_hnsw_scan_needs_the_iterative_scan_under_a_selective_filter(
+    seeded: Seeded,
+) -> None:
+    # A filter no btree serves (quality, ~1 % of rows) leaves the HNSW index with the filter
+    # applied to its output; other scans are barred so the planner takes it.
+    probe = _unit_rows(np.random.default_rng(23), 1, seeded.centres)[0].tolist()
+    as_of = BASE + timedelta(minutes=30 * N_SEEDED)
+    sql = """SELECT signal_id FROM pattern_embeds
+             WHERE quality > 0.99 AND outcome_known_at <= $2 AND ts <= $2
+             ORDER BY embed <=> $1::real[]::vector(64) LIMIT 20"""
+    counts = {}
+    async with seeded.pool.acquire() as conn:
+        for mode in ("off", "relaxed_order"):
+            async with conn.transaction():
+                await conn.execute(
+                    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+                    "SET LOCAL enable_indexscan = on; SET LOCAL hnsw.ef_search = 64; "
+                    f"SET LOCAL hnsw.iterative_scan = {mode}"
+                )
+                plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", probe, as_of))
+                if "pattern_embeds_embed_hnsw" not in plan:
+                    pytest.fail(f"the planner did not take the HNSW index:\n{plan}")
+                counts[mode] = len(await conn.fetch(sql, probe, as_of))
+    assert counts["off"] < 20  # 64 candidates, ~1 % of them pass
+    assert counts["relaxed_order"] == 20
+
+
 async def test_recall_at_20_against_exact_scans(seeded: Seeded) -> None:
     as_of = BASE + timedelta(minutes=30 * N_SEEDED + 5000)
     known = seeded.vectors[[i for i in range(N_SEEDED) if i % 10 != 3]]
