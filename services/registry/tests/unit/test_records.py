@@ -84,7 +84,7 @@ def test_a_refused_version_has_empty_metrics_and_a_null_card() -> None:
     )
     assert body["metrics"] == {} and body["recommendation"] is None
     assert body["card"] is None and body["gates"] == []
-    assert list(body)[-4:] == ["metrics", "recommendation", "card", "kind"]
+    assert list(body)[-4:] == ["metrics", "recommendation", "kind", "card"]
 
 
 def _experiment(**overrides: Any) -> ExperimentRecord:

@@ -48,10 +48,15 @@ __all__ = [
     "StageMove",
     "TestDecision",
     "VersionDetail",
+    "VersionKind",
     "VersionMetrics",
     "VersionPublic",
     "Volume",
 ]
+
+
+VersionKind = Literal["model", "family"]
+"""What a registered version is: one model (``models/...``) or a family release."""
 
 
 class Row(BaseModel):
@@ -194,6 +199,8 @@ class VersionPublic(BaseModel):
     metrics: Headline
     """The headline the gates read (empty for a refused version)."""
     recommendation: str | None
+    kind: VersionKind = "model"
+    """``family``: a family release (``families/...``), gated member by member."""
 
 
 class VersionDetail(VersionPublic):

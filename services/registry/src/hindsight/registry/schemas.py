@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hindsight.common import registry_api
 from hindsight.common.feature_schema import FeatureList
-from hindsight.registry.domain import Headline, VersionKind
+from hindsight.registry.domain import Headline
 from hindsight.registry.storage import VersionRecord, VersionWithCard
 
 __all__ = [
@@ -77,9 +77,6 @@ class FeatureSchemaCreate(BaseModel):
 class VersionPublic(registry_api.VersionPublic):
     """A version as the API shows it: its headline as ``metrics``, plus the recommendation."""
 
-    kind: VersionKind = "model"
-    """``family``: a family release (``families/...``), gated member by member."""
-
     @classmethod
     def of(cls, record: VersionRecord) -> VersionPublic:
         """The public form of a stored version."""
@@ -91,9 +88,6 @@ class VersionPublic(registry_api.VersionPublic):
 
 class VersionDetail(registry_api.VersionDetail):
     """A version with its full ``metrics.json`` (null for a refused version)."""
-
-    kind: VersionKind = "model"
-    """``family``: a family release (``families/...``), gated member by member."""
 
     @classmethod
     def of_carded(cls, record: VersionWithCard) -> VersionDetail:

@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
+from hindsight.common import registry_api
 from hindsight.common.family import FamilyCard, FamilyMember
 from hindsight.registry.domain.cards import MISSING, dig, first_number, number
 from hindsight.registry.domain.gates import (
@@ -58,8 +59,7 @@ __all__ = [
     "served_members",
 ]
 
-VersionKind = Literal["model", "family"]
-"""What a registered version is: one model (``models/...``) or a family release."""
+VersionKind = registry_api.VersionKind
 
 _ALPHA_KEY = re.compile(r"^[A-Za-z_]*([0-9]*\.?[0-9]+)$")
 
