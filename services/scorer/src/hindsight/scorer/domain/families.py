@@ -32,6 +32,7 @@ from hindsight.common.family import (
 from hindsight.common.limits import truncated
 from hindsight.scorer.domain.deployments import Deployment, Stage
 from hindsight.scorer.domain.features import FeatureIndex, Matrix
+from hindsight.scorer.domain.versioned import VersionedStore
 
 __all__ = [
     "QUANTILE_HEADS",
@@ -227,7 +228,7 @@ def predict_rows(
     return FamilyPredictions(conf.tolist(), [m.spec for m in routed], quantile)
 
 
-class FamilyStore:
+class FamilyStore(VersionedStore[LoadedFamily]):
     """Every loaded release, and per family the serving (production) release.
 
     Copy-on-write like :class:`~hindsight.scorer.domain.models.ModelStore`: a call never
@@ -236,22 +237,7 @@ class FamilyStore:
 
     def __init__(self, *, default_family: str) -> None:
         self.default_family = default_family
-        self._releases: dict[tuple[str, str], LoadedFamily] = {}
-        self._default: dict[str, str] = {}
-        self._names: frozenset[str] = frozenset()
-
-    @property
-    def empty(self) -> bool:
-        """True while no release is loaded."""
-        return not self._releases
-
-    def get(self, name: str, version: str) -> LoadedFamily | None:
-        """The loaded release, if any."""
-        return self._releases.get((name, version))
-
-    def default_version(self, name: str) -> str | None:
-        """The release that answers calls with no pinned ``family_version``."""
-        return self._default.get(name)
+        super().__init__()
 
     def resolve(self, family: str | None, version: str | None) -> LoadedFamily:
         """The release a call asks for; errors name ``family`` / ``family_version``.
@@ -259,7 +245,7 @@ class FamilyStore:
         No release loaded at all, or none serving the family: UNAVAILABLE, the message
         starting "no model" (the gateway's ``no_model`` fallback reads that prefix).
         """
-        releases = self._releases
+        releases = self._items
         if not releases:
             raise UnavailableError("no model family loaded yet")
         name = family or self.default_family
@@ -279,44 +265,3 @@ class FamilyStore:
         if default is None:
             raise UnavailableError(f"no model: no production release of {name!r} is loaded")
         return releases[(name, default)]
-
-    def install(self, release: LoadedFamily, *, serve: bool) -> None:
-        """Add or replace a release; ``serve`` makes it the family's default. One swap."""
-        releases = dict(self._releases)
-        releases[(release.name, release.version)] = release
-        default = dict(self._default)
-        if serve:
-            old = default.get(release.name)
-            if old is not None and old != release.version and (release.name, old) in releases:
-                releases[(release.name, old)] = releases[(release.name, old)].with_stage("previous")
-            default[release.name] = release.version
-        self._swap(releases, default)
-
-    def remove(self, name: str, version: str) -> bool:
-        """Unload a release unless it serves its family; True when removed."""
-        if self._default.get(name) == version or (name, version) not in self._releases:
-            return False
-        releases = dict(self._releases)
-        del releases[(name, version)]
-        self._swap(releases, dict(self._default))
-        return True
-
-    def loaded(self) -> list[LoadedFamily]:
-        """Every loaded release, sorted by family and version."""
-        return [self._releases[key] for key in sorted(self._releases)]
-
-    def served(self) -> list[Deployment]:
-        """The deployments of what is loaded, with the default as ``production``."""
-        return [
-            replace(r.deployment, stage="production")
-            if self._default.get(r.name) == r.version
-            else r.deployment
-            for r in self.loaded()
-        ]
-
-    def _swap(self, releases: dict[tuple[str, str], LoadedFamily], default: dict[str, str]) -> None:
-        names = frozenset(name for name, _ in releases)
-        self._names = names | self._names
-        self._releases = releases
-        self._default = default
-        self._names = names

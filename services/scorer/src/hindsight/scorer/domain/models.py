@@ -21,6 +21,7 @@ from hindsight.scorer.domain.deployments import Deployment, Stage
 from hindsight.scorer.domain.drift import DriftMonitor
 from hindsight.scorer.domain.features import FeatureIndex, Matrix
 from hindsight.scorer.domain.intervals import IntervalTable
+from hindsight.scorer.domain.versioned import VersionedStore
 
 __all__ = ["LoadedModel", "ModelStore", "Predictor"]
 
@@ -83,31 +84,16 @@ class LoadedModel:
         return replace(self, deployment=replace(self.deployment, stage=stage))
 
 
-class ModelStore:
+class ModelStore(VersionedStore[LoadedModel]):
     """Every loaded version, and per model the default (production) version."""
 
     def __init__(self, *, default_model: str) -> None:
         self.default_model = default_model
-        self._models: dict[tuple[str, str], LoadedModel] = {}
-        self._default: dict[str, str] = {}
-        self._names: frozenset[str] = frozenset()
-
-    @property
-    def empty(self) -> bool:
-        """True while no model is loaded."""
-        return not self._models
-
-    def get(self, name: str, version: str) -> LoadedModel | None:
-        """The loaded version, if any."""
-        return self._models.get((name, version))
-
-    def default_version(self, name: str) -> str | None:
-        """The version that answers calls with no pinned version."""
-        return self._default.get(name)
+        super().__init__()
 
     def resolve(self, name: str | None, version: str | None) -> LoadedModel:
         """The model a call asks for; the errors name ``model_name`` / ``model_version``."""
-        models = self._models
+        models = self._items
         if not models:
             raise UnavailableError("no model loaded yet")
         model_name = name or self.default_model
@@ -129,45 +115,3 @@ class ModelStore:
         if name and model_name not in self._names:
             raise InvalidInputError(f"unknown model {truncated(model_name)!r}", field="model_name")
         raise UnavailableError(f"no production version of {truncated(model_name)!r} is loaded")
-
-    def install(self, model: LoadedModel, *, serve: bool) -> None:
-        """Add or replace a version; ``serve`` makes it the model's default. One swap."""
-        models = dict(self._models)
-        models[(model.name, model.version)] = model
-        default = dict(self._default)
-        if serve:
-            old = default.get(model.name)
-            if old is not None and old != model.version and (model.name, old) in models:
-                models[(model.name, old)] = models[(model.name, old)].with_stage("previous")
-            default[model.name] = model.version
-        self._swap(models, default)
-
-    def remove(self, name: str, version: str) -> bool:
-        """Unload a version unless it is its model's default; True when removed."""
-        if self._default.get(name) == version or (name, version) not in self._models:
-            return False
-        models = dict(self._models)
-        del models[(name, version)]
-        self._swap(models, dict(self._default))
-        return True
-
-    def loaded(self) -> list[LoadedModel]:
-        """Every loaded version, sorted by name and version."""
-        return [self._models[key] for key in sorted(self._models)]
-
-    def served(self) -> list[Deployment]:
-        """The deployments of what is loaded, with the default as ``production``."""
-        return [
-            replace(m.deployment, stage="production")
-            if self._default.get(m.name) == m.version
-            else m.deployment
-            for m in self.loaded()
-        ]
-
-    def _swap(self, models: dict[tuple[str, str], LoadedModel], default: dict[str, str]) -> None:
-        names = frozenset(name for name, _ in models)
-        # The hot path reads _models first; every version it can see has its name known.
-        self._names = names | self._names
-        self._models = models
-        self._default = default
-        self._names = names
