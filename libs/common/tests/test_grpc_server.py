@@ -321,7 +321,12 @@ async def test_reflection_lists_and_describes_the_services(channel: grpc.aio.Cha
         for raw in described.file_descriptor_response.file_descriptor_proto
     ]
     scoring_file = next(f for f in files if f.name == "hindsight/scoring/v1/scoring.proto")
-    assert [m.name for m in scoring_file.service[0].method] == ["Score", "ScoreBatch", "Predict", "PredictBatch"]
+    assert [m.name for m in scoring_file.service[0].method] == [
+        "Score",
+        "ScoreBatch",
+        "Predict",
+        "PredictBatch",
+    ]
 
 
 async def test_stop_is_graceful_then_refuses_new_calls(
