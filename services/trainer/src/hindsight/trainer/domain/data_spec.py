@@ -23,14 +23,15 @@ from hindsight.common.artifacts import validate_name
 from hindsight.common.errors import InvalidInputError
 from hindsight.trainer.domain.rows import TrainingRow
 
-__all__ = ["DataSpec", "Target", "select_rows", "spec_catalog"]
+__all__ = ["allow_list", "DataSpec", "Target", "select_rows", "spec_catalog"]
 
 Target = Literal["realised_outcome"]
 """What the model predicts. ``realised_outcome``: the trade's result, win = 1, loss and
 breakeven = 0. Other targets (``y_entry``, quantiles) join this union later."""
 
 
-def _allow_list(value: tuple[str, ...] | None, field: str) -> tuple[str, ...] | None:
+def allow_list(value: tuple[str, ...] | None, field: str) -> tuple[str, ...] | None:
+    """A symbol / timeframe allow-list, sorted and deduplicated; None selects everything."""
     if value is None:
         return None
     if not value:
@@ -67,12 +68,12 @@ class DataSpec(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return _allow_list(value, "symbols")
+        return allow_list(value, "symbols")
 
     @field_validator("timeframes")
     @classmethod
     def _timeframes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return _allow_list(value, "timeframes")
+        return allow_list(value, "timeframes")
 
     def content_hash(self) -> str:
         """sha256 (hex) of the canonical JSON of every field but ``version``."""

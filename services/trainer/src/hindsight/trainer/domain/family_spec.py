@@ -17,20 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hindsight.common.artifacts import validate_name
 from hindsight.common.errors import InvalidInputError
 from hindsight.common.family import format_version, parse_version
+from hindsight.trainer.domain.data_spec import allow_list
 
 __all__ = ["FamilySpec", "choose_label_spec", "family_catalog", "next_family_version"]
 
 _SPEC_HASH = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _allow_list(value: tuple[str, ...] | None, field: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not value:
-        raise ValueError(f"{field}: an empty allow-list selects nothing (omit it for all)")
-    if any(not item for item in value):
-        raise ValueError(f"{field}: empty name")
-    return tuple(sorted(set(value)))
 
 
 class FamilySpec(BaseModel):
@@ -61,12 +52,12 @@ class FamilySpec(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return _allow_list(value, "symbols")
+        return allow_list(value, "symbols")
 
     @field_validator("timeframes")
     @classmethod
     def _timeframes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return _allow_list(value, "timeframes")
+        return allow_list(value, "timeframes")
 
     @field_validator("label_spec")
     @classmethod
